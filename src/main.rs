@@ -1,0 +1,108 @@
+//! The `semrouter` binary: serve, train, evaluate, check a config.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+mod commands;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use semrouter::config::{self, LogFormat};
+
+/// A semantic router for LLM inference.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service.
+    Serve {
+        /// Config file; the built-in default (config/semrouter.yaml) when omitted.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen address, overriding `server.http_addr`.
+        #[arg(long)]
+        http_addr: Option<SocketAddr>,
+    },
+    /// Validate a config file without starting anything.
+    CheckConfig {
+        /// Config file.
+        file: PathBuf,
+    },
+    /// Train a head.
+    Train {
+        #[command(subcommand)]
+        head: TrainHead,
+    },
+    /// Evaluate a head.
+    Eval {
+        #[command(subcommand)]
+        head: EvalHead,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrainHead {
+    /// Train the domain head on MMLU's test and dev splits; report accuracy on val.
+    Domain(commands::train::DomainArgs),
+}
+
+#[derive(Subcommand)]
+enum EvalHead {
+    /// Accuracy and confusion matrix of the configured domain classifier on an MMLU split.
+    Domain(commands::eval::DomainArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config: path, http_addr } => {
+            let mut config = config::load(path.as_deref())?;
+            init_logging(config.server.log_format);
+            if let Some(addr) = http_addr {
+                config.server.http_addr = addr;
+            }
+            let addr = config.server.http_addr;
+            actix_web::rt::System::new()
+                .block_on(semrouter::server::serve(config, addr))
+                .context("semrouter stopped")?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Command::CheckConfig { file } => {
+            config::load(Some(&file))?;
+            println!("{}: ok", file.display());
+            Ok(())
+        }
+        Command::Train { head: TrainHead::Domain(args) } => {
+            init_logging(LogFormat::Text);
+            runtime()?.block_on(commands::train::domain(args))
+        }
+        Command::Eval { head: EvalHead::Domain(args) } => {
+            init_logging(LogFormat::Text);
+            runtime()?.block_on(commands::eval::domain(args))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Logs to stderr; `RUST_LOG` refines the level (default `info`).
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,134 @@
+//! The HTTP front end: the actix-web server, its shared state, and start-up and shutdown.
+//!
+//! The listener starts at once so `/health` and `/ready` answer while models load; the engine
+//! is assembled on a blocking thread and swapped in when warm. SIGTERM stops accepting and
+//! lets in-flight requests finish within `server.shutdown_timeout_s`.
+
+mod body;
+mod error;
+mod http;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::middleware::from_fn;
+use actix_web::web::{self, Data};
+use actix_web::{App, HttpServer};
+use arc_swap::ArcSwapOption;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::assemble::assemble;
+use crate::config::Config;
+use crate::engine::Router;
+pub use error::ApiError;
+pub use http::MAX_EMBEDDING_INPUTS;
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The metrics recorder could not be installed.
+    #[error("metrics: {0}")]
+    Metrics(#[from] metrics_exporter_prometheus::BuildError),
+    /// The listen address is unusable.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+    /// The engine could not be built from the configuration.
+    #[error("{0}")]
+    Load(String),
+}
+
+/// State shared by all workers.
+pub struct AppState {
+    engine: ArcSwapOption<Router>,
+    metrics: PrometheusHandle,
+    max_body_bytes: usize,
+    started_unix: u64,
+}
+
+impl AppState {
+    /// The engine, or 503 while it is loading.
+    fn engine(&self) -> Result<Arc<Router>, ApiError> {
+        self.engine.load_full().ok_or_else(ApiError::not_ready)
+    }
+}
+
+/// Runs the HTTP server on `addr` until SIGTERM/SIGINT, loading the engine in the background.
+pub async fn serve(config: Config, addr: SocketAddr) -> Result<(), ServeError> {
+    let metrics_handle = metrics::install()?;
+    metrics::describe();
+    let state = Data::new(AppState {
+        engine: ArcSwapOption::empty(),
+        metrics: metrics_handle.clone(),
+        max_body_bytes: config.server.max_body_bytes,
+        started_unix: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+    });
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let app_state = state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .wrap(from_fn(metrics::record_requests))
+            .configure(http::routes)
+            .default_service(web::to(http::unknown_path))
+    })
+    .workers(workers)
+    .shutdown_timeout(config.server.shutdown_timeout_s)
+    .bind(addr)
+    .map_err(|source| ServeError::Bind { addr, source })?
+    .run();
+    tracing::info!(%addr, workers, "listening; loading models");
+
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(metrics::UPKEEP_INTERVAL);
+        loop {
+            tick.tick().await;
+            metrics_handle.run_upkeep();
+        }
+    });
+
+    let load_failure: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
+    let handle = server.handle();
+    let failure = Arc::clone(&load_failure);
+    actix_web::rt::spawn(async move {
+        let started = std::time::Instant::now();
+        let built = tokio::task::spawn_blocking(move || assemble(&config)).await;
+        match built {
+            Ok(Ok(router)) => {
+                let info = router.embedder().info();
+                ::metrics::gauge!("semrouter_build_info", "version" => env!("CARGO_PKG_VERSION"),
+                    "embedding_model" => info.model_id.clone(), "execution_provider" => info.execution_provider.clone())
+                .set(1.0);
+                ::metrics::gauge!("semrouter_ready").set(1.0);
+                tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "models loaded and warmed; ready");
+                state.engine.store(Some(Arc::new(router)));
+            }
+            Ok(Err(error)) => {
+                let _ = failure.set(error.to_string());
+                handle.stop(false).await;
+            }
+            Err(join) => {
+                let _ = failure.set(format!("model loading panicked: {join}"));
+                handle.stop(false).await;
+            }
+        }
+    });
+
+    server.await?;
+    match load_failure.get() {
+        Some(reason) => Err(ServeError::Load(reason.clone())),
+        None => Ok(()),
+    }
+}
