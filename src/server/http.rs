@@ -109,13 +109,24 @@ async fn classify(request: HttpRequest, payload: Payload, state: Data<AppState>)
         (None, None) => return Err(ApiError::invalid_param("text", "give `text` or `messages`")),
     };
     let (category, confidence) = classification.scores.top();
-    let probabilities: BTreeMap<&str, f32> = classification.scores.all().map(|(c, p)| (c.name(), p)).collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "category": CategoryPick { name: category.name(), confidence },
-        "probabilities": probabilities,
-        "tokens": classification.tokens,
-        "timing_us": TimingUs::new(parse, &classification.timing, received.elapsed()),
-    })))
+    Ok(HttpResponse::Ok().json(ClassifyReply {
+        category: CategoryPick {
+            name: category.name(),
+            confidence,
+        },
+        probabilities: classification.scores.all().map(|(c, p)| (c.name(), p)).collect(),
+        tokens: classification.tokens,
+        timing_us: TimingUs::new(parse, &classification.timing, received.elapsed()),
+    }))
+}
+
+#[derive(Serialize)]
+struct ClassifyReply {
+    category: CategoryPick,
+    /// Every category, in canonical (alphabetical) order.
+    probabilities: BTreeMap<&'static str, f32>,
+    tokens: usize,
+    timing_us: TimingUs,
 }
 
 /// `POST /v1/embeddings`: OpenAI-compatible embeddings from the configured backend.
