@@ -82,9 +82,14 @@ pub struct OnnxModelConfig {
     /// Sessions that run batches in parallel, each on its own worker thread.
     #[serde(default = "default_one")]
     pub sessions: usize,
-    /// Intra-op threads per session; 0 lets ONNX Runtime use one per core.
+    /// Intra-op threads per session; 0 means one per core.
     #[serde(default)]
     pub intra_threads: usize,
+    /// Threads of an extra "solo" session that runs a request arriving alone on an idle
+    /// machine, when one wide forward pass is fastest; 0 turns it off. Sessions never run
+    /// more threads together than the larger of this and `sessions * intra_threads`.
+    #[serde(default)]
+    pub solo_threads: usize,
     /// Let intra-op threads spin while waiting for work: lower latency, more CPU.
     #[serde(default = "default_true")]
     pub spinning: bool,
@@ -135,6 +140,14 @@ pub struct InvalidSetting {
 }
 
 impl OnnxModelConfig {
+    /// Threads one parallel session uses (`intra_threads`, or one per core when 0).
+    pub fn threads_per_session(&self) -> usize {
+        match self.intra_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// Checks values that serde cannot; errors name the offending key under `prefix`.
     pub fn validate(&self, prefix: &str) -> Result<(), InvalidSetting> {
         let invalid = |key: &str, message: String| InvalidSetting {

@@ -4,7 +4,8 @@
 //! from the model's declared inputs) as an [`Embedder`](semrouter_embedder::Embedder), and
 //! sequence-classification models as a [`TextClassifier`](semrouter_embedder::TextClassifier).
 //! Each model has one or more sessions, each owned by a worker thread that takes length-grouped
-//! batches from a bounded queue, so no lock serialises inference.
+//! batches from a bounded queue, so no lock serialises inference; an optional wide "solo"
+//! session serves a request that arrives alone.
 
 mod classifier;
 mod config;
@@ -17,6 +18,7 @@ mod queue;
 mod runtime;
 mod session;
 mod tokenize;
+mod worker;
 
 use std::path::Path;
 

@@ -8,9 +8,10 @@ use std::time::Instant;
 use semrouter_embedder::{BackendError, BackendInfo, Encoded, StageTiming};
 use tokio::sync::oneshot;
 
-use crate::config::OnnxModelConfig;
+use crate::config::{OnnxModelConfig, ProviderKind};
 use crate::provider::build_session;
-use crate::queue::{spawn_worker, BatchLimits, BatchQueue, Job};
+use crate::queue::{BatchLimits, BatchQueue, Job, Lane};
+use crate::worker;
 use crate::session::{ModelSession, OutputKind};
 use crate::tokenize::{TextTokenizer, Tokens};
 use crate::{OnnxError, OnnxRuntime};
@@ -30,8 +31,8 @@ pub(crate) struct OnnxModel {
 }
 
 impl OnnxModel {
-    /// Loads the tokenizer and `config.sessions` sessions, warms each up, and starts one worker
-    /// thread per session. Returns once the model can serve.
+    /// Loads the tokenizer, `config.sessions` parallel sessions and the optional solo session,
+    /// warms each up, and starts one worker thread per session. Returns once the model can serve.
     pub(crate) fn load(runtime: &OnnxRuntime, config: &OnnxModelConfig, kind: OutputKind) -> Result<Self, OnnxError> {
         runtime.require_file("ONNX model", &config.model)?;
         runtime.require_file("tokenizer", &config.tokenizer)?;
@@ -51,22 +52,34 @@ impl OnnxModel {
             max_batch_tokens: config.max_batch_tokens,
             max_length_ratio: config.max_length_ratio,
         };
-        let queue = Arc::new(BatchQueue::new(config.queue_capacity, limits, model_id.clone()));
-        let mut active = None;
+        let narrow_threads = config.threads_per_session();
+        let thread_budget = (config.sessions * narrow_threads).max(config.solo_threads);
+        let has_solo = config.solo_threads > 0;
+        let queue = Arc::new(BatchQueue::new(config.queue_capacity, limits, thread_budget, has_solo, model_id.clone()));
+
+        let mut lanes: Vec<(Lane, usize)> = vec![(Lane::Narrow { threads: narrow_threads }, narrow_threads); config.sessions];
+        if has_solo {
+            lanes.push((Lane::Solo, config.solo_threads));
+        }
+        let mut active = config.execution_provider;
         let mut dimension = 0;
         let mut uses_token_type_ids = false;
-        for index in 0..config.sessions {
-            let (session, provider) = build_session(runtime.environment(), &config.model, config)?;
-            let mut session = ModelSession::new(session, &config.model, kind)?;
+        for (index, (lane, threads)) in lanes.into_iter().enumerate() {
+            let (session, provider) = build_session(runtime.environment(), &config.model, config, threads)?;
+            let arenas = match provider {
+                ProviderKind::Cpu => "cpu:0".to_string(),
+                _ => format!("cpu:0;gpu:{}", config.device_id),
+            };
+            let mut session = ModelSession::new(session, &config.model, kind, &arenas)?;
             dimension = warm_up(&mut session, &warmup, &config.model)?;
             uses_token_type_ids = session.uses_token_type_ids();
-            active = Some(provider);
-            spawn_worker(format!("onnx-{model_id}-{index}"), Arc::clone(&queue), session).map_err(|e| OnnxError::Model {
+            active = provider;
+            let name = format!("onnx-{index}-{model_id}");
+            worker::spawn(name, Arc::clone(&queue), Arc::clone(&tokenizer), session, lane).map_err(|e| OnnxError::Model {
                 path: config.model.clone(),
                 reason: format!("cannot start a worker thread: {e}"),
             })?;
         }
-        let active = active.unwrap_or(config.execution_provider);
         let info = BackendInfo {
             backend: "onnx".into(),
             model_id,
@@ -81,6 +94,8 @@ impl OnnxModel {
             dimension,
             token_type_ids = uses_token_type_ids,
             sessions = config.sessions,
+            threads_per_session = narrow_threads,
+            solo_threads = config.solo_threads,
             execution_provider = %info.execution_provider,
             requested_provider = %info.requested_provider,
             "ONNX model loaded"
@@ -102,39 +117,36 @@ impl OnnxModel {
         self.uses_token_type_ids
     }
 
-    /// Tokenises `texts` off the async runtime, queues them, and awaits one row per text.
+    /// Queues `texts` (the workers tokenise them) and awaits one row per text.
     pub(crate) async fn run(&self, texts: Vec<String>) -> Result<Vec<Encoded>, BackendError> {
         if let Some(index) = texts.iter().position(|t| t.trim().is_empty()) {
             return Err(BackendError::EmptyInput { index });
         }
-        let tokenizer = Arc::clone(&self.tokenizer);
-        let started = Instant::now();
-        let tokens = tokio::task::spawn_blocking(move || texts.iter().map(|t| tokenizer.encode(t)).collect::<Result<Vec<_>, _>>())
-            .await
-            .map_err(|e| BackendError::Inference(format!("tokenizer task failed: {e}")))?
-            .map_err(BackendError::Inference)?;
-        let tokenize = started.elapsed();
-
         let enqueued = Instant::now();
-        let mut waiting = Vec::with_capacity(tokens.len());
-        let jobs = tokens
+        let mut waiting = Vec::with_capacity(texts.len());
+        let jobs = texts
             .into_iter()
-            .map(|tokens| {
+            .map(|text| {
                 let (reply, rx) = oneshot::channel();
-                waiting.push((rx, tokens.len()));
-                Job { tokens, enqueued, reply }
+                waiting.push(rx);
+                Job {
+                    estimated_tokens: self.tokenizer.estimate_tokens(&text),
+                    text,
+                    enqueued,
+                    reply,
+                }
             })
             .collect();
         self.queue.push_all(jobs)?;
 
         let mut out = Vec::with_capacity(waiting.len());
-        for (rx, token_count) in waiting {
+        for rx in waiting {
             let done = rx.await.map_err(|_| BackendError::ShuttingDown)??;
             out.push(Encoded {
                 values: done.values,
-                tokens: token_count,
+                tokens: done.tokens,
                 timing: StageTiming {
-                    tokenize,
+                    tokenize: done.tokenize,
                     queue: done.queue,
                     infer: done.infer,
                 },

@@ -14,11 +14,13 @@ use ort::session::builder::GraphOptimizationLevel;
 use crate::config::{OnnxModelConfig, ProviderKind, ProviderPolicy};
 use crate::OnnxError;
 
-/// Builds one session for `model` and returns it with the provider that really runs it.
+/// Builds one session for `model` with `threads` intra-op threads and returns it with the
+/// provider that really runs it.
 pub(crate) fn build_session(
     env: &Environment,
     model: &Path,
     config: &OnnxModelConfig,
+    threads: usize,
 ) -> Result<(Session, ProviderKind), OnnxError> {
     let model_error = |e: ort::Error| OnnxError::Model {
         path: model.to_path_buf(),
@@ -26,9 +28,9 @@ pub(crate) fn build_session(
     };
     let requested = config.execution_provider;
     if requested == ProviderKind::Cpu {
-        return commit(env, model, config, &[]).map(|s| (s, ProviderKind::Cpu)).map_err(model_error);
+        return commit(env, model, config, threads, &[]).map(|s| (s, ProviderKind::Cpu)).map_err(model_error);
     }
-    match commit(env, model, config, &accelerated(requested, config.device_id)) {
+    match commit(env, model, config, threads, &accelerated(requested, config.device_id)) {
         Ok(session) => Ok((session, requested)),
         Err(e) if config.provider_policy == ProviderPolicy::Required => Err(OnnxError::ProviderUnavailable {
             provider: requested.as_str().to_string(),
@@ -40,7 +42,7 @@ pub(crate) fn build_session(
                 reason = %e,
                 "preferred execution provider could not be loaded; running on cpu"
             );
-            commit(env, model, config, &[]).map(|s| (s, ProviderKind::Cpu)).map_err(model_error)
+            commit(env, model, config, threads, &[]).map(|s| (s, ProviderKind::Cpu)).map_err(model_error)
         }
     }
 }
@@ -65,15 +67,17 @@ fn commit(
     env: &Environment,
     model: &Path,
     config: &OnnxModelConfig,
+    threads: usize,
     providers: &[ExecutionProviderDispatch],
 ) -> ort::Result<Session> {
+    // Memory patterns are planned per input shape and kept; with a new shape on nearly every
+    // request they only add memory (measured: 570 MB against 215 MB over MMLU val).
     let mut builder = Session::builder(env)?
         .with_optimization_level(GraphOptimizationLevel::All)?
+        .with_memory_pattern(false)?
         .with_inter_threads(1)?
+        .with_intra_threads(threads)?
         .with_intra_op_spinning(config.spinning)?;
-    if config.intra_threads > 0 {
-        builder = builder.with_intra_threads(config.intra_threads)?;
-    }
     if !providers.is_empty() {
         builder = builder.with_execution_providers(providers)?;
     }

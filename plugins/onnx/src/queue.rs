@@ -1,22 +1,22 @@
 //! The bounded queue between request handlers and inference workers.
 //!
-//! Handlers push tokenised texts and await a reply; each worker thread owns one session and
-//! takes a batch whenever it is free. So requests keep arriving while a batch runs, and the
-//! texts that arrived meanwhile share the next forward pass. A batch starts from the oldest
-//! waiting text and takes others of similar length while the padded token budget allows,
-//! which bounds padding waste. A full queue refuses work at once instead of growing latency.
+//! Handlers push texts and await a reply; each worker thread owns one session and takes a
+//! batch whenever it is free, so requests keep arriving while batches run and no lock is held
+//! during inference. A batch starts from the oldest waiting text and takes others of similar
+//! length while the padded token budget allows, which bounds padding waste. A full queue
+//! refuses work at once instead of growing latency.
+//!
+//! Workers share a budget of CPU threads so that sessions running together never
+//! oversubscribe the cores. Narrow workers (few threads each) serve concurrent load in
+//! parallel; an optional solo worker, as wide as the whole budget, takes a request that
+//! arrives alone while everything is idle, which is when one wide forward pass is fastest.
 
 use std::collections::VecDeque;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use semrouter_embedder::BackendError;
 use tokio::sync::oneshot;
-
-use crate::session::ModelSession;
-use crate::tokenize::Tokens;
 
 /// Tokens of length difference a batch accepts on top of `max_length_ratio`, so that very
 /// short texts (a few tokens) still batch together.
@@ -26,13 +26,17 @@ const LENGTH_ALLOWANCE: usize = 8;
 #[derive(Debug)]
 pub(crate) struct Done {
     pub values: Vec<f32>,
+    pub tokens: usize,
+    pub tokenize: Duration,
     pub queue: Duration,
     pub infer: Duration,
 }
 
 /// One text waiting for inference.
 pub(crate) struct Job {
-    pub tokens: Tokens,
+    pub text: String,
+    /// Token count estimated from the text's length, for grouping before tokenisation.
+    pub estimated_tokens: usize,
     pub enqueued: Instant,
     pub reply: oneshot::Sender<Result<Done, BackendError>>,
 }
@@ -45,9 +49,20 @@ pub(crate) struct BatchLimits {
     pub max_length_ratio: f32,
 }
 
+/// The kind of worker asking for a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// One of the parallel sessions; `threads` of the budget each.
+    Narrow { threads: usize },
+    /// The session as wide as the whole budget, for a request alone on an idle machine.
+    Solo,
+}
+
 struct State {
     jobs: VecDeque<Job>,
     closed: bool,
+    /// Threads of the budget not held by a running batch.
+    free_threads: usize,
 }
 
 /// A bounded multi-producer, multi-worker queue that hands out length-grouped batches.
@@ -56,26 +71,45 @@ pub(crate) struct BatchQueue {
     wake: Condvar,
     capacity: usize,
     limits: BatchLimits,
-    model: String,
+    thread_budget: usize,
+    has_solo: bool,
+    pub(crate) model: String,
+}
+
+/// Threads a running batch holds; returned to the budget when dropped.
+pub(crate) struct Permit<'q> {
+    queue: &'q BatchQueue,
+    threads: usize,
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        self.queue.lock().free_threads += self.threads;
+        self.queue.wake.notify_all();
+    }
 }
 
 impl BatchQueue {
-    pub(crate) fn new(capacity: usize, limits: BatchLimits, model: String) -> Self {
+    /// A queue of `capacity` texts whose workers share `thread_budget` threads.
+    pub(crate) fn new(capacity: usize, limits: BatchLimits, thread_budget: usize, has_solo: bool, model: String) -> Self {
         Self {
             state: Mutex::new(State {
                 jobs: VecDeque::with_capacity(capacity),
                 closed: false,
+                free_threads: thread_budget,
             }),
             wake: Condvar::new(),
             capacity,
             limits,
+            thread_budget,
+            has_solo,
             model,
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding this lock cannot leave the queue inconsistent (every critical
-        // section is a few VecDeque operations), so a poisoned lock is still usable.
+        // Every critical section is a few VecDeque operations and counter updates, so a
+        // panic cannot leave the state inconsistent and a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -90,36 +124,47 @@ impl BatchQueue {
             metrics::counter!("semrouter_onnx_queue_rejections_total", "model" => self.model.clone()).increment(1);
             return Err(BackendError::Overloaded { capacity: self.capacity });
         }
-        let many = jobs.len() > 1;
         state.jobs.extend(jobs);
         metrics::gauge!("semrouter_onnx_queue_depth", "model" => self.model.clone()).set(state.jobs.len() as f64);
         drop(state);
-        if many {
-            self.wake.notify_all();
-        } else {
-            self.wake.notify_one();
-        }
+        // Which worker should take the work depends on the load, so every idle worker looks.
+        self.wake.notify_all();
         Ok(())
     }
 
-    /// Blocks until a batch is available; `None` once the queue is closed and drained.
-    pub(crate) fn next_batch(&self) -> Option<Vec<Job>> {
+    /// Blocks until `lane` may run a batch; `None` once the queue is closed and drained.
+    pub(crate) fn next_batch(&self, lane: Lane) -> Option<(Vec<Job>, Permit<'_>)> {
+        let threads = match lane {
+            Lane::Narrow { threads } => threads.min(self.thread_budget),
+            Lane::Solo => self.thread_budget,
+        };
         let mut state = self.lock();
         loop {
-            while let Some(first) = state.jobs.pop_front() {
-                if first.reply.is_closed() {
-                    continue; // the caller went away: never spend inference on it
-                }
-                let batch = self.fill_batch(&mut state.jobs, first);
-                metrics::gauge!("semrouter_onnx_queue_depth", "model" => self.model.clone()).set(state.jobs.len() as f64);
-                let more = !state.jobs.is_empty();
-                drop(state);
-                if more {
-                    self.wake.notify_one();
-                }
-                return Some(batch);
+            // The caller went away: never spend inference on it.
+            while state.jobs.front().is_some_and(|job| job.reply.is_closed()) {
+                state.jobs.pop_front();
             }
-            if state.closed {
+            let pending = state.jobs.len();
+            let idle = state.free_threads == self.thread_budget;
+            let eligible = pending > 0
+                && state.free_threads >= threads
+                && match lane {
+                    // A lone request on an idle machine is the solo worker's, if there is one.
+                    Lane::Narrow { .. } => !(self.has_solo && idle && pending == 1),
+                    Lane::Solo => idle && pending == 1,
+                };
+            if eligible {
+                if let Some(first) = state.jobs.pop_front() {
+                    let batch = match lane {
+                        Lane::Narrow { .. } => self.fill_batch(&mut state.jobs, first),
+                        Lane::Solo => vec![first],
+                    };
+                    state.free_threads -= threads;
+                    metrics::gauge!("semrouter_onnx_queue_depth", "model" => self.model.clone()).set(state.jobs.len() as f64);
+                    return Some((batch, Permit { queue: self, threads }));
+                }
+            }
+            if state.closed && pending == 0 {
                 return None;
             }
             state = self.wake.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -129,7 +174,7 @@ impl BatchQueue {
     /// Starting from `first`, takes waiting jobs of similar length while the limits allow.
     fn fill_batch(&self, jobs: &mut VecDeque<Job>, first: Job) -> Vec<Job> {
         let limits = self.limits;
-        let mut shortest = first.tokens.len().max(1);
+        let mut shortest = first.estimated_tokens.max(1);
         let mut longest = shortest;
         let mut batch = vec![first];
         let mut i = 0;
@@ -138,7 +183,7 @@ impl BatchQueue {
                 jobs.remove(i);
                 continue;
             }
-            let len = jobs[i].tokens.len().max(1);
+            let len = jobs[i].estimated_tokens.max(1);
             let (lo, hi) = (shortest.min(len), longest.max(len));
             let within_budget = (batch.len() + 1) * hi <= limits.max_batch_tokens;
             let similar = hi as f32 <= lo as f32 * limits.max_length_ratio + LENGTH_ALLOWANCE as f32;
@@ -162,57 +207,16 @@ impl BatchQueue {
     }
 }
 
-/// Starts a worker thread that owns `session` and serves batches from `queue` until it closes.
-pub(crate) fn spawn_worker(name: String, queue: Arc<BatchQueue>, mut session: ModelSession) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name(name).spawn(move || {
-        while let Some(batch) = queue.next_batch() {
-            let started = Instant::now();
-            let tokens: Vec<&Tokens> = batch.iter().map(|job| &job.tokens).collect();
-            // A panic inside the model must not kill the worker: its callers would wait forever.
-            let result = catch_unwind(AssertUnwindSafe(|| session.run(&tokens)))
-                .unwrap_or_else(|_| Err("the model panicked while running a batch".to_string()));
-            let infer = started.elapsed();
-            metrics::histogram!("semrouter_onnx_batch_size", "model" => queue.model.clone()).record(batch.len() as f64);
-            match result {
-                Ok(rows) if rows.len() == batch.len() => {
-                    for (job, values) in batch.into_iter().zip(rows) {
-                        let queue_time = started.saturating_duration_since(job.enqueued);
-                        // The caller may have gone away meanwhile; nothing to do then.
-                        let _ = job.reply.send(Ok(Done {
-                            values,
-                            queue: queue_time,
-                            infer,
-                        }));
-                    }
-                }
-                other => {
-                    let reason = match other {
-                        Err(reason) => reason,
-                        Ok(rows) => format!("the model returned {} rows for a batch of {}", rows.len(), batch.len()),
-                    };
-                    tracing::error!(model = %queue.model, %reason, "inference failed");
-                    for job in batch {
-                        let _ = job.reply.send(Err(BackendError::Inference(reason.clone())));
-                    }
-                }
-            }
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn job(len: usize) -> (Job, oneshot::Receiver<Result<Done, BackendError>>) {
+    fn job(tokens: usize) -> (Job, oneshot::Receiver<Result<Done, BackendError>>) {
         let (tx, rx) = oneshot::channel();
-        let tokens = Tokens {
-            ids: vec![1; len],
-            type_ids: vec![0; len],
-        };
         (
             Job {
-                tokens,
+                text: "x".repeat(tokens),
+                estimated_tokens: tokens,
                 enqueued: Instant::now(),
                 reply: tx,
             },
@@ -226,7 +230,13 @@ mod tests {
             max_batch_tokens,
             max_length_ratio: 2.0,
         };
-        BatchQueue::new(capacity, limits, "test".into())
+        BatchQueue::new(capacity, limits, 2, false, "test".into())
+    }
+
+    const NARROW: Lane = Lane::Narrow { threads: 1 };
+
+    fn lengths(batch: &[Job]) -> Vec<usize> {
+        batch.iter().map(|j| j.estimated_tokens).collect()
     }
 
     #[test]
@@ -236,7 +246,7 @@ mod tests {
         let (b, _rb) = job(4);
         let (c, _rc) = job(4);
         q.push_all(vec![a, b]).unwrap();
-        assert_eq!(q.push_all(vec![c]), Err(BackendError::Overloaded { capacity: 2 }));
+        assert_eq!(q.push_all(vec![c]).unwrap_err(), BackendError::Overloaded { capacity: 2 });
     }
 
     #[test]
@@ -250,10 +260,11 @@ mod tests {
             receivers.push(r);
         }
         q.push_all(jobs).unwrap();
-        let first: Vec<usize> = q.next_batch().unwrap().iter().map(|j| j.tokens.len()).collect();
-        assert_eq!(first, vec![10, 12, 9]);
-        let second: Vec<usize> = q.next_batch().unwrap().iter().map(|j| j.tokens.len()).collect();
-        assert_eq!(second, vec![200, 150]);
+        let (first, permit) = q.next_batch(NARROW).unwrap();
+        assert_eq!(lengths(&first), vec![10, 12, 9]);
+        drop(permit);
+        let (second, _permit) = q.next_batch(NARROW).unwrap();
+        assert_eq!(lengths(&second), vec![200, 150]);
     }
 
     #[test]
@@ -267,14 +278,14 @@ mod tests {
             receivers.push(r);
         }
         q.push_all(jobs).unwrap();
-        assert_eq!(q.next_batch().unwrap().len(), 3);
-        assert_eq!(q.next_batch().unwrap().len(), 3);
+        assert_eq!(q.next_batch(NARROW).unwrap().0.len(), 3);
+        assert_eq!(q.next_batch(NARROW).unwrap().0.len(), 3);
         let q = queue(16, 8, 25);
         let (a, _ra) = job(10);
         let (b, _rb) = job(10);
         let (c, _rc) = job(10);
         q.push_all(vec![a, b, c]).unwrap();
-        assert_eq!(q.next_batch().unwrap().len(), 2, "3 x 10 tokens exceed a budget of 25");
+        assert_eq!(q.next_batch(NARROW).unwrap().0.len(), 2, "3 x 10 tokens exceed a budget of 25");
     }
 
     #[test]
@@ -284,7 +295,7 @@ mod tests {
         let (b, _rb) = job(5);
         drop(ra);
         q.push_all(vec![a, b]).unwrap();
-        assert_eq!(q.next_batch().unwrap().len(), 1);
+        assert_eq!(q.next_batch(NARROW).unwrap().0.len(), 1);
     }
 
     #[test]
@@ -293,9 +304,38 @@ mod tests {
         let (a, _ra) = job(5);
         q.push_all(vec![a]).unwrap();
         q.close();
-        assert!(q.next_batch().is_some());
-        assert!(q.next_batch().is_none());
+        assert!(q.next_batch(NARROW).is_some());
+        assert!(q.next_batch(NARROW).is_none());
         let (b, _rb) = job(5);
-        assert_eq!(q.push_all(vec![b]), Err(BackendError::ShuttingDown));
+        assert_eq!(q.push_all(vec![b]).unwrap_err(), BackendError::ShuttingDown);
+    }
+
+    #[test]
+    fn a_lone_request_goes_solo_and_concurrent_ones_go_narrow() {
+        let limits = BatchLimits {
+            max_batch_size: 1,
+            max_batch_tokens: 1024,
+            max_length_ratio: 2.0,
+        };
+        let q = std::sync::Arc::new(BatchQueue::new(16, limits, 2, true, "test".into()));
+        let (a, _ra) = job(5);
+        q.push_all(vec![a]).unwrap();
+        // Alone on an idle machine: the solo worker takes it, holding the whole budget.
+        let (batch, permit) = q.next_batch(Lane::Solo).unwrap();
+        assert_eq!(batch.len(), 1);
+        // While it runs, new work waits for threads; once it is done, two narrow workers share.
+        let (b, _rb) = job(5);
+        let (c, _rc) = job(5);
+        q.push_all(vec![b, c]).unwrap();
+        let waiter = {
+            let q = std::sync::Arc::clone(&q);
+            std::thread::spawn(move || q.next_batch(NARROW).map(|(b, _)| b.len()))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "no thread is free while the solo batch runs");
+        drop(permit);
+        assert_eq!(waiter.join().unwrap(), Some(1));
+        // The last one is alone again on an idle machine.
+        assert_eq!(q.next_batch(Lane::Solo).unwrap().0.len(), 1);
     }
 }

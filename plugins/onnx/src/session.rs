@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use ort::session::{Session, SessionInputValue};
+use ort::session::{RunOptions, Session, SessionInputValue};
 
 use ort::value::{Tensor, TensorElementType, ValueType};
 
@@ -44,6 +44,7 @@ enum InputRole {
 /// A session plus what was learnt about its inputs and outputs at load time.
 pub(crate) struct ModelSession {
     session: Session,
+    run_options: RunOptions,
     inputs: Vec<(String, InputRole, IdType)>,
     output: String,
     output_rank: usize,
@@ -54,11 +55,19 @@ pub(crate) struct ModelSession {
 
 impl ModelSession {
     /// Inspects `session`'s declared inputs and outputs and checks they fit `kind`.
-    pub(crate) fn new(session: Session, path: &Path, kind: OutputKind) -> Result<Self, OnnxError> {
+    /// `arena_devices` names the memory arenas to shrink after every run (e.g. `cpu:0`).
+    pub(crate) fn new(session: Session, path: &Path, kind: OutputKind, arena_devices: &str) -> Result<Self, OnnxError> {
         let error = |reason: String| OnnxError::Model {
             path: path.to_path_buf(),
             reason,
         };
+        // ONNX Runtime's arena keeps the peak of every shape it has seen; with prompts of every
+        // length that grew to 940 MB over MMLU val. Shrinking after each run keeps resident
+        // memory at its start-up size (about 215 MB) at no measured cost in throughput.
+        let mut run_options = RunOptions::new().map_err(|e| error(e.to_string()))?;
+        run_options
+            .set("memory.enable_memory_arena_shrinkage", arena_devices)
+            .map_err(|e| error(e.to_string()))?;
         let mut inputs = Vec::new();
         for input in session.inputs() {
             let role = match input.name() {
@@ -112,6 +121,7 @@ impl ModelSession {
         })?;
         Ok(Self {
             session,
+            run_options,
             inputs,
             output,
             output_rank,
@@ -151,7 +161,7 @@ impl ModelSession {
             };
             values.push((name.clone(), id_tensor(data, rows, cols, *id_type)?));
         }
-        let outputs = self.session.run(values).map_err(|e| e.to_string())?;
+        let outputs = self.session.run_with_options(values, &self.run_options).map_err(|e| e.to_string())?;
         let value = outputs
             .get(&self.output)
             .ok_or_else(|| format!("the model produced no `{}` output", self.output))?;

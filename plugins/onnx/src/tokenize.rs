@@ -36,6 +36,7 @@ impl Tokens {
 /// A Hugging Face tokenizer configured for one model: no padding, truncation at `max_tokens`.
 pub struct TextTokenizer {
     inner: Tokenizer,
+    max_tokens: usize,
     max_bytes: usize,
 }
 
@@ -58,8 +59,15 @@ impl TextTokenizer {
             .map_err(|e| error(e.to_string()))?;
         Ok(Self {
             inner,
+            max_tokens,
             max_bytes: max_tokens.saturating_mul(BYTES_PER_TOKEN_BOUND),
         })
+    }
+
+    /// A cheap estimate of the token count of `text` (about four bytes per token, special
+    /// tokens included, capped at the limit), for grouping texts before they are tokenised.
+    pub fn estimate_tokens(&self, text: &str) -> usize {
+        (text.len() / 4 + 2).min(self.max_tokens)
     }
 
     /// Tokenises one text (CPU-bound: call it off the async runtime).
