@@ -123,8 +123,12 @@ async fn the_classified_text_is_configurable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_requests_share_forward_passes() {
-    let server = Server::start_default();
+async fn concurrent_requests_share_forward_passes_when_batching_is_on() {
+    // The default runs one prompt per pass (measured fastest on 2 cores); batching is a setting.
+    let server = Server::start(Launch {
+        env: vec![("SEMROUTER__EMBEDDING__ONNX__MAX_BATCH_SIZE", "16".into())],
+        ..Launch::default()
+    });
     let client = reqwest::Client::new();
     let prompts = [
         "Solve 3x + 5 = 20 for x",
