@@ -1,16 +1,23 @@
 //! The one place that turns a [`Config`] into a running [`Router`]: it chooses the concrete
 //! backends (plugins), loads the models and heads, and checks they belong together.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use semrouter_embedder::Embedder;
+use semrouter_embedder::{BackendInfo, Embedder};
 use semrouter_onnx::{OnnxClassifier, OnnxEncoder, OnnxError, OnnxRuntime};
 
-use crate::config::{ClassifierKind, Config, EmbeddingBackend};
-use crate::engine::domain::{DomainClassifier, LabelError};
+use crate::config::{ClassifierKind, Config, EmbeddingBackend, HeadSignalConfig};
 use crate::engine::fleet::{Fleet, ModelCard};
-use crate::engine::{Router, Routing};
+use crate::engine::policy::{Policies, PolicyError, PolicyScope};
+use crate::engine::reasoning::{FamilyError, Families};
+use crate::engine::scorer::Scorer;
+use crate::engine::signals::domain::{DomainClassifier, LabelError};
+use crate::engine::signals::{HeadSignal, KeywordError, KeywordRules, NeedModel, SignalSet, JAILBREAK_LABEL};
+use crate::engine::stats::ModelStats;
+use crate::engine::tools::ToolSelector;
+use crate::engine::{Router, RouterParts, Routing};
 use crate::heads::{HeadError, LinearHead};
 
 /// Said after every missing fetched file.
@@ -33,6 +40,14 @@ pub enum AssembleError {
         /// What is wrong.
         source: LabelError,
     },
+    /// A head lacks a label the signal needs.
+    #[error("head {path}: {message}")]
+    HeadLabels {
+        /// Head file.
+        path: String,
+        /// What is missing.
+        message: String,
+    },
     /// A file the configuration names is missing.
     #[error("{what} not found at {path}; {hint}")]
     MissingFile {
@@ -46,19 +61,33 @@ pub enum AssembleError {
     /// A section validation requires is absent (validation was skipped).
     #[error("config key `{0}` is required")]
     MissingSection(&'static str),
+    /// A policy refers to something that does not exist.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// A keyword rule does not compile.
+    #[error("config key `signals.keywords`: {0}")]
+    Keyword(#[from] KeywordError),
+    /// A reasoning family is unusable.
+    #[error("config key `reasoning.families`: {0}")]
+    Family(#[from] FamilyError),
 }
 
 /// Builds the decision engine described by `config` (loads and warms every model).
 pub fn assemble(config: &Config) -> Result<Router, AssembleError> {
     let runtime = runtime(config)?;
     let embedder = build_embedder(config, &runtime)?;
+    assemble_with(config, &runtime, embedder)
+}
+
+/// Builds the engine around an embedding backend that is already running (benches and tests
+/// use a fixed one; `assemble` uses the configured one).
+pub fn assemble_with(config: &Config, runtime: &OnnxRuntime, embedder: Arc<dyn Embedder>) -> Result<Router, AssembleError> {
+    let info = embedder.info().clone();
 
     let classifier = match config.classifier.kind {
         ClassifierKind::Linear => {
             let path = config.classifier.head.as_deref().ok_or(AssembleError::MissingSection("classifier.head"))?;
-            require_file("domain head", path, "train one with `semrouter train domain`")?;
-            let head = LinearHead::load(path)?;
-            head.check_binding(path, embedder.info())?;
+            let head = load_head(path, "domain head", "train one with `semrouter train domain`", &info)?;
             DomainClassifier::linear(head).map_err(|source| AssembleError::Labels {
                 origin: path.display().to_string(),
                 source,
@@ -67,7 +96,7 @@ pub fn assemble(config: &Config) -> Result<Router, AssembleError> {
         ClassifierKind::Onnx => {
             let onnx = config.classifier.onnx.as_ref().ok_or(AssembleError::MissingSection("classifier.onnx"))?;
             let labels = config.classifier.labels.as_deref().ok_or(AssembleError::MissingSection("classifier.labels"))?;
-            let model = OnnxClassifier::load(&runtime, onnx, labels)?;
+            let model = OnnxClassifier::load(runtime, onnx, labels)?;
             DomainClassifier::sequence(Arc::new(model)).map_err(|source| AssembleError::Labels {
                 origin: labels.display().to_string(),
                 source,
@@ -75,9 +104,73 @@ pub fn assemble(config: &Config) -> Result<Router, AssembleError> {
         }
     };
 
+    let complexity = config
+        .signals
+        .complexity
+        .as_ref()
+        .map(|c| head_signal(c, "complexity head", "train one with `semrouter train complexity`", &info))
+        .transpose()?;
+    if let (Some(head), Some(c)) = (&complexity, &config.signals.complexity) {
+        if let Some(label) = config.reasoning.complexity_scores.keys().find(|l| !head.labels().contains(l)) {
+            return Err(AssembleError::HeadLabels {
+                path: c.head.display().to_string(),
+                message: format!("reasoning.complexity_scores names `{label}`, which is not one of its labels ({})", head.labels().join(", ")),
+            });
+        }
+    }
+    let jailbreak = config
+        .signals
+        .jailbreak
+        .as_ref()
+        .map(|c| {
+            let head = head_signal(c, "jailbreak head", "train one with `semrouter train jailbreak`", &info)?;
+            if !head.labels().iter().any(|l| l == JAILBREAK_LABEL) {
+                return Err(AssembleError::HeadLabels {
+                    path: c.head.display().to_string(),
+                    message: format!("a jailbreak head needs a label named `{JAILBREAK_LABEL}`"),
+                });
+            }
+            Ok((head, c.threshold as f32))
+        })
+        .transpose()?;
+
+    let keywords = KeywordRules::new(&config.signals.keywords)?;
+    let policies = Policies::new(
+        &config.policies,
+        &PolicyScope {
+            models: config.models.iter().map(|m| m.name.as_str()).collect(),
+            has_complexity: complexity.is_some(),
+            complexity_labels: complexity.as_ref().map(|h| h.labels().iter().map(String::as_str).collect::<HashSet<_>>()),
+            has_jailbreak: jailbreak.is_some(),
+            keywords: config.signals.keywords.iter().map(|k| k.name.as_str()).collect(),
+            preferences: config.scoring.preference_names().into_iter().collect(),
+        },
+    )?;
+    let signals = SignalSet {
+        complexity,
+        jailbreak,
+        keywords,
+        need: NeedModel::from_config(&config.reasoning),
+    };
+
     let fleet = Fleet::new(config.models.iter().map(ModelCard::from_config).collect());
-    let routing = Routing::from_config(&config.routing, config.classifier.text);
-    Ok(Router::new(embedder, classifier, fleet, routing))
+    let stats = Arc::new(ModelStats::new(
+        config.models.iter().map(|m| (m.name.clone(), m.latency_prior_ms)),
+        config.scoring.latency_alpha,
+    ));
+    Ok(Router::new(RouterParts {
+        embedder,
+        classifier,
+        signals,
+        policies,
+        scorer: Scorer::new(config.scoring.clone()),
+        families: Families::new(&config.reasoning.families)?,
+        levels: config.reasoning.levels.clone(),
+        tools: ToolSelector::new(config.tools.clone()),
+        fleet,
+        stats,
+        routing: Routing::new(config.routing.auto_models.clone(), config.routing.unknown_models, config.classifier.text),
+    }))
 }
 
 /// Loads the ONNX Runtime library the configuration names.
@@ -93,6 +186,18 @@ pub fn build_embedder(config: &Config, runtime: &OnnxRuntime) -> Result<Arc<dyn 
             Ok(Arc::new(OnnxEncoder::load(runtime, onnx)?))
         }
     }
+}
+
+/// Loads a head file bound to the served embedding model.
+fn load_head(path: &Path, what: &'static str, hint: &'static str, served: &BackendInfo) -> Result<LinearHead, AssembleError> {
+    require_file(what, path, hint)?;
+    let head = LinearHead::load(path)?;
+    head.check_binding(path, served)?;
+    Ok(head)
+}
+
+fn head_signal(config: &HeadSignalConfig, what: &'static str, hint: &'static str, served: &BackendInfo) -> Result<HeadSignal, AssembleError> {
+    Ok(HeadSignal::new(load_head(&config.head, what, hint, served)?))
 }
 
 fn require_file(what: &'static str, path: &Path, hint: &'static str) -> Result<(), AssembleError> {

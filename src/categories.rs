@@ -24,7 +24,7 @@ pub const CATEGORIES: [&str; 14] = [
 ];
 
 /// One of the 14 categories, as its index in [`CATEGORIES`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Category(usize);
 
 impl Category {

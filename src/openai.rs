@@ -140,6 +140,10 @@ pub struct ChatRequest {
     pub messages: Vec<Message>,
     /// Whether the client asked for a streamed answer.
     pub stream: bool,
+    /// Completion tokens allowed (`max_completion_tokens`, else `max_tokens`).
+    pub max_completion_tokens: Option<u64>,
+    /// Tool definitions offered to the model.
+    pub tools: Vec<Value>,
 }
 
 /// Parses a chat-completions body. Invalid UTF-8, malformed JSON, wrong field types and an
@@ -153,8 +157,8 @@ pub fn parse_chat_request(bytes: &[u8]) -> Result<ChatRequest, InvalidRequest> {
     if view.model.trim().is_empty() {
         return Err(InvalidRequest::new("`model` must not be empty", Some("model")));
     }
-    // Checked for type above; the values themselves are the upstream's business.
-    let _ = (view.max_tokens, view.max_completion_tokens, view.temperature, view.tools);
+    // Checked for type above; the value itself is the upstream's business.
+    let _ = view.temperature;
     let Value::Object(body) = value else {
         return Err(InvalidRequest::new("the request body must be a JSON object", None));
     };
@@ -163,6 +167,8 @@ pub fn parse_chat_request(bytes: &[u8]) -> Result<ChatRequest, InvalidRequest> {
         model: view.model,
         messages: view.messages,
         stream: view.stream.unwrap_or(false),
+        max_completion_tokens: view.max_completion_tokens.or(view.max_tokens),
+        tools: view.tools.unwrap_or_default(),
     })
 }
 

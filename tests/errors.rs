@@ -102,8 +102,15 @@ async fn size_type_path_and_method_errors() {
     assert!(reply.starts_with("HTTP/1.1 413"), "chunked oversize body: {reply}");
     assert!(reply.contains("request_too_large"));
 
-    // A huge prompt under the limit is truncated, never refused.
+    // A prompt longer than every model's context window is refused, naming the limit.
     let prompt = "tell me about the history of Rome ".repeat(25_000);
+    let response = client.post(server.url("/v1/route")).json(&chat("auto", &prompt)).send().await.unwrap();
+    let error = expect_error(response, 400).await;
+    assert_eq!(error["code"], "no_eligible_model");
+    assert!(error["message"].as_str().unwrap().contains("context window"), "{error}");
+
+    // A long prompt that fits is truncated for the encoder, never refused.
+    let prompt = "tell me about the history of Rome ".repeat(2_000);
     let response = client.post(server.url("/v1/route")).json(&chat("auto", &prompt)).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let decision: serde_json::Value = response.json().await.unwrap();

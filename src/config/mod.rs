@@ -5,6 +5,10 @@
 //! `SEMROUTER__SECTION__KEY` (e.g. `SEMROUTER__SERVER__HTTP_ADDR=0.0.0.0:9000`).
 
 mod load;
+mod policy;
+mod reasoning;
+mod scoring;
+mod signals;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -14,9 +18,11 @@ use std::path::PathBuf;
 use semrouter_onnx::OnnxModelConfig;
 use serde::Deserialize;
 
-use crate::engine::reasoning::{Effort, ReasoningFamily};
-
 pub use load::{load, load_str, ConfigError, DEFAULT_CONFIG};
+pub use policy::{Condition, PolicyAction, PolicyConfig, Range, ReasoningOverride};
+pub use reasoning::{FamilyTemplate, NeedWeights, ReasoningConfig, ReasoningLevel};
+pub use scoring::{Fallback, ScoringConfig, Weights};
+pub use signals::{HeadSignalConfig, KeywordRuleConfig, SignalsConfig};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -32,9 +38,24 @@ pub struct Config {
     pub embedding: EmbeddingConfig,
     /// The domain classifier.
     pub classifier: ClassifierConfig,
-    /// How categories map to reasoning, and which request models are routed.
+    /// Which request models are routed, and where the tenant comes from.
     #[serde(default)]
     pub routing: RoutingConfig,
+    /// Signals beyond the domain: complexity, jailbreak, keywords.
+    #[serde(default)]
+    pub signals: SignalsConfig,
+    /// How the reasoning need is computed and written.
+    #[serde(default)]
+    pub reasoning: ReasoningConfig,
+    /// Rules over signals that choose candidates and an action; the first match decides.
+    #[serde(default)]
+    pub policies: Vec<PolicyConfig>,
+    /// How candidates are scored and limited.
+    #[serde(default)]
+    pub scoring: ScoringConfig,
+    /// Tool pre-selection.
+    #[serde(default)]
+    pub tools: ToolsConfig,
     /// The models requests can be routed to.
     pub models: Vec<ModelConfig>,
 }
@@ -162,7 +183,7 @@ pub enum UnknownModels {
     Pass,
 }
 
-/// How categories map to reasoning, and which request models are routed.
+/// Which request models are routed, and where the tenant comes from.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoutingConfig {
@@ -170,10 +191,8 @@ pub struct RoutingConfig {
     pub auto_models: Vec<String>,
     /// Requests naming an unconfigured model.
     pub unknown_models: UnknownModels,
-    /// Reasoning per category; unlisted categories use `default`.
-    pub categories: BTreeMap<String, CategoryRoute>,
-    /// Reasoning for categories not listed.
-    pub default: CategoryRoute,
+    /// Request header that names the tenant (for `models[].tenants` and `tenant` conditions).
+    pub tenant_header: String,
 }
 
 impl Default for RoutingConfig {
@@ -181,22 +200,37 @@ impl Default for RoutingConfig {
         Self {
             auto_models: vec!["auto".to_string()],
             unknown_models: UnknownModels::default(),
-            categories: BTreeMap::new(),
-            default: CategoryRoute::default(),
+            tenant_header: "x-semrouter-tenant".to_string(),
         }
     }
 }
 
-/// Whether requests of a category should reason, and how hard.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CategoryRoute {
-    /// Turn reasoning on.
-    #[serde(default)]
-    pub reasoning: bool,
-    /// Effort when reasoning (families that take an effort); `medium` when unset.
-    #[serde(default)]
-    pub effort: Option<Effort>,
+/// Tool pre-selection: keep the tools most similar to the prompt.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToolsConfig {
+    /// Trim tool lists at all.
+    pub enabled: bool,
+    /// Most tools kept (besides `always_keep`); lists this short are left alone.
+    pub top_k: usize,
+    /// Tools less similar to the prompt than this are removed.
+    pub threshold: f32,
+    /// Tool names never removed.
+    pub always_keep: Vec<String>,
+    /// Tool embeddings cached, by content hash.
+    pub cache_entries: usize,
+}
+
+impl Default for ToolsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            top_k: 8,
+            threshold: 0.2,
+            always_keep: Vec::new(),
+            cache_entries: 4096,
+        }
+    }
 }
 
 /// Price of a model per million tokens, in any one currency.
@@ -217,12 +251,33 @@ pub struct Price {
 pub struct ModelConfig {
     /// The name written into the request's `model`.
     pub name: String,
-    /// How reasoning is switched in its request body.
-    #[serde(default)]
-    pub reasoning_family: ReasoningFamily,
-    /// Price, used to break quality ties in favour of the cheaper model.
+    /// How reasoning is switched in its request body: `qwen3`, `deepseek`, `gpt-oss`, `none`,
+    /// or a family from `reasoning.families`.
+    #[serde(default = "default_family")]
+    pub reasoning_family: String,
+    /// Price per million tokens.
     #[serde(default)]
     pub price: Price,
+    /// Longest prompt plus completion, in tokens; longer requests never go to this model.
+    #[serde(default)]
+    pub context_window: Option<u64>,
+    /// Latency assumed before any is observed, in milliseconds.
+    #[serde(default = "default_latency_prior")]
+    pub latency_prior_ms: f64,
+    /// Personal-data types this model may see (`any` for all); absent means all.
+    #[serde(default)]
+    pub pii_allowed: Option<Vec<String>>,
+    /// Tenants that may use this model; absent means every tenant.
+    #[serde(default)]
+    pub tenants: Option<Vec<String>>,
     /// Quality score in [0, 1] per category; `default` covers unlisted categories.
     pub quality: BTreeMap<String, f64>,
+}
+
+fn default_family() -> String {
+    "none".to_string()
+}
+
+fn default_latency_prior() -> f64 {
+    1000.0
 }

@@ -4,6 +4,10 @@
 use std::collections::HashSet;
 
 use crate::categories::Category;
+use crate::config::Fallback;
+use crate::engine::policy::{Policies, PolicyScope};
+use crate::engine::reasoning::Families;
+use crate::engine::signals::KeywordRules;
 
 use super::{ClassifierKind, Config, EmbeddingBackend};
 
@@ -62,15 +66,10 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
             return Err(invalid(format!("routing.auto_models[{i}]"), "must not be empty"));
         }
     }
-    let mut seen_categories = HashSet::new();
-    for name in routing.categories.keys() {
-        let category = Category::parse(name)
-            .ok_or_else(|| invalid(format!("routing.categories.{name}"), unknown_category(name)))?;
-        if !seen_categories.insert(category) {
-            return Err(invalid(format!("routing.categories.{name}"), format!("`{category}` is listed twice")));
-        }
+    if routing.tenant_header.trim().is_empty() {
+        return Err(invalid("routing.tenant_header", "must not be empty"));
     }
-
+    let families = Families::new(&config.reasoning.families).map_err(|e| invalid("reasoning.families", e.to_string()))?;
     if config.models.is_empty() {
         return Err(invalid("models", "must list at least one model"));
     }
@@ -104,6 +103,21 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
                 }
             }
         }
+        if !families.contains(&model.reasoning_family) {
+            return Err(invalid(
+                format!("{key}.reasoning_family"),
+                format!("`{}` is neither built in (qwen3, deepseek, gpt-oss, none) nor in reasoning.families", model.reasoning_family),
+            ));
+        }
+        if model.context_window == Some(0) {
+            return Err(invalid(format!("{key}.context_window"), "must be positive"));
+        }
+        if !(model.latency_prior_ms.is_finite() && model.latency_prior_ms >= 0.0) {
+            return Err(invalid(format!("{key}.latency_prior_ms"), "must be a finite number of 0 or more"));
+        }
+        if model.tenants.as_ref().is_some_and(Vec::is_empty) {
+            return Err(invalid(format!("{key}.tenants"), "must list at least one tenant (omit it for all)"));
+        }
         if !model.quality.contains_key("default") {
             if let Some(missing) = Category::all().find(|c| !covered.contains(c)) {
                 return Err(invalid(
@@ -113,6 +127,118 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
             }
         }
     }
+    validate_decision(config)
+}
+
+/// Signals, reasoning, scoring, tools and policies.
+fn validate_decision(config: &Config) -> Result<(), Invalid> {
+    let unit = |key: String, v: f64| -> Result<(), Invalid> {
+        if v.is_finite() && (0.0..=1.0).contains(&v) {
+            Ok(())
+        } else {
+            Err(invalid(key, "must be between 0 and 1"))
+        }
+    };
+    let non_negative = |key: String, v: f64| -> Result<(), Invalid> {
+        if v.is_finite() && v >= 0.0 {
+            Ok(())
+        } else {
+            Err(invalid(key, "must be a finite number of 0 or more"))
+        }
+    };
+
+    if let Some(j) = &config.signals.jailbreak {
+        unit("signals.jailbreak.threshold".into(), j.threshold)?;
+    }
+    let mut rule_names = HashSet::new();
+    for (i, rule) in config.signals.keywords.iter().enumerate() {
+        if rule.name.trim().is_empty() || !rule_names.insert(rule.name.as_str()) {
+            return Err(invalid(format!("signals.keywords[{i}].name"), "must be non-empty and unique"));
+        }
+    }
+    KeywordRules::new(&config.signals.keywords).map_err(|e| invalid("signals.keywords", e.to_string()))?;
+
+    let r = &config.reasoning;
+    for (field, w) in [("complexity", r.weights.complexity), ("domain", r.weights.domain), ("uncertainty", r.weights.uncertainty)] {
+        non_negative(format!("reasoning.weights.{field}"), w)?;
+    }
+    for (label, &v) in &r.complexity_scores {
+        unit(format!("reasoning.complexity_scores.{label}"), v)?;
+    }
+    for (name, &v) in &r.category_prior {
+        if name != "default" && Category::parse(name).is_none() {
+            return Err(invalid(format!("reasoning.category_prior.{name}"), unknown_category(name)));
+        }
+        unit(format!("reasoning.category_prior.{name}"), v)?;
+    }
+    if r.levels.is_empty() {
+        return Err(invalid("reasoning.levels", "must list at least one level"));
+    }
+    for (i, level) in r.levels.iter().enumerate() {
+        unit(format!("reasoning.levels[{i}].min_need"), level.min_need)?;
+        if level.budget_tokens == Some(0) {
+            return Err(invalid(format!("reasoning.levels[{i}].budget_tokens"), "must be positive"));
+        }
+    }
+
+    let s = &config.scoring;
+    let weights = std::iter::once(("scoring.weights".to_string(), s.weights))
+        .chain(s.preferences.iter().map(|(n, w)| (format!("scoring.preferences.{n}"), *w)));
+    for (key, w) in weights {
+        for (field, v) in [("quality", w.quality), ("cost", w.cost), ("latency", w.latency), ("load", w.load)] {
+            non_negative(format!("{key}.{field}"), v)?;
+        }
+        if w.total() <= 0.0 {
+            return Err(invalid(key, "needs at least one positive weight"));
+        }
+    }
+    if s.expected_completion_tokens == 0 {
+        return Err(invalid("scoring.expected_completion_tokens", "must be positive"));
+    }
+    if !(s.reasoning_multiplier.is_finite() && s.reasoning_multiplier >= 1.0) {
+        return Err(invalid("scoring.reasoning_multiplier", "must be at least 1"));
+    }
+    if !(s.latency_alpha > 0.0 && s.latency_alpha <= 1.0) {
+        return Err(invalid("scoring.latency_alpha", "must be in (0, 1]"));
+    }
+    if let Some(v) = s.max_latency_ms {
+        non_negative("scoring.max_latency_ms".into(), v)?;
+    }
+    if let Some(v) = s.max_cost {
+        non_negative("scoring.max_cost".into(), v)?;
+    }
+    match (&s.default_model, s.fallback) {
+        (None, Fallback::DefaultModel) => return Err(invalid("scoring.default_model", "is required when scoring.fallback is `default_model`")),
+        (Some(m), _) if !config.models.iter().any(|c| &c.name == m) => {
+            return Err(invalid("scoring.default_model", format!("`{m}` is not a configured model")));
+        }
+        _ => {}
+    }
+
+    let t = &config.tools;
+    if t.top_k == 0 {
+        return Err(invalid("tools.top_k", "must be at least 1"));
+    }
+    if !(t.threshold.is_finite() && (-1.0..=1.0).contains(&t.threshold)) {
+        return Err(invalid("tools.threshold", "must be between -1 and 1"));
+    }
+    if t.cache_entries == 0 {
+        return Err(invalid("tools.cache_entries", "must be at least 1"));
+    }
+
+    // The heads' labels are checked again when they are loaded.
+    Policies::new(
+        &config.policies,
+        &PolicyScope {
+            models: config.models.iter().map(|m| m.name.as_str()).collect(),
+            has_complexity: config.signals.complexity.is_some(),
+            complexity_labels: None,
+            has_jailbreak: config.signals.jailbreak.is_some(),
+            keywords: config.signals.keywords.iter().map(|k| k.name.as_str()).collect(),
+            preferences: s.preference_names().into_iter().collect(),
+        },
+    )
+    .map_err(|e| (e.key, e.message))?;
     Ok(())
 }
 

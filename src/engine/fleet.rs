@@ -1,27 +1,26 @@
-//! The configured models and their ranking for a request.
-//!
-//! A model's expected quality for a request is the sum over categories of the category's
-//! probability times the model's quality score for it. The best expected quality wins; exact
-//! ties go to the cheaper model, then to the one listed first.
+//! The configured models: what each costs, what it may see, and how good it is per category.
 
-use std::collections::HashMap;
-
-use serde::Serialize;
+use std::collections::{HashMap, HashSet};
 
 use crate::categories::Category;
 use crate::config::{ModelConfig, Price};
-use crate::engine::domain::CategoryScores;
-use crate::engine::reasoning::ReasoningFamily;
+use crate::engine::signals::domain::CategoryScores;
 
-/// A routable model with its per-category quality resolved.
+/// A routable model with its configuration resolved.
 #[derive(Debug, Clone)]
 pub struct ModelCard {
     /// Name written into requests.
     pub name: String,
-    /// How its body switches reasoning.
-    pub family: ReasoningFamily,
+    /// Reasoning family (a built-in or configured template name).
+    pub family: String,
     /// Price per million tokens.
     pub price: Price,
+    /// Longest prompt plus completion, when known.
+    pub context_window: Option<u64>,
+    /// Personal-data types the model may see; `None` means all.
+    pub pii_allowed: Option<HashSet<String>>,
+    /// Tenants that may use it; `None` means all.
+    pub tenants: Option<HashSet<String>>,
     /// Quality per category, canonical order.
     pub quality: [f32; Category::COUNT],
 }
@@ -36,26 +35,36 @@ impl ModelCard {
                 quality[c.index()] = score as f32;
             }
         }
+        let pii_allowed = model
+            .pii_allowed
+            .as_ref()
+            .filter(|types| !types.iter().any(|t| t.eq_ignore_ascii_case("any")))
+            .map(|types| types.iter().map(|t| t.to_ascii_uppercase()).collect());
         Self {
             name: model.name.clone(),
-            family: model.reasoning_family,
+            family: model.reasoning_family.clone(),
             price: model.price,
+            context_window: model.context_window,
+            pii_allowed,
+            tenants: model.tenants.as_ref().map(|t| t.iter().cloned().collect()),
             quality,
         }
     }
 
-    fn unit_price(&self) -> f64 {
-        self.price.input_per_million + self.price.output_per_million
+    /// Expected quality for a request: the sum over categories of probability times quality.
+    pub fn expected_quality(&self, scores: &CategoryScores) -> f32 {
+        scores.all().map(|(c, p)| p * self.quality[c.index()]).sum()
     }
-}
 
-/// One candidate's score, reported in the decision so it can be explained.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Candidate {
-    /// Model name.
-    pub model: String,
-    /// Sum over categories of probability times quality.
-    pub expected_quality: f32,
+    /// Estimated cost of a request of `prompt` and `completion` tokens.
+    pub fn cost(&self, prompt: u64, completion: f64) -> f64 {
+        (prompt as f64 * self.price.input_per_million + completion * self.price.output_per_million) / 1e6
+    }
+
+    /// Whether the model may see personal data of every type in `types`.
+    pub fn may_see(&self, types: &[String]) -> bool {
+        self.pii_allowed.as_ref().is_none_or(|allowed| types.iter().all(|t| allowed.contains(t)))
+    }
 }
 
 /// The routable models.
@@ -77,26 +86,14 @@ impl Fleet {
         self.by_name.get(name).map(|&i| &self.models[i])
     }
 
+    /// Position of `name` in config order.
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
     /// All models in config order.
     pub fn models(&self) -> &[ModelCard] {
         &self.models
-    }
-
-    /// Models ranked for `scores`: best expected quality first, then cheaper, then config order.
-    /// Never empty (validation requires at least one model).
-    pub fn rank(&self, scores: &CategoryScores) -> Vec<(&ModelCard, f32)> {
-        let mut ranked: Vec<(usize, &ModelCard, f32)> = self
-            .models
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (i, m, scores.all().map(|(c, p)| p * m.quality[c.index()]).sum::<f32>()))
-            .collect();
-        ranked.sort_by(|a, b| {
-            b.2.total_cmp(&a.2)
-                .then(a.1.unit_price().total_cmp(&b.1.unit_price()))
-                .then(a.0.cmp(&b.0))
-        });
-        ranked.into_iter().map(|(_, m, q)| (m, q)).collect()
     }
 }
 
@@ -106,45 +103,39 @@ mod tests {
 
     use super::*;
 
-    fn card(name: &str, price: f64, scores: &[(&str, f64)]) -> ModelCard {
-        let quality: BTreeMap<String, f64> = scores.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-        ModelCard::from_config(&ModelConfig {
-            name: name.into(),
-            reasoning_family: ReasoningFamily::None,
+    fn config(pii: Option<Vec<&str>>) -> ModelConfig {
+        ModelConfig {
+            name: "m".into(),
+            reasoning_family: "none".into(),
             price: Price {
-                input_per_million: price,
-                output_per_million: price,
+                input_per_million: 1.0,
+                output_per_million: 2.0,
             },
-            quality,
-        })
-    }
-
-    fn scores(pairs: &[(&str, f32)]) -> CategoryScores {
-        CategoryScores::from_pairs(pairs.iter().map(|(name, p)| (Category::parse(name).unwrap(), *p)))
+            context_window: None,
+            latency_prior_ms: 1.0,
+            pii_allowed: pii.map(|v| v.into_iter().map(String::from).collect()),
+            tenants: None,
+            quality: BTreeMap::from([("default".to_string(), 0.5), ("math".to_string(), 0.9)]),
+        }
     }
 
     #[test]
     fn expected_quality_weighs_categories_by_probability() {
-        let fleet = Fleet::new(vec![
-            card("mathy", 1.0, &[("default", 0.5), ("math", 0.9)]),
-            card("wordy", 1.0, &[("default", 0.8), ("math", 0.4)]),
-        ]);
-        let math = fleet.rank(&scores(&[("math", 0.9), ("law", 0.1)]));
-        assert_eq!(math[0].0.name, "mathy");
-        assert!((math[0].1 - (0.9 * 0.9 + 0.1 * 0.5)).abs() < 1e-5);
-        let law = fleet.rank(&scores(&[("math", 0.2), ("law", 0.8)]));
-        assert_eq!(law[0].0.name, "wordy");
+        let card = ModelCard::from_config(&config(None));
+        let scores = CategoryScores::from_pairs([(Category::parse("math").unwrap(), 0.9), (Category::parse("law").unwrap(), 0.1)]);
+        assert!((card.expected_quality(&scores) - (0.9 * 0.9 + 0.1 * 0.5)).abs() < 1e-6);
+        assert!((card.cost(1_000_000, 500_000.0) - 2.0).abs() < 1e-9);
     }
 
     #[test]
-    fn ties_go_to_the_cheaper_model_then_config_order() {
-        let fleet = Fleet::new(vec![
-            card("dear", 5.0, &[("default", 0.7)]),
-            card("cheap", 1.0, &[("default", 0.7)]),
-            card("cheap-too", 1.0, &[("default", 0.7)]),
-        ]);
-        let ranked = fleet.rank(&scores(&[("math", 1.0)]));
-        let names: Vec<&str> = ranked.iter().map(|(m, _)| m.name.as_str()).collect();
-        assert_eq!(names, ["cheap", "cheap-too", "dear"]);
+    fn pii_allow_lists() {
+        let all = ModelCard::from_config(&config(None));
+        assert!(all.may_see(&["EMAIL".into()]));
+        let any = ModelCard::from_config(&config(Some(vec!["any"])));
+        assert!(any.may_see(&["US_SSN".into()]));
+        let some = ModelCard::from_config(&config(Some(vec!["email"])));
+        assert!(some.may_see(&["EMAIL".into()]));
+        assert!(!some.may_see(&["EMAIL".into(), "PHONE".into()]));
+        assert!(some.may_see(&[]));
     }
 }

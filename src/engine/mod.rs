@@ -1,29 +1,38 @@
 //! The decision engine: from a parsed request to a [`Decision`].
 //!
 //! It knows the embedding backend only through the [`Embedder`] trait and never sees HTTP.
-//! One embedding per request feeds the domain classifier; the fleet ranks models by expected
-//! quality over the category probabilities; the chosen model's family decides how reasoning
-//! is written into the body.
+//! One embedding per request feeds every signal; policies choose the candidates and the
+//! action; the scorer ranks the candidates; the chosen model's family decides how reasoning
+//! is written into the body; tool pre-selection trims the tool list.
 
-pub mod domain;
+pub mod decision;
 pub mod fleet;
+pub mod policy;
 pub mod reasoning;
+pub mod scorer;
+pub mod signals;
+pub mod stats;
 pub mod text;
+pub mod tools;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use semrouter_embedder::{BackendError, Embedder, Encoded, StageTiming};
-use serde::Serialize;
 use serde_json::Value;
 
-use crate::categories::Category;
-use crate::config::{CategoryRoute, ClassifyText, RoutingConfig, UnknownModels};
+use crate::config::{PolicyAction, ReasoningLevel, UnknownModels, ClassifyText};
 use crate::openai::{ChatRequest, Message};
-use domain::{CategoryProbability, CategoryScores, DomainClassifier};
-use fleet::{Candidate, Fleet};
-use reasoning::{Effort, Reasoning};
+pub use decision::{Action, CategoryPick, Decision, EngineTiming};
+use fleet::{Fleet, ModelCard};
+use policy::Policies;
+use reasoning::{Families, ReasoningPlan};
+use scorer::{Demand, NoEligibleModel, Scorer};
+use signals::domain::{CategoryScores, DomainClassifier};
+use signals::{Context, SignalSet, Signals};
+use stats::ModelStats;
+use tools::ToolSelector;
 
 /// Categories reported in a decision besides the top one.
 const REPORTED_CATEGORIES: usize = 3;
@@ -45,57 +54,46 @@ pub enum EngineError {
         /// Names that are accepted.
         known: Vec<String>,
     },
+    /// Hard limits left no model and the fallback is an error.
+    #[error(transparent)]
+    NoEligibleModel(#[from] NoEligibleModel),
 }
 
-/// Routing rules resolved from config.
+/// What a front end passes besides the body: preferences and identity from headers.
+#[derive(Debug, Clone, Default)]
+pub struct RequestOptions {
+    /// A named scoring preference (`quality`, `balanced`, `cost`, or a configured one).
+    pub preference: Option<String>,
+    /// An explicit cost weight in [0, 1].
+    pub cost_weight: Option<f64>,
+    /// The tenant, from the configured header.
+    pub tenant: Option<String>,
+    /// Report every signal in the decision.
+    pub explain: bool,
+}
+
+/// Which request models are routed, and which text is classified.
 #[derive(Debug, Clone)]
 pub struct Routing {
-    auto_models: Vec<String>,
+    /// Request `model` values that ask for routing.
+    pub auto_models: Vec<String>,
     auto_set: HashSet<String>,
-    unknown_models: UnknownModels,
-    per_category: [CategoryRoute; Category::COUNT],
-    classify_text: ClassifyText,
+    /// Requests naming an unconfigured model.
+    pub unknown_models: UnknownModels,
+    /// Which text is classified.
+    pub classify_text: ClassifyText,
 }
 
 impl Routing {
-    /// Resolves validated routing config; `classify_text` says which text is classified.
-    pub fn from_config(config: &RoutingConfig, classify_text: ClassifyText) -> Self {
-        let mut per_category = [config.default; Category::COUNT];
-        for (name, route) in &config.categories {
-            if let Some(c) = Category::parse(name) {
-                per_category[c.index()] = *route;
-            }
-        }
+    /// Resolves routing settings.
+    pub fn new(auto_models: Vec<String>, unknown_models: UnknownModels, classify_text: ClassifyText) -> Self {
         Self {
-            auto_models: config.auto_models.clone(),
-            auto_set: config.auto_models.iter().cloned().collect(),
-            unknown_models: config.unknown_models,
-            per_category,
+            auto_set: auto_models.iter().cloned().collect(),
+            auto_models,
+            unknown_models,
             classify_text,
         }
     }
-}
-
-/// The category chosen for a request.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CategoryPick {
-    /// Category name.
-    pub name: &'static str,
-    /// Its probability.
-    pub confidence: f32,
-}
-
-/// Where the engine's time went for one request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct EngineTiming {
-    /// Backend stages (tokenise, queue, infer).
-    pub backend: StageTiming,
-    /// Applying the head and softmax.
-    pub classify: Duration,
-    /// Ranking models and rewriting the body.
-    pub decide: Duration,
-    /// Everything inside the engine.
-    pub total: Duration,
 }
 
 /// Category probabilities for a text, with the cost of getting them.
@@ -109,81 +107,107 @@ pub struct Classification {
     pub timing: EngineTiming,
 }
 
-/// What the router decided for one request, with enough to explain it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Decision {
-    /// The model that should answer.
-    pub model: String,
-    /// True when the router chose the model; false when the request named it.
-    pub routed: bool,
-    /// Why this model, in words.
-    pub reason: String,
-    /// The chosen category (absent for pass-through requests).
-    pub category: Option<CategoryPick>,
-    /// The most likely categories.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub categories: Vec<CategoryProbability>,
-    /// What reasoning was asked for (absent for pass-through requests).
-    pub reasoning: Option<Reasoning>,
-    /// Every model's expected quality, best first.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub candidates: Vec<Candidate>,
-    /// The request body to send to `model`.
-    pub request: Value,
-    /// Tokens classified.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tokens: Option<usize>,
-    /// Where the time went (rendered by each front end).
-    #[serde(skip)]
+/// The signals of a request with the embedding they came from: computed once, then turned
+/// into a decision (or several, when an evaluation sweeps the scoring weights).
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    /// The text that was classified.
+    pub text: String,
+    /// Its embedding.
+    pub embedding: Encoded,
+    /// Every signal.
+    pub signals: Signals,
+    /// Where the time went so far.
     pub timing: EngineTiming,
+}
+
+/// Everything an engine is built from (see `crate::assemble`).
+pub struct RouterParts {
+    /// The embedding backend.
+    pub embedder: Arc<dyn Embedder>,
+    /// The domain classifier.
+    pub classifier: DomainClassifier,
+    /// The other signals.
+    pub signals: SignalSet,
+    /// Policy rules.
+    pub policies: Policies,
+    /// The scorer.
+    pub scorer: Scorer,
+    /// Reasoning families.
+    pub families: Families,
+    /// Reasoning levels by need.
+    pub levels: Vec<ReasoningLevel>,
+    /// Tool pre-selection.
+    pub tools: ToolSelector,
+    /// The models.
+    pub fleet: Fleet,
+    /// Live per-model figures.
+    pub stats: Arc<ModelStats>,
+    /// Which models are routed.
+    pub routing: Routing,
 }
 
 /// The decision engine for one configuration.
 pub struct Router {
-    embedder: Arc<dyn Embedder>,
-    classifier: DomainClassifier,
-    fleet: Fleet,
-    routing: Routing,
+    parts: RouterParts,
 }
 
 impl Router {
-    /// Assembles an engine from its parts (see `crate::assemble` for building them from config).
-    pub fn new(embedder: Arc<dyn Embedder>, classifier: DomainClassifier, fleet: Fleet, routing: Routing) -> Self {
-        Self {
-            embedder,
-            classifier,
-            fleet,
-            routing,
-        }
+    /// An engine from its parts.
+    pub fn new(parts: RouterParts) -> Self {
+        Self { parts }
     }
 
     /// The embedding backend.
     pub fn embedder(&self) -> &Arc<dyn Embedder> {
-        &self.embedder
+        &self.parts.embedder
     }
 
     /// The routable models.
     pub fn fleet(&self) -> &Fleet {
-        &self.fleet
+        &self.parts.fleet
+    }
+
+    /// Live per-model latency and load, fed back by the response paths.
+    pub fn stats(&self) -> &Arc<ModelStats> {
+        &self.parts.stats
+    }
+
+    /// Whether requests may ask for the scoring preference `name`.
+    pub fn has_preference(&self, name: &str) -> bool {
+        self.parts.scorer.has_preference(name)
+    }
+
+    /// Every scoring preference requests may ask for.
+    pub fn preferences(&self) -> Vec<&str> {
+        self.parts.scorer.preference_names()
     }
 
     /// Request model names that ask for routing.
     pub fn auto_models(&self) -> &[String] {
-        &self.routing.auto_models
+        &self.parts.routing.auto_models
     }
 
     /// Embeds `texts` through the backend, recording stage latencies.
     pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Encoded>, EngineError> {
-        let out = self.embedder.embed(texts).await?;
+        let out = self.parts.embedder.embed(texts).await?;
         if let Some(first) = out.first() {
             record_backend_stages(&first.timing);
         }
         Ok(out)
     }
 
+    /// Embeds one text.
+    async fn embed_one(&self, text: &str) -> Result<Encoded, EngineError> {
+        self.embed(vec![text.to_string()])
+            .await?
+            .pop()
+            .ok_or_else(|| EngineError::Backend(BackendError::Inference("the backend returned no embedding".into())))
+    }
+
     /// Category probabilities for the text the configuration picks from `messages`.
     pub async fn classify_messages(&self, messages: &[Message]) -> Result<Classification, EngineError> {
-        let text = text::text_to_classify(messages, self.routing.classify_text).ok_or(EngineError::NoText)?;
+        let text = text::text_to_classify(messages, self.parts.routing.classify_text).ok_or(EngineError::NoText)?;
         self.classify_text(text).await
     }
 
@@ -193,74 +217,180 @@ impl Router {
         if text.trim().is_empty() {
             return Err(EngineError::NoText);
         }
-        let (scores, encoded, classify) = self.classifier.classify(self.embedder.as_ref(), text).await?;
-        record_backend_stages(&encoded.timing);
+        let encoded = self.embed_one(&text).await?;
+        let classify_started = Instant::now();
+        let (scores, sequence) = self.parts.classifier.classify(&encoded.values, &text).await?;
+        let backend = sequence.as_ref().map_or(encoded.timing, |s| add_timing(encoded.timing, s.timing));
         Ok(Classification {
             scores,
             tokens: encoded.tokens,
             timing: EngineTiming {
-                backend: encoded.timing,
-                classify,
-                decide: Duration::ZERO,
+                backend,
+                signals: classify_started.elapsed(),
                 total: started.elapsed(),
+                ..EngineTiming::default()
             },
         })
     }
 
-    /// Decides the model and reasoning for `request` and rewrites its body accordingly.
-    pub async fn decide(&self, request: &ChatRequest) -> Result<Decision, EngineError> {
+    /// Every signal of `request`, from one embedding of its classified text.
+    pub async fn analyse(&self, request: &ChatRequest, options: &RequestOptions) -> Result<Analysis, EngineError> {
         let started = Instant::now();
-        if !self.routing.auto_set.contains(&request.model) {
+        let text = text::text_to_classify(&request.messages, self.parts.routing.classify_text).ok_or(EngineError::NoText)?;
+        let embedding = self.embed_one(&text).await?;
+        let signals_started = Instant::now();
+        let (domain, sequence) = self.parts.classifier.classify(&embedding.values, &text).await?;
+        let context = Context::of(request, options.tenant.clone());
+        let signals = self.parts.signals.compute(domain, &embedding.values, &text, context);
+        let signals_time = signals_started.elapsed() - sequence.as_ref().map_or(Duration::ZERO, |s| s.timing.infer + s.timing.queue + s.timing.tokenize);
+        metrics::histogram!("semrouter_stage_duration_seconds", "stage" => "signals").record(signals_time.as_secs_f64());
+        let backend = sequence.as_ref().map_or(embedding.timing, |s| add_timing(embedding.timing, s.timing));
+        Ok(Analysis {
+            text,
+            embedding,
+            signals,
+            timing: EngineTiming {
+                backend,
+                signals: signals_time,
+                total: started.elapsed(),
+                ..EngineTiming::default()
+            },
+        })
+    }
+
+    /// Decides the model, reasoning and action for `request` and rewrites its body.
+    pub async fn decide(&self, request: &ChatRequest, options: &RequestOptions) -> Result<Decision, EngineError> {
+        let started = Instant::now();
+        if !self.parts.routing.auto_set.contains(&request.model) {
             return self.pass_through(request, started);
         }
-        let classification = self.classify_messages(&request.messages).await?;
-        let decide_started = Instant::now();
-        let scores = &classification.scores;
-        let ranked = self.fleet.rank(scores);
-        let (chosen, _) = ranked[0];
-        let (category, confidence) = scores.top();
-        let route = self.routing.per_category[category.index()];
-        let mut body = request.body.clone();
-        let reasoning = reasoning::rewrite(
-            &mut body,
-            &chosen.name,
-            chosen.family,
-            route.reasoning,
-            route.effort.unwrap_or(Effort::Medium),
-        );
-        let decide = decide_started.elapsed();
-        metrics::histogram!("semrouter_stage_duration_seconds", "stage" => "decide").record(decide.as_secs_f64());
-        metrics::counter!(
-            "semrouter_decisions_total",
-            "model" => chosen.name.clone(),
-            "category" => category.name(),
-            "reasoning" => if reasoning.enabled { "on" } else { "off" }
-        )
-        .increment(1);
+        let analysis = self.analyse(request, options).await?;
+        let mut decision = self.decide_with(request, &analysis, options).await?;
+        decision.timing.total = started.elapsed();
+        Ok(decision)
+    }
 
+    /// Turns an [`Analysis`] into a decision: policy, limits, scoring, rewrite, tools.
+    pub async fn decide_with(&self, request: &ChatRequest, analysis: &Analysis, options: &RequestOptions) -> Result<Decision, EngineError> {
+        let started = Instant::now();
+        let p = &self.parts;
+        let signals = &analysis.signals;
+        let policy = p.policies.select(signals);
+        metrics::counter!("semrouter_policy_matches_total", "policy" => policy.name.clone()).increment(1);
+        let (category, confidence) = signals.domain.top();
+        let category_pick = Some(CategoryPick {
+            name: category.name(),
+            confidence,
+        });
+        let mut flags: Vec<String> = policy.flag.iter().cloned().collect();
+        let report = options.explain.then(|| signals.report());
+
+        if policy.action == PolicyAction::Block {
+            let decide = started.elapsed();
+            record_decision("blocked", category.name(), "none", "block", decide);
+            return Ok(Decision {
+                action: Action::Block,
+                model: None,
+                routed: true,
+                policy: Some(policy.name.clone()),
+                reason: format!("blocked by policy `{}`", policy.name),
+                category: category_pick,
+                categories: signals.domain.top_n(REPORTED_CATEGORIES),
+                reasoning: None,
+                candidates: Vec::new(),
+                excluded: Vec::new(),
+                fallback: None,
+                tools: None,
+                flags,
+                request: None,
+                tokens: Some(analysis.embedding.tokens),
+                signals: report,
+                timing: EngineTiming {
+                    decide,
+                    ..analysis.timing
+                },
+            });
+        }
+
+        let plan = match policy.reasoning {
+            Some(o) => ReasoningPlan {
+                enabled: o.enabled,
+                effort: o.effort.unwrap_or(reasoning::Effort::Medium),
+                budget_tokens: o.budget_tokens,
+            },
+            None => ReasoningPlan::for_need(&p.levels, signals.reasoning_need),
+        };
+        let candidates: Vec<usize> = match &policy.models {
+            Some(names) => names.iter().filter_map(|n| p.fleet.index(n)).collect(),
+            None => (0..p.fleet.models().len()).collect(),
+        };
+        let pii_types: Vec<String> = signals.pii.as_ref().map(|s| s.types.clone()).unwrap_or_default();
+        let demand = Demand {
+            prompt_tokens: signals.context.prompt_tokens,
+            max_completion_tokens: signals.context.max_completion_tokens,
+            reasoning: plan.enabled,
+            tenant: signals.context.tenant.as_deref(),
+            pii_types: &pii_types,
+        };
+        let weights = p.scorer.weights(options.preference.as_deref().or(policy.preference.as_deref()), options.cost_weight);
+        let ranking = p.scorer.rank(
+            &p.fleet,
+            &candidates,
+            &p.stats,
+            &demand,
+            weights,
+            |card: &ModelCard| card.expected_quality(&signals.domain),
+            |card: &ModelCard| p.families.can_reason(&card.family),
+        )?;
+        if ranking.fallback.is_some() {
+            metrics::counter!("semrouter_scoring_fallbacks_total").increment(1);
+        }
+        let Some(chosen) = ranking.ranked.first().and_then(|c| p.fleet.get(&c.model)) else {
+            return Err(NoEligibleModel { excluded: ranking.excluded }.into());
+        };
+
+        let mut body = request.body.clone();
+        let reasoning = p.families.rewrite(&mut body, &chosen.name, &chosen.family, plan);
+        let tools = if p.tools.applies(&request.tools) {
+            let selection = p.tools.select(p.embedder.as_ref(), &analysis.embedding.values, &mut body).await?;
+            metrics::counter!("semrouter_tools_removed_total").increment(selection.removed.len() as u64);
+            Some(selection)
+        } else {
+            None
+        };
+        if signals.jailbreak_detected && policy.flag.is_none() {
+            metrics::counter!("semrouter_jailbreak_detected_total", "policy" => policy.name.clone()).increment(1);
+        }
+        flags.dedup();
+
+        let decide = started.elapsed();
+        record_decision(&chosen.name, category.name(), if reasoning.enabled { "on" } else { "off" }, "route", decide);
         Ok(Decision {
-            model: chosen.name.clone(),
+            action: Action::Route,
+            model: Some(chosen.name.clone()),
             routed: true,
-            reason: format!("best expected quality for category `{category}` ({confidence:.2})"),
-            category: Some(CategoryPick {
-                name: category.name(),
-                confidence,
-            }),
-            categories: scores.top_n(REPORTED_CATEGORIES),
+            policy: Some(policy.name.clone()),
+            reason: match ranking.fallback {
+                Some(fallback) => format!("no candidate met the limits; fallback `{fallback:?}` chose it"),
+                None => format!(
+                    "best score under policy `{}` for category `{category}` ({confidence:.2}), reasoning need {:.2}",
+                    policy.name, signals.reasoning_need
+                ),
+            },
+            category: category_pick,
+            categories: signals.domain.top_n(REPORTED_CATEGORIES),
             reasoning: Some(reasoning),
-            candidates: ranked
-                .iter()
-                .map(|(m, q)| Candidate {
-                    model: m.name.clone(),
-                    expected_quality: *q,
-                })
-                .collect(),
-            request: Value::Object(body),
-            tokens: Some(classification.tokens),
+            candidates: ranking.ranked,
+            excluded: ranking.excluded,
+            fallback: ranking.fallback,
+            tools,
+            flags,
+            request: Some(Value::Object(body)),
+            tokens: Some(analysis.embedding.tokens),
+            signals: report,
             timing: EngineTiming {
                 decide,
-                total: started.elapsed(),
-                ..classification.timing
+                ..analysis.timing
             },
         })
     }
@@ -268,25 +398,21 @@ impl Router {
     /// A request that names a model: forwarded unchanged if the model is known (or unknown
     /// models are passed), without running any model.
     fn pass_through(&self, request: &ChatRequest, started: Instant) -> Result<Decision, EngineError> {
-        let known = self.fleet.get(&request.model).is_some();
-        if !known && self.routing.unknown_models == UnknownModels::Reject {
-            let mut names = self.routing.auto_models.clone();
-            names.extend(self.fleet.models().iter().map(|m| m.name.clone()));
+        let known = self.parts.fleet.get(&request.model).is_some();
+        if !known && self.parts.routing.unknown_models == UnknownModels::Reject {
+            let mut names = self.parts.routing.auto_models.clone();
+            names.extend(self.parts.fleet.models().iter().map(|m| m.name.clone()));
             return Err(EngineError::UnknownModel {
                 model: request.model.clone(),
                 known: names,
             });
         }
-        metrics::counter!(
-            "semrouter_decisions_total",
-            "model" => if known { request.model.clone() } else { "unconfigured".to_string() },
-            "category" => "none",
-            "reasoning" => "unchanged"
-        )
-        .increment(1);
+        record_decision(if known { &request.model } else { "unconfigured" }, "none", "unchanged", "pass", Duration::ZERO);
         Ok(Decision {
-            model: request.model.clone(),
+            action: Action::Route,
+            model: Some(request.model.clone()),
             routed: false,
+            policy: None,
             reason: if known {
                 "the request names a configured model; passed through unchanged".into()
             } else {
@@ -296,14 +422,39 @@ impl Router {
             categories: Vec::new(),
             reasoning: None,
             candidates: Vec::new(),
-            request: Value::Object(request.body.clone()),
+            excluded: Vec::new(),
+            fallback: None,
+            tools: None,
+            flags: Vec::new(),
+            request: Some(Value::Object(request.body.clone())),
             tokens: None,
+            signals: None,
             timing: EngineTiming {
                 total: started.elapsed(),
                 ..EngineTiming::default()
             },
         })
     }
+}
+
+fn add_timing(a: StageTiming, b: StageTiming) -> StageTiming {
+    StageTiming {
+        tokenize: a.tokenize + b.tokenize,
+        queue: a.queue + b.queue,
+        infer: a.infer + b.infer,
+    }
+}
+
+fn record_decision(model: &str, category: &'static str, reasoning: &'static str, action: &'static str, decide: Duration) {
+    metrics::histogram!("semrouter_stage_duration_seconds", "stage" => "decide").record(decide.as_secs_f64());
+    metrics::counter!(
+        "semrouter_decisions_total",
+        "model" => model.to_string(),
+        "category" => category,
+        "reasoning" => reasoning,
+        "action" => action
+    )
+    .increment(1);
 }
 
 /// Records tokenise, queue and infer latencies of one backend call.

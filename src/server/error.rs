@@ -124,6 +124,7 @@ impl From<EngineError> for ApiError {
         match error {
             EngineError::NoText => Self::invalid_param("messages", message),
             EngineError::UnknownModel { .. } => Self::unknown_model(message),
+            EngineError::NoEligibleModel(_) => Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", "no_eligible_model", message),
             EngineError::Backend(backend) => match backend {
                 BackendError::Overloaded { .. } => {
                     Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "queue_full", message).with_retry_after()

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::body::read_json;
 use super::error::ApiError;
 use super::AppState;
-use crate::engine::{CategoryPick, Decision, EngineTiming};
+use crate::engine::{CategoryPick, Decision, EngineTiming, RequestOptions};
 use crate::openai::{self, EmbeddingInput, EncodingFormat};
 
 /// Most texts one `/v1/embeddings` request may carry.
@@ -47,7 +47,8 @@ struct TimingUs {
     tokenize: u128,
     queue: u128,
     infer: u128,
-    classify: u128,
+    signals: u128,
+    pii: u128,
     decide: u128,
     total: u128,
 }
@@ -59,11 +60,42 @@ impl TimingUs {
             tokenize: engine.backend.tokenize.as_micros(),
             queue: engine.backend.queue.as_micros(),
             infer: engine.backend.infer.as_micros(),
-            classify: engine.classify.as_micros(),
+            signals: engine.signals.as_micros(),
+            pii: engine.pii.as_micros(),
             decide: engine.decide.as_micros(),
             total: total.as_micros(),
         }
     }
+}
+
+/// Header naming a scoring preference (`quality`, `balanced`, `cost`, or a configured one).
+pub const PREFERENCE_HEADER: &str = "x-semrouter-preference";
+/// Header giving an explicit cost weight in [0, 1].
+pub const COST_WEIGHT_HEADER: &str = "x-semrouter-cost-weight";
+/// Header asking for every signal in the reply.
+pub const EXPLAIN_HEADER: &str = "x-semrouter-explain";
+
+/// The per-request options a front end reads from headers (and `?explain=true`).
+fn request_options(request: &HttpRequest, tenant_header: &str) -> Result<RequestOptions, ApiError> {
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
+    let cost_weight = header(COST_WEIGHT_HEADER)
+        .map(|v| match v.parse::<f64>() {
+            Ok(w) if (0.0..=1.0).contains(&w) => Ok(w),
+            _ => Err(ApiError::invalid_param(COST_WEIGHT_HEADER, format!("header `{COST_WEIGHT_HEADER}` must be a number from 0 to 1"))),
+        })
+        .transpose()?;
+    let truthy = |v: &str| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes");
+    let explain = header(EXPLAIN_HEADER).is_some_and(truthy)
+        || web::Query::<BTreeMap<String, String>>::from_query(request.query_string())
+            .ok()
+            .and_then(|q| q.get("explain").map(|v| truthy(v)))
+            .unwrap_or(false);
+    Ok(RequestOptions {
+        preference: header(PREFERENCE_HEADER).map(str::to_string),
+        cost_weight,
+        tenant: header(tenant_header).map(str::to_string),
+        explain,
+    })
 }
 
 #[derive(Serialize)]
@@ -80,12 +112,20 @@ async fn route(request: HttpRequest, payload: Payload, state: Data<AppState>) ->
     let chat = openai::parse_chat_request(&bytes)?;
     let parse = received.elapsed();
     let engine = state.engine()?;
-    let decision = engine.decide(&chat).await?;
+    let options = request_options(&request, &state.tenant_header)?;
+    if let Some(p) = options.preference.as_deref().filter(|p| !engine.has_preference(p)) {
+        return Err(ApiError::invalid_param(
+            PREFERENCE_HEADER,
+            format!("unknown preference `{p}`; use one of: {}", engine.preferences().join(", ")),
+        ));
+    }
+    let decision = engine.decide(&chat, &options).await?;
     tracing::debug!(
-        model = %decision.model,
+        model = decision.model.as_deref().unwrap_or("none"),
+        action = ?decision.action,
         routed = decision.routed,
         category = decision.category.as_ref().map_or("none", |c| c.name),
-        reasoning = decision.reasoning.is_some_and(|r| r.enabled),
+        reasoning = decision.reasoning.as_ref().is_some_and(|r| r.enabled),
         "decision"
     );
     let timing_us = TimingUs::new(parse, &decision.timing, received.elapsed());

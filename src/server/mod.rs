@@ -52,6 +52,7 @@ pub struct AppState {
     engine: ArcSwapOption<Router>,
     metrics: PrometheusHandle,
     max_body_bytes: usize,
+    tenant_header: String,
     started_unix: u64,
 }
 
@@ -70,6 +71,7 @@ pub async fn serve(config: Config, addr: SocketAddr) -> Result<(), ServeError> {
         engine: ArcSwapOption::empty(),
         metrics: metrics_handle.clone(),
         max_body_bytes: config.server.max_body_bytes,
+        tenant_header: config.routing.tenant_header.clone(),
         started_unix: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     });
     let workers = match config.server.workers {

@@ -3,9 +3,8 @@
 //! categories by name.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use semrouter_embedder::{BackendError, Embedder, Encoded, TextClassifier};
+use semrouter_embedder::{BackendError, Encoded, TextClassifier};
 use serde::Serialize;
 
 use crate::categories::{Category, CATEGORIES};
@@ -48,7 +47,15 @@ impl CategoryScores {
 
     /// The most likely category and its probability.
     pub fn top(&self) -> (Category, f32) {
-        self.ranked()[0]
+        // The first maximum, so ties go to the canonical order as in `ranked`.
+        let mut best = (Category::default(), f32::NEG_INFINITY);
+        for c in Category::all() {
+            let p = self.probability(c);
+            if p > best.1 {
+                best = (c, p);
+            }
+        }
+        best
     }
 
     /// All categories, most likely first (ties in canonical order).
@@ -68,6 +75,13 @@ impl CategoryScores {
                 probability: p,
             })
             .collect()
+    }
+
+    /// Normalised entropy of the probabilities: 0 when one category is certain, 1 when all
+    /// are equally likely.
+    pub fn uncertainty(&self) -> f32 {
+        let entropy: f32 = self.probabilities.iter().filter(|&&p| p > 0.0).map(|&p| -p * p.ln()).sum();
+        (entropy / (Category::COUNT as f32).ln()).clamp(0.0, 1.0)
     }
 
     /// Every category with its probability, in canonical order.
@@ -131,24 +145,20 @@ impl DomainClassifier {
         Ok(Self::Sequence { model, rows })
     }
 
-    /// Category probabilities for `text`: through the shared embedding (linear head) or the
-    /// sequence model. Returns the backend output (for its tokens and timing) and the time
-    /// spent applying the head.
-    pub async fn classify(&self, embedder: &dyn Embedder, text: String) -> Result<(CategoryScores, Encoded, Duration), BackendError> {
-        let no_row = || BackendError::Inference("the model returned no row".into());
+    /// Category probabilities: from the shared `embedding` (linear head), or from the
+    /// sequence model's own pass over `text`, whose output is returned for its timing.
+    pub async fn classify(&self, embedding: &[f32], text: &str) -> Result<(CategoryScores, Option<Encoded>), BackendError> {
         match self {
-            Self::Linear { head, rows } => {
-                let encoded = embedder.embed(vec![text]).await?.pop().ok_or_else(no_row)?;
-                let started = Instant::now();
-                let scores = CategoryScores::from_rows(rows, &head.probabilities(&encoded.values));
-                Ok((scores, encoded, started.elapsed()))
-            }
+            Self::Linear { head, rows } => Ok((CategoryScores::from_rows(rows, &head.probabilities(embedding)), None)),
             Self::Sequence { model, rows } => {
-                let encoded = model.classify(vec![text]).await?.pop().ok_or_else(no_row)?;
-                let started = Instant::now();
+                let encoded = model
+                    .classify(vec![text.to_string()])
+                    .await?
+                    .pop()
+                    .ok_or_else(|| BackendError::Inference("the model returned no row".into()))?;
                 let mut probabilities = encoded.values.clone();
                 softmax(&mut probabilities);
-                Ok((CategoryScores::from_rows(rows, &probabilities), encoded, started.elapsed()))
+                Ok((CategoryScores::from_rows(rows, &probabilities), Some(encoded)))
             }
         }
     }
@@ -167,6 +177,14 @@ mod tests {
         assert_eq!(scores.probability(Category::parse("computer science").unwrap()), 0.1);
         assert_eq!(scores.top().0.name(), "math");
         assert_eq!(scores.top_n(2)[1].name, "law");
+    }
+
+    #[test]
+    fn uncertainty_is_normalised_entropy() {
+        let certain = CategoryScores::from_pairs([(Category::parse("math").unwrap(), 1.0)]);
+        assert_eq!(certain.uncertainty(), 0.0);
+        let flat = CategoryScores::from_pairs(Category::all().map(|c| (c, 1.0 / Category::COUNT as f32)));
+        assert!((flat.uncertainty() - 1.0).abs() < 1e-5);
     }
 
     #[test]
