@@ -183,6 +183,20 @@ impl Router {
         self.parts.scorer.preference_names()
     }
 
+    /// Estimated cost of sending the request behind `signals` to `model`, reasoning or not
+    /// (for evaluations against fixed baselines); `None` for an unknown model.
+    pub fn estimated_cost(&self, model: &str, signals: &Signals, reasoning: bool) -> Option<f64> {
+        let card = self.parts.fleet.get(model)?;
+        let demand = Demand {
+            prompt_tokens: signals.context.prompt_tokens,
+            max_completion_tokens: signals.context.max_completion_tokens,
+            reasoning,
+            tenant: None,
+            pii_types: &[],
+        };
+        Some(self.parts.scorer.estimate_cost(card, &demand, self.parts.families.can_reason(&card.family)))
+    }
+
     /// Request model names that ask for routing.
     pub fn auto_models(&self) -> &[String] {
         &self.parts.routing.auto_models
