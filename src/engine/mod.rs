@@ -8,6 +8,7 @@
 pub mod domain;
 pub mod fleet;
 pub mod reasoning;
+pub mod signals;
 pub mod text;
 
 use std::collections::HashSet;
