@@ -1,7 +1,7 @@
 //! The PII signal: which personal data a text contains, where, and the text with it masked.
 //!
 //! Two detectors run over the text: validated regular expressions for data with a fixed shape
-//! ([`Recognizer`]: e-mail, phone, payment card, IBAN, US SSN, IP address), and an optional
+//! ([`Recognizer`]: e-mail, phone, payment card, IBAN, US SSN, IP address, URL), and an optional
 //! token classifier (the Rampart model through the ONNX backend) for names, addresses and other
 //! identifiers. Where both claim a span the validated regex wins ([`resolve`]). Findings carry
 //! types and byte spans, never values, and the detector logs nothing about the text, so what
@@ -17,7 +17,7 @@
 
 mod mask;
 mod model;
-mod recognizers;
+pub(crate) mod recognizers;
 mod resolve;
 mod score;
 mod types;

@@ -110,8 +110,8 @@ pub(crate) fn decode(text: &str, predictions: &TokenPredictions, labels: &LabelM
             continue;
         };
         if let Some(current) = open.as_mut() {
-            let gap = &text[current.end..word.start];
-            let continues = current.entity == label.entity && (gap.is_empty() || (!label.begins && gap.trim().is_empty()));
+            let gap = text.get(current.end..word.start);
+            let continues = current.entity == label.entity && gap.is_some_and(|gap| gap.is_empty() || (!label.begins && gap.trim().is_empty()));
             if continues {
                 current.end = word.end;
                 current.score_sum += word.probability;
@@ -130,11 +130,22 @@ pub(crate) fn decode(text: &str, predictions: &TokenPredictions, labels: &LabelM
     }
     spans.extend(open);
 
+    // The model often leaves the unit designator out of a secondary address ("Suite" in
+    // "Suite 484" labelled outside, the number alone labelled): take it in.
+    // The designator must not reach back into the entity before.
+    let mut previous_end = 0;
+    for span in spans.iter_mut() {
+        if span.kind == PiiType::StreetAddress {
+            span.start = with_unit_designator(text, span.start).max(previous_end);
+        }
+        previous_end = span.end;
+    }
+
     // Join the parts of multi-part types (given name + surname; number + street + unit).
     let mut joined: Vec<Open<'_>> = Vec::with_capacity(spans.len());
     for span in spans {
         if let Some(last) = joined.last_mut() {
-            if last.kind == span.kind && span.kind.joins(&text[last.end..span.start]) {
+            if last.kind == span.kind && text.get(last.end..span.start).is_some_and(|gap| span.kind.joins(gap)) {
                 last.end = span.end;
                 last.score_sum += span.score_sum;
                 last.words += span.words;
@@ -153,6 +164,34 @@ pub(crate) fn decode(text: &str, predictions: &TokenPredictions, labels: &LabelM
             source: PiiSource::Model,
         })
         .collect()
+}
+
+/// Words that introduce the number of a unit within a building (lower case).
+const UNIT_DESIGNATORS: [&str; 16] = ["apt", "apt.", "apartment", "suite", "ste", "ste.", "unit", "#", "no.", "room", "rm", "rm.", "floor", "fl", "fl.", "flat"];
+
+/// Where a street-address span starting at `start` begins once a unit designator right before
+/// it ("Apt. ", "Suite ", "#") is included; `start` itself when there is none or the span does
+/// not start with a number.
+fn with_unit_designator(text: &str, start: usize) -> usize {
+    if !text[start..].starts_with(|c: char| c.is_ascii_digit()) {
+        return start;
+    }
+    let before = &text[..start];
+    let word_end = before.trim_end_matches(' ').len();
+    if before.len() - word_end > 1 {
+        return start;
+    }
+    let word_start = before[..word_end]
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !(c.is_alphanumeric() || *c == '.' || *c == '#'))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let word = before[word_start..word_end].to_lowercase();
+    if UNIT_DESIGNATORS.contains(&word.as_str()) {
+        word_start
+    } else {
+        start
+    }
 }
 
 /// Gathers tokens into words. A token continues the previous word when it starts where that
@@ -256,14 +295,15 @@ mod tests {
 
     #[test]
     fn bio_prefixes_decide_where_entities_start() {
-        let text = "New York York, jane.doe@example.com";
+        let text = "New York, York; jane.doe@example.com bob@example.org";
         let p = predict(
             text,
             &[
                 ("New", "B-CITY", 0.9),
-                ("York", "I-CITY", 0.9),
-                ("York", "B-CITY", 0.9), // B- after whitespace: a second city
+                ("York", "I-CITY", 0.9), // I- across whitespace continues
                 (",", "O", 0.9),
+                ("York", "B-CITY", 0.9),
+                (";", "O", 0.9),
                 ("jane", "B-EMAIL", 0.9),
                 (".", "I-EMAIL", 0.9),
                 ("doe", "B-EMAIL", 0.9), // glued to the previous piece: same entity despite B-
@@ -271,12 +311,20 @@ mod tests {
                 ("example", "I-EMAIL", 0.9),
                 (".", "I-EMAIL", 0.9),
                 ("com", "I-EMAIL", 0.9),
+                ("bob", "B-EMAIL", 0.9), // B- after whitespace: a second address
+                ("@", "I-EMAIL", 0.9),
+                ("example.org", "I-EMAIL", 0.9),
             ],
         );
         let entities = decode(text, &p, &label_map(), 0.5);
         assert_eq!(
             spans(text, &entities),
-            [(PiiType::City, "New York".into()), (PiiType::City, "York".into()), (PiiType::Email, "jane.doe@example.com".into())]
+            [
+                (PiiType::City, "New York".into()),
+                (PiiType::City, "York".into()),
+                (PiiType::Email, "jane.doe@example.com".into()),
+                (PiiType::Email, "bob@example.org".into())
+            ]
         );
     }
 
@@ -306,6 +354,47 @@ mod tests {
         p.offsets.push((3, 40));
         p.probabilities.extend(std::iter::repeat_n(0.1, 2 * LABELS.len()));
         assert_eq!(spans(text, &decode(text, &p, &label_map(), 0.5)), [(PiiType::Person, "Zoë".into())]);
+    }
+
+    #[test]
+    fn unit_designators_join_the_street_address() {
+        let labels: Vec<String> = ["O", "B-BUILDING_NUMBER", "B-STREET_NAME", "I-STREET_NAME", "B-SECONDARY_ADDRESS"].iter().map(|s| s.to_string()).collect();
+        let (map, _) = LabelMap::new(&labels).unwrap();
+        let text = "at 1463 Horseshoe Lane Suite 484, Newark";
+        let row = |label: usize| (0..5).map(|i| if i == label { 0.9 } else { 0.025 }).collect::<Vec<f32>>();
+        let pieces = [("at", 0), ("1463", 1), ("Horseshoe", 2), ("Lane", 3), ("Suite", 0), ("484", 4), (",", 0), ("Newark", 0)];
+        let mut offsets = Vec::new();
+        let mut probabilities = Vec::new();
+        let mut from = 0;
+        for (piece, label) in pieces {
+            let start = from + text[from..].find(piece).unwrap();
+            from = start + piece.len();
+            offsets.push((start, from));
+            probabilities.extend(row(label));
+        }
+        let p = TokenPredictions { offsets, probabilities, labels: 5, tokens: 10, timing: StageTiming::default() };
+        assert_eq!(spans(text, &decode(text, &p, &map, 0.5)), [(PiiType::StreetAddress, "1463 Horseshoe Lane Suite 484".into())]);
+
+        // The designator already belongs to the street span: nothing moves, nothing overlaps.
+        let text = "1177 Briarhill Lane Apt 902";
+        let pieces = [("1177", 1), ("Briarhill", 2), ("Lane", 3), ("Apt", 3), ("902", 4)];
+        let mut offsets = Vec::new();
+        let mut probabilities = Vec::new();
+        let mut from = 0;
+        for (piece, label) in pieces {
+            let start = from + text[from..].find(piece).unwrap();
+            from = start + piece.len();
+            offsets.push((start, from));
+            probabilities.extend(row(label));
+        }
+        let p = TokenPredictions { offsets, probabilities, labels: 5, tokens: 7, timing: StageTiming::default() };
+        assert_eq!(spans(text, &decode(text, &p, &map, 0.5)), [(PiiType::StreetAddress, text.into())]);
+
+        assert_eq!(with_unit_designator("Apt. 12", 5), 0);
+        assert_eq!(with_unit_designator("x #12", 3), 2);
+        assert_eq!(with_unit_designator("Lane 12", 5), 5, "not a designator");
+        assert_eq!(with_unit_designator("Suite  12", 7), 7, "too far");
+        assert_eq!(with_unit_designator("Suite Main", 6), 6, "no number");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Regular-expression recognisers for the PII with a fixed shape: each pattern only proposes
 //! candidates, and a candidate counts only once it passes its validation (Luhn and issuer prefix
 //! for cards, length and mod-97 for IBANs, area/group/serial ranges for SSNs, address parsing for
-//! IPs, numbering-plan rules for phones) and stands apart from the surrounding text.
+//! IPs, numbering-plan rules for phones, a well-formed host for URLs) and stands apart from the
+//! surrounding text.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::types::{PiiEntity, PiiSource, PiiType};
 
 /// One regex recogniser, named like the type it finds (`EMAIL`, `PHONE`, `CREDIT_CARD`, `IBAN`,
-/// `US_SSN`, `IP_ADDRESS`).
+/// `US_SSN`, `IP_ADDRESS`, `URL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Recognizer {
@@ -31,17 +32,21 @@ pub enum Recognizer {
     UsSsn,
     /// IPv4 (dotted quad, each part 0-255) and IPv6 (any form `std` parses, two groups or more).
     IpAddress,
+    /// Web addresses starting with `http://`, `https://` or `www.`, with a well-formed host
+    /// (the model finds these poorly); trailing sentence punctuation is left out.
+    Url,
 }
 
 impl Recognizer {
     /// Every recogniser.
-    pub const ALL: [Recognizer; 6] = [
+    pub const ALL: [Recognizer; 7] = [
         Recognizer::Email,
         Recognizer::Phone,
         Recognizer::CreditCard,
         Recognizer::Iban,
         Recognizer::UsSsn,
         Recognizer::IpAddress,
+        Recognizer::Url,
     ];
 
     /// The type of what it finds.
@@ -53,6 +58,7 @@ impl Recognizer {
             Recognizer::Iban => PiiType::Iban,
             Recognizer::UsSsn => PiiType::UsSsn,
             Recognizer::IpAddress => PiiType::IpAddress,
+            Recognizer::Url => PiiType::Url,
         }
     }
 
@@ -60,11 +66,12 @@ impl Recognizer {
     fn precedence(self) -> u8 {
         match self {
             Recognizer::Email => 0,
-            Recognizer::Iban => 1,
-            Recognizer::CreditCard => 2,
-            Recognizer::IpAddress => 3,
-            Recognizer::UsSsn => 4,
-            Recognizer::Phone => 5,
+            Recognizer::Url => 1,
+            Recognizer::Iban => 2,
+            Recognizer::CreditCard => 3,
+            Recognizer::IpAddress => 4,
+            Recognizer::UsSsn => 5,
+            Recognizer::Phone => 6,
         }
     }
 
@@ -85,6 +92,7 @@ impl Recognizer {
                 r"\b(?:\d{1,3}\.){3}\d{1,3}\b",
                 r"(?i)(?:[0-9a-f]{1,4})?(?::[0-9a-f]{0,4}){2,7}(?:\.\d{1,3}){0,3}",
             ],
+            Recognizer::Url => &[r#"(?i)\b(?:https?://|www\.)[^\s<>"'`{}|\\^\[\]]+"#],
         }
     }
 }
@@ -146,6 +154,7 @@ fn validate(recognizer: Recognizer, text: &str, start: usize, end: usize) -> Opt
         Recognizer::Iban => iban(text, start, end),
         Recognizer::UsSsn => ssn(text, start, end),
         Recognizer::IpAddress => ip_address(text, start, end),
+        Recognizer::Url => url(text, start, end),
     }
 }
 
@@ -379,6 +388,34 @@ fn ip_address(text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
     (apart && candidate.parse::<Ipv4Addr>().is_ok()).then_some((start, end))
 }
 
+fn url(text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
+    // Sentence punctuation after an address is not part of it (a closing bracket is, when the
+    // address opened one).
+    let mut end = end;
+    while let Some(c) = text[start..end].chars().next_back() {
+        let kept = &text[start..end];
+        let bracket_of_its_own = c == ')' && kept.matches('(').count() >= kept.matches(')').count();
+        if matches!(c, '.' | ',' | ';' | ':' | '!' | '?' | ')' | '\'' | '"') && !bracket_of_its_own {
+            end -= c.len_utf8();
+        } else {
+            break;
+        }
+    }
+    let candidate = &text[start..end];
+    let rest = candidate.split_once("://").map_or(candidate, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = host_port.split(':').next()?;
+    if host.parse::<Ipv4Addr>().is_ok() {
+        return Some((start, end));
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    let well_formed = labels.len() >= 2
+        && labels.iter().all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_alphanumeric() || c == '-'))
+        && labels.last().is_some_and(|tld| tld.chars().count() >= 2 && tld.chars().all(char::is_alphabetic));
+    well_formed.then_some((start, end))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,6 +493,18 @@ mod tests {
         assert_eq!(find(Recognizer::IpAddress, "fe80::1"), ["fe80::1"]);
         for not in ["999.1.1.1", "1.2.3.4.5", "10.0.0", "12:30:45", "std::vector", "00:1A:2B:3C:4D:5E", "::1"] {
             assert!(find(Recognizer::IpAddress, &format!("see {not} now")).is_empty(), "{not}");
+        }
+    }
+
+    #[test]
+    fn urls_need_a_host() {
+        for url in ["https://www.example.com", "http://balancingweight.it/photos/61417", "www.bidstrong.co.za", "https://shop.example.org:8443/a?b=c#d", "http://10.0.0.1/admin"] {
+            assert_eq!(find(Recognizer::Url, &format!("see {url}.")), [url], "{url}");
+        }
+        assert_eq!(find(Recognizer::Url, "(https://en.wikipedia.org/wiki/Foo_(bar))"), ["https://en.wikipedia.org/wiki/Foo_(bar)"]);
+        assert_eq!(find(Recognizer::Url, "visit https://example.com/x, then"), ["https://example.com/x"]);
+        for not in ["www.", "http://localhost/x", "https://example.c", "https://-bad-.com", "wwwexample.com"] {
+            assert!(find(Recognizer::Url, &format!("see {not} now")).is_empty(), "{not}");
         }
     }
 

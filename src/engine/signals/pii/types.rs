@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 /// The kinds of personal data the detector reports: the canonical list, used in config, in
 /// findings and as the mask text (`<EMAIL>`). Serialised as SCREAMING_SNAKE_CASE strings.
 ///
-/// Six kinds come from validated regular expressions (EMAIL, PHONE, CREDIT_CARD, IBAN, US_SSN,
-/// IP_ADDRESS); the rest from the token classifier (Rampart), whose finer labels map here:
-/// GIVEN_NAME and SURNAME become one PERSON, and BUILDING_NUMBER, STREET_NAME and
-/// SECONDARY_ADDRESS become one STREET_ADDRESS when they stand next to each other. EMAIL and
-/// PHONE come from both.
+/// Seven kinds come from validated regular expressions (EMAIL, PHONE, CREDIT_CARD, IBAN,
+/// US_SSN, IP_ADDRESS, URL); the rest from the token classifier (Rampart), whose finer labels
+/// map here: GIVEN_NAME and SURNAME become one PERSON, and BUILDING_NUMBER, STREET_NAME and
+/// SECONDARY_ADDRESS become one STREET_ADDRESS when they stand next to each other. EMAIL, PHONE
+/// and URL come from both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PiiType {
@@ -32,7 +32,7 @@ pub enum PiiType {
     UsSsn,
     /// An IPv4 or IPv6 address.
     IpAddress,
-    /// A web address.
+    /// A web address (`https://...`, `www....`).
     Url,
     /// Building number, street name and secondary unit (apartment, suite) of an address.
     StreetAddress,
@@ -150,7 +150,8 @@ impl PiiType {
 
     /// Whether two pieces of this type separated by `gap` are one entity: a given name and a
     /// surname on one line are one PERSON; building number, street and unit separated by
-    /// whitespace and at most one comma are one STREET_ADDRESS. Other types never join.
+    /// whitespace and at most one comma are one STREET_ADDRESS; words of a CITY or STATE
+    /// separated by spaces are one name. Other types never join.
     /// The detector and the evaluation data generator share this rule.
     pub fn joins(self, gap: &str) -> bool {
         match self {
@@ -158,6 +159,8 @@ impl PiiType {
             PiiType::StreetAddress => {
                 gap.chars().all(|c| c.is_whitespace() || c == ',') && gap.chars().filter(|&c| c == ',').count() <= 1
             }
+            // A place name the model split word by word ("Dot" "Lake").
+            PiiType::City | PiiType::State => !gap.is_empty() && gap.chars().all(|c| c == ' '),
             _ => false,
         }
     }
@@ -264,8 +267,10 @@ mod tests {
         assert!(PiiType::StreetAddress.joins("\n "));
         assert!(!PiiType::StreetAddress.joins(", , "));
         assert!(!PiiType::StreetAddress.joins(" and "));
-        assert!(!PiiType::City.joins(" "));
+        assert!(PiiType::City.joins(" "), "Dot Lake");
+        assert!(!PiiType::City.joins(", "), "two places");
         assert!(!PiiType::Email.joins(""));
+        assert!(!PiiType::Phone.joins(" "));
     }
 
     #[test]
