@@ -45,6 +45,10 @@ pub struct PiiSettings {
     pub model_threshold: f32,
     /// The regex recognisers that run; all of them by default.
     pub recognizers: Vec<Recognizer>,
+    /// The model reads at most this many bytes of a text (cut between words), so one huge
+    /// prompt cannot hold the model for seconds; the regexes always read all of it. About 34
+    /// windows of 480 bytes by default.
+    pub model_max_bytes: usize,
 }
 
 impl Default for PiiSettings {
@@ -52,6 +56,7 @@ impl Default for PiiSettings {
         Self {
             model_threshold: 0.5,
             recognizers: Recognizer::ALL.to_vec(),
+            model_max_bytes: 16 * 1024,
         }
     }
 }
@@ -62,6 +67,9 @@ pub enum PiiConfigError {
     /// The model threshold is not in (0, 1].
     #[error("model_threshold must be in (0, 1], not {0}")]
     Threshold(String),
+    /// The model would read nothing.
+    #[error("model_max_bytes must be at least 1")]
+    ModelMaxBytes,
     /// The token classifier's labels are not a BIO scheme over PII types this detector knows.
     #[error("the token classifier `{model}` cannot be used for PII: {reason}")]
     ModelLabels {
@@ -89,6 +97,9 @@ pub struct PiiFindings {
     pub model_timing: Option<StageTiming>,
     /// Tokens the model ran over (special tokens and window overlaps included); 0 without it.
     pub model_tokens: usize,
+    /// True when the text was longer than `model_max_bytes` and the model read only its start
+    /// (the regexes read all of it).
+    pub model_truncated: bool,
 }
 
 impl PiiFindings {
@@ -136,6 +147,9 @@ impl PiiDetector {
         if !(settings.model_threshold > 0.0 && settings.model_threshold <= 1.0) {
             return Err(PiiConfigError::Threshold(settings.model_threshold.to_string()));
         }
+        if settings.model_max_bytes == 0 {
+            return Err(PiiConfigError::ModelMaxBytes);
+        }
         let recognizers = Recognizers::new(&settings.recognizers).map_err(|e| PiiConfigError::Pattern(e.to_string()))?;
         let model = match model {
             None => None,
@@ -175,14 +189,15 @@ impl PiiDetector {
     pub async fn detect(&self, text: &str) -> Result<PiiFindings, BackendError> {
         let started = Instant::now();
         let regex = self.recognizers.find(text);
+        let scanned = prefix_between_words(text, self.settings.model_max_bytes);
         let (found_by_model, model_timing, model_tokens) = match &self.model {
-            Some((model, labels)) if !text.trim().is_empty() => {
+            Some((model, labels)) if !scanned.trim().is_empty() => {
                 let predictions = model
-                    .classify_tokens(vec![text.to_string()])
+                    .classify_tokens(vec![scanned.to_string()])
                     .await?
                     .pop()
                     .ok_or_else(|| BackendError::Inference("the token classifier returned no predictions".into()))?;
-                let entities = model::decode(text, &predictions, labels, self.settings.model_threshold);
+                let entities = model::decode(scanned, &predictions, labels, self.settings.model_threshold);
                 (entities, Some(predictions.timing), predictions.tokens)
             }
             _ => (Vec::new(), None, 0),
@@ -195,8 +210,23 @@ impl PiiDetector {
             elapsed: started.elapsed(),
             model_timing,
             model_tokens,
+            model_truncated: self.model.is_some() && scanned.len() < text.len(),
         })
     }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends at whitespace (or, with no
+/// whitespace in reach, at a character boundary).
+fn prefix_between_words(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = text[..end].rfind(char::is_whitespace).filter(|&i| i > 0).unwrap_or(end);
+    &text[..cut]
 }
 
 #[cfg(test)]
@@ -316,6 +346,22 @@ mod tests {
         assert_eq!(found.masked, "   ");
     }
 
+    #[tokio::test]
+    async fn the_model_reads_at_most_model_max_bytes_and_the_regexes_all() {
+        let settings = PiiSettings {
+            model_max_bytes: 14,
+            ..PiiSettings::default()
+        };
+        let text = "Anna Smith and Anna Smith wrote anna@example.com";
+        let found = detector(settings).detect(text).await.unwrap();
+        assert_eq!(found.masked, "<PERSON> and Anna Smith wrote <EMAIL>");
+        assert!(found.model_truncated);
+        assert!(!detector(PiiSettings::default()).detect(text).await.unwrap().model_truncated);
+        assert_eq!(prefix_between_words("ab cd ef", 7), "ab cd");
+        assert_eq!(prefix_between_words("abcdéf", 5), "abcd", "never inside a character");
+        assert_eq!(prefix_between_words("ab", 7), "ab");
+    }
+
     #[test]
     fn bad_settings_and_unusable_models_are_config_errors() {
         for threshold in [0.0, -1.0, 1.5, f32::NAN] {
@@ -325,6 +371,11 @@ mod tests {
             };
             assert!(matches!(PiiDetector::new(None, settings), Err(PiiConfigError::Threshold(_))), "{threshold}");
         }
+        let zero = PiiSettings {
+            model_max_bytes: 0,
+            ..PiiSettings::default()
+        };
+        assert_eq!(PiiDetector::new(None, zero).unwrap_err(), PiiConfigError::ModelMaxBytes);
         let model: Arc<dyn TokenClassifier> = Arc::new(Fake::new(&["O", "B-MISC", "I-MISC"]));
         let err = PiiDetector::new(Some(model), PiiSettings::default()).unwrap_err();
         assert!(err.to_string().contains("fake-ner"), "{err}");

@@ -291,7 +291,7 @@ pub(crate) fn luhn_valid(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    !digits.is_empty() && sum % 10 == 0
+    !digits.is_empty() && sum.is_multiple_of(10)
 }
 
 /// Whether the number starts with an issuer prefix of a major card network at a length that
@@ -365,7 +365,7 @@ pub(crate) fn iban_valid(iban: &str) -> bool {
 }
 
 fn ssn(text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
-    let candidate = text[start..end].as_bytes();
+    let candidate = &text.as_bytes()[start..end];
     if candidate[3] != candidate[6] {
         return None;
     }
