@@ -27,7 +27,7 @@ use semrouter_embedder::{BackendError, BackendInfo, Embedder, Encoded, Health, S
 use semrouter_onnx::{OnnxEncoder, OnnxModelConfig, OnnxRuntime, OnnxTokenClassifier, TextTokenizer};
 
 const PROMPT: &str = "Find all c in Z_3 such that Z_3[x]/(x^2 + c) is a field.";
-/// A prompt of typical length (40 tokens) with a name, an address, an e-mail and a phone.
+/// A prompt of typical length (57 tokens) with a name, an address, an e-mail and a phone.
 const PII_PROMPT: &str = "Hi, I'm Marie Hamanová. Please send the signed contract to 2071 Maryland Avenue, Pinellas, FL 34624 and copy MarieHamanova@armyspy.com, or call me at (727) 538-7059.";
 const BODY: &str = r#"{"model":"auto","temperature":0.2,"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Find all c in Z_3 such that Z_3[x]/(x^2 + c) is a field."}]}"#;
 
@@ -109,7 +109,9 @@ fn stages(c: &mut Criterion) {
         "model": dir.join("model_q4.onnx"),
         "tokenizer": dir.join("tokenizer.json"),
         "max_tokens": 512,
-        "intra_threads": onnx.intra_threads,
+        // One thread: on this project's 2-core machine, beside the encoder's session and under
+        // load, a second thread doubled Rampart's latency (Python onnxruntime measured the same).
+        "intra_threads": 1,
     }))
     .expect("model config");
     let classifier = OnnxTokenClassifier::load(&runtime, &rampart, &dir.join("config.json")).expect("Rampart (make setup)");

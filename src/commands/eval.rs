@@ -109,8 +109,8 @@ pub struct PiiArgs {
     /// Sentences detected concurrently (1 measures a lone request's latency).
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
-    /// Intra-op threads of the model's session.
-    #[arg(long, default_value_t = 2)]
+    /// Intra-op threads of the model's session (one was fastest on a busy 2-core machine).
+    #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Exit with an error when the overall F1 is below this.
     #[arg(long)]
