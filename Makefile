@@ -35,7 +35,8 @@ run: setup
 test: setup
 	$(CARGO) test --release --locked --workspace
 
-## criterion benches (parse, tokenise, embed, classify, decide) and the load run (README, Performance)
+## criterion benches (parse, tokenise, embed, classify, decide, PII) and the load run (README, Performance)
 bench: setup
 	$(CARGO) bench --locked --bench pipeline
+	$(CARGO) bench --locked --bench pii
 	$(CARGO) bench --locked --bench load

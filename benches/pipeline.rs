@@ -6,8 +6,6 @@
 //! - `classify`: the domain head over a real embedding
 //! - `decide`: `Router::decide` with the model pass replaced by a precomputed real embedding,
 //!   i.e. the router's own work per request (text selection, head, ranking, body rewrite)
-//! - `pii`: `PiiDetector::detect` on a typical prompt carrying PII: the regex recognisers
-//!   alone, and with the Rampart token classifier (queue and worker included)
 //!
 //!     cargo bench --bench pipeline
 
@@ -19,16 +17,13 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use semrouter::config;
 use semrouter::engine::domain::DomainClassifier;
 use semrouter::engine::fleet::{Fleet, ModelCard};
-use semrouter::engine::signals::pii::{PiiDetector, PiiSettings};
 use semrouter::engine::{Router, Routing};
 use semrouter::heads::LinearHead;
 use semrouter::openai::parse_chat_request;
 use semrouter_embedder::{BackendError, BackendInfo, Embedder, Encoded, Health, StageTiming};
-use semrouter_onnx::{OnnxEncoder, OnnxModelConfig, OnnxRuntime, OnnxTokenClassifier, TextTokenizer};
+use semrouter_onnx::{OnnxEncoder, OnnxRuntime, TextTokenizer};
 
 const PROMPT: &str = "Find all c in Z_3 such that Z_3[x]/(x^2 + c) is a field.";
-/// A prompt of typical length (57 tokens) with a name, an address, an e-mail and a phone.
-const PII_PROMPT: &str = "Hi, I'm Marie Hamanová. Please send the signed contract to 2071 Maryland Avenue, Pinellas, FL 34624 and copy MarieHamanova@armyspy.com, or call me at (727) 538-7059.";
 const BODY: &str = r#"{"model":"auto","temperature":0.2,"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Find all c in Z_3 such that Z_3[x]/(x^2 + c) is a field."}]}"#;
 
 fn repo() -> PathBuf {
@@ -101,22 +96,6 @@ fn stages(c: &mut Criterion) {
     );
     let request = parse_chat_request(BODY.as_bytes()).expect("valid body");
     c.bench_function("decide/without_model_pass", |b| b.iter(|| rt.block_on(router.decide(&request)).expect("decision")));
-
-    let regex_only = PiiDetector::new(None, PiiSettings::default()).expect("detector");
-    c.bench_function("pii/regex_only", |b| b.iter(|| rt.block_on(regex_only.detect(PII_PROMPT)).expect("findings")));
-    let dir = repo().join("onnx/fetched/rampart");
-    let rampart: OnnxModelConfig = serde_json::from_value(serde_json::json!({
-        "model": dir.join("model_q4.onnx"),
-        "tokenizer": dir.join("tokenizer.json"),
-        "max_tokens": 512,
-        // One thread: on this project's 2-core machine, beside the encoder's session and under
-        // load, a second thread doubled Rampart's latency (Python onnxruntime measured the same).
-        "intra_threads": 1,
-    }))
-    .expect("model config");
-    let classifier = OnnxTokenClassifier::load(&runtime, &rampart, &dir.join("config.json")).expect("Rampart (make setup)");
-    let detector = PiiDetector::new(Some(Arc::new(classifier)), PiiSettings::default()).expect("detector");
-    c.bench_function("pii/detect_typical", |b| b.iter(|| rt.block_on(detector.detect(PII_PROMPT)).expect("findings")));
 }
 
 criterion_group!(benches, stages);
