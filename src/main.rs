@@ -1,4 +1,4 @@
-//! The `semrouter` binary: serve, train, evaluate, check a config.
+//! The `semrouter` binary: serve, train, evaluate, generate data, check a config.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,10 +38,15 @@ enum Command {
         #[command(subcommand)]
         head: TrainHead,
     },
-    /// Evaluate a head.
+    /// Evaluate a head or a signal.
     Eval {
         #[command(subcommand)]
         head: EvalHead,
+    },
+    /// Generate an evaluation data set.
+    Data {
+        #[command(subcommand)]
+        set: DataSet,
     },
 }
 
@@ -55,6 +60,14 @@ enum TrainHead {
 enum EvalHead {
     /// Accuracy and confusion matrix of the configured domain classifier on an MMLU split.
     Domain(commands::eval::DomainArgs),
+    /// Entity-level precision, recall and F1 of the PII detector on the generated sentences.
+    Pii(commands::eval::PiiArgs),
+}
+
+#[derive(Subcommand)]
+enum DataSet {
+    /// Labelled PII sentences from presidio-evaluator's templates (onnx/fetched/eval/pii.jsonl).
+    Pii(commands::data::PiiArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -96,6 +109,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(LogFormat::Text);
             runtime()?.block_on(commands::eval::domain(args))
         }
+        Command::Eval { head: EvalHead::Pii(args) } => {
+            init_logging(LogFormat::Text);
+            runtime()?.block_on(commands::eval::pii(args))
+        }
+        Command::Data { set: DataSet::Pii(args) } => commands::data::pii(args),
     }
 }
 

@@ -1,3 +1,4 @@
-//! Data sets used to train and evaluate heads.
+//! Data sets used to train and evaluate heads and signals.
 
 pub mod mmlu;
+pub mod pii;

@@ -7,6 +7,7 @@
 pub mod context;
 pub mod domain;
 pub mod keywords;
+pub mod pii;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
