@@ -10,6 +10,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::data::stratified_split;
+
 /// Labelled embeddings: row `i` of `x` has class `y[i]`.
 #[derive(Debug, Clone, Default)]
 pub struct Examples {
@@ -30,23 +32,15 @@ impl Examples {
         self.y.is_empty()
     }
 
-    /// Splits off a stratified `fraction` of each class as a held-out set.
+    /// Splits off a stratified `fraction` of each class as a held-out set
+    /// ([`stratified_split`]).
     pub fn split_stratified(&self, fraction: f64, seed: u64) -> (Examples, Examples) {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let classes = self.y.iter().copied().max().map_or(0, |m| m + 1);
-        let mut kept = Examples::default();
-        let mut held = Examples::default();
-        for class in 0..classes {
-            let mut rows: Vec<usize> = (0..self.len()).filter(|&i| self.y[i] == class).collect();
-            rows.shuffle(&mut rng);
-            let n_held = ((rows.len() as f64) * fraction).round() as usize;
-            for (k, &i) in rows.iter().enumerate() {
-                let target = if k < n_held { &mut held } else { &mut kept };
-                target.x.push(self.x[i].clone());
-                target.y.push(class);
-            }
-        }
-        (kept, held)
+        let (kept, held) = stratified_split(&self.y, fraction, seed);
+        let pick = |rows: &[usize]| Examples {
+            x: rows.iter().map(|&i| self.x[i].clone()).collect(),
+            y: rows.iter().map(|&i| self.y[i]).collect(),
+        };
+        (pick(&kept), pick(&held))
     }
 }
 
