@@ -57,8 +57,7 @@ pub fn assemble(config: &Config) -> Result<Router, AssembleError> {
         ClassifierKind::Linear => {
             let path = config.classifier.head.as_deref().ok_or(AssembleError::MissingSection("classifier.head"))?;
             require_file("domain head", path, "train one with `semrouter train domain`")?;
-            let head = LinearHead::load(path)?;
-            head.check_binding(path, embedder.info())?;
+            let head = LinearHead::load_for(path, embedder.info())?;
             DomainClassifier::linear(head).map_err(|source| AssembleError::Labels {
                 origin: path.display().to_string(),
                 source,

@@ -49,12 +49,24 @@ enum Command {
 enum TrainHead {
     /// Train the domain head on MMLU's test and dev splits; report accuracy on val.
     Domain(commands::train::DomainArgs),
+    /// Train the jailbreak head on the prompt-injection train splits; report precision, recall
+    /// and F1 on each test split.
+    Jailbreak(commands::train::JailbreakArgs),
+    /// Train the complexity head on the task-complexity data; report accuracy on the held-out
+    /// split.
+    Complexity(commands::train::ComplexityArgs),
 }
 
 #[derive(Subcommand)]
 enum EvalHead {
     /// Accuracy and confusion matrix of the configured domain classifier on an MMLU split.
     Domain(commands::eval::DomainArgs),
+    /// Precision, recall, F1 and confusion matrix of the jailbreak head on the prompt-injection
+    /// test splits.
+    Jailbreak(commands::eval::JailbreakArgs),
+    /// Accuracy, per-label scores and confusion matrix of the complexity head on its held-out
+    /// split.
+    Complexity(commands::eval::ComplexityArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -88,13 +100,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}: ok", file.display());
             Ok(())
         }
-        Command::Train { head: TrainHead::Domain(args) } => {
+        Command::Train { head } => {
             init_logging(LogFormat::Text);
-            runtime()?.block_on(commands::train::domain(args))
+            runtime()?.block_on(async {
+                match head {
+                    TrainHead::Domain(args) => commands::train::domain(args).await,
+                    TrainHead::Jailbreak(args) => commands::train::jailbreak(args).await,
+                    TrainHead::Complexity(args) => commands::train::complexity(args).await,
+                }
+            })
         }
-        Command::Eval { head: EvalHead::Domain(args) } => {
+        Command::Eval { head } => {
             init_logging(LogFormat::Text);
-            runtime()?.block_on(commands::eval::domain(args))
+            runtime()?.block_on(async {
+                match head {
+                    EvalHead::Domain(args) => commands::eval::domain(args).await,
+                    EvalHead::Jailbreak(args) => commands::eval::jailbreak(args).await,
+                    EvalHead::Complexity(args) => commands::eval::complexity(args).await,
+                }
+            })
         }
     }
 }

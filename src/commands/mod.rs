@@ -1,6 +1,7 @@
-//! The offline commands: training and evaluating the domain head. They are the binary's
-//! edge, so they report errors with `anyhow`.
+//! The offline commands: training and evaluating heads. They are the binary's edge, so they
+//! report errors with `anyhow`.
 
+mod embed;
 pub mod eval;
 mod report;
 pub mod train;

@@ -104,8 +104,8 @@ fn label_rows(labels: &[String]) -> Result<Vec<Category>, LabelError> {
 pub enum DomainClassifier {
     /// A linear head over the shared embedding: no extra model pass.
     Linear {
-        /// The trained head.
-        head: LinearHead,
+        /// The trained head (boxed: it is much larger than the other variant).
+        head: Box<LinearHead>,
         /// Category of each head label.
         rows: Vec<Category>,
     },
@@ -122,7 +122,10 @@ impl DomainClassifier {
     /// A classifier from a trained head.
     pub fn linear(head: LinearHead) -> Result<Self, LabelError> {
         let rows = label_rows(&head.labels)?;
-        Ok(Self::Linear { head, rows })
+        Ok(Self::Linear {
+            head: Box::new(head),
+            rows,
+        })
     }
 
     /// A classifier from a sequence-classification model; its labels are read by name.
@@ -138,9 +141,9 @@ impl DomainClassifier {
         let no_row = || BackendError::Inference("the model returned no row".into());
         match self {
             Self::Linear { head, rows } => {
-                let encoded = embedder.embed(vec![text]).await?.pop().ok_or_else(no_row)?;
+                let encoded = embedder.embed(vec![text.clone()]).await?.pop().ok_or_else(no_row)?;
                 let started = Instant::now();
-                let scores = CategoryScores::from_rows(rows, &head.probabilities(&encoded.values));
+                let scores = CategoryScores::from_rows(rows, &head.probabilities(&encoded.values, &text));
                 Ok((scores, encoded, started.elapsed()))
             }
             Self::Sequence { model, rows } => {
