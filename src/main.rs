@@ -43,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         head: EvalHead,
     },
+    /// Prepare data files.
+    Data {
+        #[command(subcommand)]
+        what: DataCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -67,6 +72,13 @@ enum EvalHead {
     /// Accuracy, per-label scores and confusion matrix of the complexity head on its held-out
     /// split.
     Complexity(commands::eval::ComplexityArgs),
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Write the eval sets (MMLU val, prompt-injection tests, complexity held-out) as JSONL
+    /// chat requests with labels into onnx/fetched/eval/.
+    Evals(commands::data::EvalsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -120,6 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             })
         }
+        Command::Data { what: DataCommand::Evals(args) } => commands::data::evals(args),
     }
 }
 

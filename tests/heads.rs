@@ -1,6 +1,6 @@
 //! The jailbreak and complexity heads on data training never saw, through the real encoder and
 //! the same head API the engine calls (`semrouter eval jailbreak|complexity`); their binding to
-//! the embedding model; the committed head files.
+//! the embedding model; the committed head files; the eval files (`semrouter data evals`).
 
 mod common;
 
@@ -95,4 +95,32 @@ fn committed_heads_are_small_bound_and_record_how_they_were_made() {
         let f1 = jailbreak["training"]["scores"][split]["labels"]["jailbreak"]["f1"].as_f64().expect("recorded f1");
         assert!(f1 >= MIN_JAILBREAK_F1, "{split}: {f1}");
     }
+}
+
+#[test]
+fn eval_files_are_labelled_chat_requests() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().to_str().expect("utf-8 path");
+    let (status, stdout, stderr) = run_cli(&["data", "evals", "--out", out], &[]);
+    assert!(status.success(), "{stdout}\n{stderr}");
+    for (file, task, rows, labels) in [
+        ("mmlu-val.jsonl", "domain", 1531, vec!["math", "law", "other"]),
+        ("jailbreak-neuralchemy-test.jsonl", "jailbreak", 942, vec!["benign", "jailbreak"]),
+        ("jailbreak-slabs-test.jsonl", "jailbreak", 2101, vec!["benign", "jailbreak"]),
+        ("complexity-heldout.jsonl", "complexity", 399, vec!["simple", "standard", "complex", "research"]),
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(file)).expect(file);
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+        assert_eq!(lines.len(), rows, "{file}");
+        for line in &lines {
+            assert_eq!(line["task"], task);
+            assert_eq!(line["messages"][0]["role"], "user");
+            assert!(line["messages"][0]["content"].is_string());
+        }
+        for label in labels {
+            assert!(lines.iter().any(|l| l["label"] == label), "{file} has label {label}");
+        }
+    }
+    let (status, stdout, _) = run_cli(&["data", "evals", "--out", out], &[]);
+    assert!(status.success() && stdout.matches("unchanged").count() == 4, "idempotent:\n{stdout}");
 }

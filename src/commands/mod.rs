@@ -1,6 +1,7 @@
-//! The offline commands: training and evaluating heads. They are the binary's edge, so they
-//! report errors with `anyhow`.
+//! The offline commands: training and evaluating heads, and writing the eval files. They are
+//! the binary's edge, so they report errors with `anyhow`.
 
+pub mod data;
 mod embed;
 pub mod eval;
 mod report;
