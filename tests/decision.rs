@@ -184,11 +184,11 @@ async fn tool_pre_selection_keeps_the_relevant_tools() {
 #[test]
 fn bad_policies_stop_start_up_naming_the_key() {
     for (replacement, key) in [
-        ("    when: { keyword: [code] }\n", "policies[0].when.keyword[0]"),
-        ("    models: [gpt-oss-120b, deepseek-v3.1]\n", "policies[0].models[1]"),
+        ("    when: { keyword: [code] }\n", "policies[2].when.keyword[0]"),
+        ("    models: [gpt-oss-120b, deepseek-v3.1]\n", "policies[2].models[1]"),
     ] {
         let config = match key {
-            "policies[0].when.keyword[0]" => default_config_with(&[(replacement, "    when: { keyword: [kode] }\n")]),
+            "policies[2].when.keyword[0]" => default_config_with(&[(replacement, "    when: { keyword: [kode] }\n")]),
             _ => default_config_with(&[(replacement, "    models: [gpt-oss-120b, gpt-9]\n")]),
         };
         let dir = tempfile::tempdir().unwrap();

@@ -30,7 +30,9 @@ async fn math_reasons_on_the_reasoning_model_and_small_talk_goes_to_the_small_mo
     assert_eq!(d["action"], "route");
     assert_eq!(d["reasoning"]["enabled"], true);
     assert_eq!(d["reasoning"]["family"], "deepseek");
-    assert!(d["reasoning"]["budget_tokens"].as_u64().is_some_and(|b| b >= 4096), "{d}");
+    // A one-step equation is math but simple: reasoning on, at the smallest budget.
+    assert_eq!(d["reasoning"]["effort"], "low", "{d}");
+    assert_eq!(d["reasoning"]["budget_tokens"], 1024, "{d}");
     let body = &d["request"];
     assert_eq!(body["model"], "deepseek-v3.1");
     assert_eq!(body["chat_template_kwargs"]["thinking"], true);
@@ -48,6 +50,14 @@ async fn math_reasons_on_the_reasoning_model_and_small_talk_goes_to_the_small_mo
     for stage in ["parse", "tokenize", "queue", "infer", "signals", "pii", "decide", "total"] {
         assert!(d["timing_us"][stage].is_u64(), "timing_us.{stage} in {d}");
     }
+
+    // A proof gets a bigger thinking budget; arithmetic gets none.
+    let proof = "Prove that there are infinitely many primes congruent to 3 mod 4, then explain how Dirichlet's theorem on arithmetic progressions generalises the argument.";
+    let d = route(&client, &server, &chat("auto", proof)).await;
+    assert_eq!(d["model"], "deepseek-v3.1");
+    assert!(d["reasoning"]["budget_tokens"].as_u64().is_some_and(|b| b >= 4096), "{d}");
+    let d = route(&client, &server, &chat("auto", "What is 2 + 2?")).await;
+    assert_eq!(d["reasoning"]["enabled"], false, "{d}");
 
     let d = route(&client, &server, &chat("auto", "Can you recommend a movie for tonight?")).await;
     assert_eq!(d["model"], "qwen3-8b");
