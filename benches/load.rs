@@ -5,7 +5,10 @@
 //!
 //! Prints raw ONNX figures (single-prompt p50, throughput one prompt at a time, throughput in
 //! length-sorted batches of 32), then `/v1/route` p50/p99 and throughput at concurrency 1 and
-//! 32, resident memory, and whether each target of the foundation issue is met. The server
+//! 32, resident memory, and whether each target of the foundation issue is met. Then the cost
+//! of the signals: `/v1/route` at concurrency 1 on the default config against a bare copy of it
+//! (no complexity or jailbreak head, no keyword rules, no policies: the domain alone), the two
+//! servers taking the same prompts in alternating chunks of 100. The server
 //! reads `SEMROUTER__*` overrides from the environment, so variants can be compared:
 //!
 //!     SEMROUTER__EMBEDDING__ONNX__SESSIONS=2 SEMROUTER__EMBEDDING__ONNX__INTRA_THREADS=1 cargo bench --bench load
@@ -17,7 +20,7 @@
 //! `LOAD_PROMPTS` (prompts used, default all 1531), `LOAD_ROUNDS`, `LOAD_SKIP_RAW=1` to skip the
 //! raw phase.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -193,11 +196,15 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn start() -> Self {
+    /// Starts the server on `config` (the built-in default when `None`).
+    fn start(config: Option<&Path>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-        let child = Command::new(env!("CARGO_BIN_EXE_semrouter"))
-            .current_dir(repo())
-            .args(["serve", "--http-addr", &format!("127.0.0.1:{port}")])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_semrouter"));
+        command.current_dir(repo()).args(["serve", "--http-addr", &format!("127.0.0.1:{port}")]);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let child = command
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -240,8 +247,44 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
     panic!("server not ready");
 }
 
+/// The default config without the signals beyond the domain (the `signals:` section: complexity
+/// and jailbreak heads, keyword rules) and without `policies:`: the baseline the signals' cost
+/// is measured against.
+fn bare_config() -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("config/semrouter.yaml")).expect("config/semrouter.yaml");
+    let mut bare = String::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        if !line.is_empty() && !line.starts_with([' ', '#']) {
+            skipping = line.starts_with("signals:") || line.starts_with("policies:");
+        }
+        if !skipping {
+            bare.push_str(line);
+            bare.push('\n');
+        }
+    }
+    let path = repo().join("target/bench-bare-config.yaml");
+    std::fs::write(&path, bare).expect("write the bare config");
+    path
+}
+
+/// `/v1/route` at concurrency 1 on two servers, the same prompts in alternating chunks, so
+/// drift on a shared machine hits both alike. Returns (first, second).
+async fn paired(client: &reqwest::Client, first: &str, second: &str, prompts: &[String]) -> (LoadResult, LoadResult) {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let mut done = 0;
+    for chunk in prompts.chunks(100) {
+        let chunk = Arc::new(chunk.to_vec());
+        a.push(load(client, first, &chunk, 1, chunk.len(), false).await);
+        b.push(load(client, second, &chunk, 1, chunk.len(), false).await);
+        done += chunk.len();
+        eprintln!("  signals A/B: {done}/{}", prompts.len());
+    }
+    (pool_load(a), pool_load(b))
+}
+
 /// Sends `total` route requests from `concurrency` workers over keep-alive connections.
-async fn load(client: &reqwest::Client, base: &str, prompts: &Arc<Vec<String>>, concurrency: usize, total: usize) -> LoadResult {
+async fn load(client: &reqwest::Client, base: &str, prompts: &Arc<Vec<String>>, concurrency: usize, total: usize, show_progress: bool) -> LoadResult {
     let next = Arc::new(AtomicUsize::new(0));
     let url = format!("{base}/v1/route");
     let started = Instant::now();
@@ -265,7 +308,9 @@ async fn load(client: &reqwest::Client, base: &str, prompts: &Arc<Vec<String>>, 
                     let reply: serde_json::Value = serde_json::from_slice(&bytes).expect("decision JSON");
                     let us = |k: &str| Duration::from_micros(reply["timing_us"][k].as_u64().unwrap_or(0));
                     samples.push((elapsed, us("total"), us("infer")));
-                    progress(&format!("concurrency {concurrency}"), i + 1, total);
+                    if show_progress {
+                        progress(&format!("concurrency {concurrency}"), i + 1, total);
+                    }
                 }
             })
         })
@@ -310,7 +355,8 @@ fn main() {
 
     let mut raw = (!skip_raw).then(RawOnnx::load);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let server = ServerProcess::start();
+    let server = ServerProcess::start(None);
+    let bare = ServerProcess::start(Some(&bare_config()));
     let prompts = Arc::new(prompts);
     // Idle connections are dropped before the server's keep-alive (5 s) closes them, since the raw
     // phases leave them idle for longer.
@@ -321,10 +367,12 @@ fn main() {
         .expect("client");
     let rss_start = runtime.block_on(async {
         wait_ready(&client, &server.base).await;
+        wait_ready(&client, &bare.base).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let rss = server.rss_mb();
-        // warm the connections and the model
-        load(&client, &server.base, &prompts, 1, 50).await;
+        // warm the connections and the models
+        load(&client, &server.base, &prompts, 1, 50, false).await;
+        load(&client, &bare.base, &prompts, 1, 50, false).await;
         rss
     });
     if let Some(raw) = raw.as_mut() {
@@ -336,6 +384,7 @@ fn main() {
     // Shared machines drift by tens of percent over minutes, so the raw and the server figures
     // are taken in alternating rounds and pooled, never one after the other.
     let (mut raw_single, mut raw_batched, mut c1, mut c32) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut bare_c1, mut full_c1) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         if let Some(raw) = raw.as_mut() {
             eprintln!("round {round}/{rounds}: raw in-process ONNX Runtime ({RAW_THREADS} intra-op threads)");
@@ -344,13 +393,18 @@ fn main() {
         }
         runtime.block_on(async {
             eprintln!("round {round}/{rounds}: server, concurrency 1");
-            c1.push(load(&client, &server.base, &prompts, 1, prompts.len()).await);
+            c1.push(load(&client, &server.base, &prompts, 1, prompts.len(), true).await);
             eprintln!("round {round}/{rounds}: server, concurrency 32");
-            c32.push(load(&client, &server.base, &prompts, 32, requests_32).await);
+            c32.push(load(&client, &server.base, &prompts, 32, requests_32, true).await);
+            eprintln!("round {round}/{rounds}: signals A/B (bare config, then the default), concurrency 1");
+            let (b, f) = paired(&client, &bare.base, &server.base, &prompts).await;
+            bare_c1.push(b);
+            full_c1.push(f);
         });
     }
     let rss_end = server.rss_mb();
     drop(server);
+    drop(bare);
 
     println!();
     let raw = (!skip_raw).then(|| (pool(raw_single), pool(raw_batched)));
@@ -374,6 +428,16 @@ fn main() {
         );
     }
     println!("  resident memory  {rss_start:.0} MB after start-up, {rss_end:.0} MB after the load");
+    let (bare_c1, full_c1) = (pool_load(bare_c1), pool_load(full_c1));
+    println!("the signals' cost: POST /v1/route at concurrency 1, same prompts, alternating chunks of 100");
+    for (name, r) in [("bare config (domain only, no policies)", &bare_c1), ("default config (all non-PII signals)", &full_c1)] {
+        println!(
+            "  {name:<40} p50 {:6.2} ms   p99 {:7.2} ms   (server p50 {:.3} ms)",
+            ms(r.client.p50),
+            ms(r.client.p99),
+            ms(r.server_total_p50)
+        );
+    }
     println!("targets");
     if let Some((single, batched)) = &raw {
         let limit = ms(single.p50) + 1.0;
@@ -388,6 +452,14 @@ fn main() {
         );
     }
     println!("  resident memory <= 300 MB:           {rss_start:.0} MB  {}", verdict(rss_start <= 300.0));
+    let overhead = ms(full_c1.client.p50) / ms(bare_c1.client.p50) - 1.0;
+    println!(
+        "  all non-PII signals add <= 10% to p50: {:.2} vs {:.2} ms = {:+.1}%  {}",
+        ms(full_c1.client.p50),
+        ms(bare_c1.client.p50),
+        overhead * 100.0,
+        verdict(overhead <= 0.10)
+    );
 }
 
 /// Pools rounds of a load phase (see [`pool`]); server-side medians over all samples.
