@@ -10,7 +10,8 @@
 //! - [`answer`]: what is stored ([`CachedAnswer`], from JSON or reassembled SSE, complete
 //!   answers only) and how it is replayed (JSON or SSE).
 //! - [`controls`]: the client's `Cache-Control` / `x-semrouter-cache` directives.
-//! - [`snapshot`]: save on shutdown, load on start.
+//! - [`snapshot`]: save on shutdown, load on start; [`shared`]: the Redis tier for replicas
+//!   ([`SharedTier`]).
 //! - [`metrics`]: counters, [`CacheStats`], `semrouter_cache_*` metrics.
 //! - [`config`]: [`CacheConfig`], the `cache:` section.
 
@@ -26,6 +27,7 @@ pub mod record;
 pub mod request;
 pub mod scope;
 pub mod semantic;
+pub mod shared;
 pub mod snapshot;
 mod store;
 
@@ -39,4 +41,5 @@ pub use metrics::{CacheStats, HitKind};
 pub use request::{CacheRequest, NotCacheable};
 pub use scope::{CacheScope, FlushFilter, ScopeId};
 pub use semantic::VectorError;
+pub use shared::{SharedError, SharedTier};
 pub use snapshot::{SnapshotError, SnapshotLoaded};
