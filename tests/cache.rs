@@ -317,9 +317,17 @@ fn the_guard_vetoes_grey_band_matches_that_differ_and_counts_them() {
     // Below the threshold nothing matches, guard or not.
     let far = at_similarity(&stored, threshold - 0.02, 23);
     assert!(semantic(&cache, "Which of these statements about Paris is true for 1900?", &far).is_none());
-    // At or above the band's upper edge the lexical checks are skipped.
+    // By default every match is checked, however similar: a changed number barely moves
+    // an embedding.
     let identical = at_similarity(&stored, 0.9999, 24);
+    assert!(semantic(&cache, "Which of these statements about Paris is true for 1901?", &identical).is_none());
+    // With a lower band edge, matches at or above it skip the lexical checks.
+    let mut banded = config();
+    banded.guard.band_upper = 0.999;
+    let (cache, _clock) = cache_with(banded);
+    put(&cache, "Which of these statements about Paris is true for 1900?", &stored, None);
     assert!(semantic(&cache, "Which of these statements about Paris is true for 1901?", &identical).is_some());
+    assert!(semantic(&cache, "Which of these statements about Paris is true for 1901?", &grey).is_none());
 }
 
 #[test]
@@ -391,6 +399,11 @@ fn client_controls_and_uncacheable_requests() {
     let short = request_in(&cache, &short, "qwen3-8b", None);
     assert!(cache.lookup_exact(&short).is_none());
     assert!(cache.lookup_semantic(&short, &vector(1), None).unwrap().is_none());
+    // A prompt the encoder truncated is served by the exact path only.
+    let mut long = request(&cache, "Explain DNS.");
+    long.embedding_truncated = true;
+    assert!(cache.lookup_semantic(&long, &vector(1), None).unwrap().is_none());
+    assert!(cache.lookup_exact(&long).is_some());
     // A disabled cache neither serves nor stores.
     let (off, _clock) = cache_with(CacheConfig::default());
     assert_eq!(off.insert(&request(&off, "x"), None, None, answer("y")), Err(WriteSkip::Disabled));

@@ -8,10 +8,19 @@
 //! - polarity: negation words (`not`, `never`, `no`, any `n't`, ...) and a small lexicon of
 //!   polar words (`true`/`false`, `most`/`least`, `before`/`after`, ...), as a multiset;
 //! - numbers: digits (thousands separators dropped, `3.50` = `3.5`) and number words (`five` = `5`);
-//! - entities: capitalised words not starting a sentence, all-caps acronyms, words mixing
-//!   letters and digits, and quoted spans, case-folded.
+//! - entities: capitalised words inside a sentence, all-caps acronyms, words mixing letters
+//!   and digits, and quoted spans, case-folded. A capitalised word opening a sentence may be a
+//!   name ("Paris is ...") or just a verb ("Describe ..."): such leading words (common words
+//!   excepted) veto only when both prompts have them and they differ, so a framing added by a
+//!   paraphrase ("Help me with this: ...") does not;
+//! - content: the content words (stop words dropped, light stemming) that one prompt has in
+//!   place of the other's. A word or two replaced is a paraphrase; three or more, and at least
+//!   a sixth of the longer prompt's (or eight, however long), is a different question behind a
+//!   shared preamble, like two MMLU moral scenarios under the same instructions (0.91-0.93
+//!   similar).
 //!
-//! Entries keep these features (small sorted lists), never the prompt text.
+//! Entries keep these features, never the prompt text: numbers, entities and polar words as
+//! small sorted lists, content words only as 32-bit hashes.
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +35,8 @@ pub enum GuardCheck {
     Number,
     /// Named entities differ.
     Entity,
+    /// Many content words differ (a different question with a shared preamble).
+    Content,
 }
 
 impl GuardCheck {
@@ -35,6 +46,7 @@ impl GuardCheck {
             GuardCheck::Negation => "negation",
             GuardCheck::Number => "number",
             GuardCheck::Entity => "entity",
+            GuardCheck::Content => "content",
         }
     }
 }
@@ -51,6 +63,13 @@ pub struct GuardFeatures {
     /// Entities, case-folded, sorted, without repeats.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub entities: Vec<String>,
+    /// Capitalised uncommon words opening a sentence (possible names), case-folded, sorted,
+    /// without repeats.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leading: Vec<String>,
+    /// FNV-1a hashes of the stemmed content words, sorted, without repeats.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content: Vec<u32>,
 }
 
 /// Words that negate.
@@ -66,11 +85,13 @@ const POLAR: &[&str] = &[
     "decreases", "before", "after", "above", "below", "first", "last", "best", "worst", "always", "sometimes", "legal",
     "illegal", "likely", "unlikely", "possible", "impossible", "except", "only", "all", "any", "some", "positive", "negative",
     "agree", "disagree", "advantage", "disadvantage", "strengthen", "weaken", "strengthens", "weakens", "support", "undermine",
+    "up", "down", "inside", "outside", "open", "closed", "win", "lose", "accept", "reject", "allow", "forbid", "buy", "sell",
+    "rise", "fall", "gain", "loss", "increase", "decrease", "add", "remove",
 ];
 
-/// Number words mapped to their value.
+/// Number words mapped to their value (`one` is left out: it is mostly a pronoun).
 const NUMBER_WORDS: &[(&str, &str)] = &[
-    ("zero", "0"), ("one", "1"), ("two", "2"), ("three", "3"), ("four", "4"), ("five", "5"), ("six", "6"), ("seven", "7"),
+    ("zero", "0"), ("two", "2"), ("three", "3"), ("four", "4"), ("five", "5"), ("six", "6"), ("seven", "7"),
     ("eight", "8"), ("nine", "9"), ("ten", "10"), ("eleven", "11"), ("twelve", "12"), ("thirteen", "13"), ("fourteen", "14"),
     ("fifteen", "15"), ("sixteen", "16"), ("seventeen", "17"), ("eighteen", "18"), ("nineteen", "19"), ("twenty", "20"),
     ("thirty", "30"), ("forty", "40"), ("fifty", "50"), ("sixty", "60"), ("seventy", "70"), ("eighty", "80"), ("ninety", "90"),
@@ -90,8 +111,47 @@ const COMMON: &[&str] = &[
     "solve", "some", "state", "statement", "suppose", "tell", "than", "that", "the", "their", "then", "there", "these", "they",
     "this", "those", "though", "to", "true", "under", "unlike", "until", "upon", "use", "using", "we", "what", "whats", "when",
     "where", "whereas", "whether", "which", "while", "who", "whom", "whose", "why", "will", "with", "within", "would", "write",
-    "yes", "you", "your", "false", "answer", "briefly", "kindly", "quick", "quickly", "simply", "in", "into", "over", "among",
+    "yes", "you", "your", "false", "answer", "briefly", "kindly", "quick", "quickly", "simply", "into", "over", "among",
+    // Imperatives and chat framing that open prompts.
+    "analyse", "analyze", "classify", "contrast", "convert", "create", "derive", "design", "discuss", "draft", "generate",
+    "help", "hello", "hey", "hi", "okay", "ok", "outline", "predict", "prove", "recommend", "rewrite", "simplify", "suggest",
+    "summarise", "summarize", "sure", "thank", "thanks", "translate", "make", "need", "want", "note", "recall", "remember",
+    "assess", "check", "clarify", "elaborate", "illustrate", "interpret", "justify", "review", "verify", "dear", "good",
+    "great", "just", "also", "again", "first", "next", "finally", "then", "now", "well", "actually", "question", "task",
 ];
+
+/// Function words that carry no content (besides [`COMMON`], [`NEGATIONS`] and [`POLAR`]).
+const STOP: &[&str] = &[
+    "the", "and", "for", "that", "this", "with", "from", "are", "was", "were", "been", "has", "have", "had", "its", "their",
+    "there", "these", "those", "which", "what", "who", "whom", "whose", "when", "where", "why", "how", "than", "then", "them",
+    "they", "she", "her", "his", "him", "our", "you", "your", "can", "could", "would", "should", "will", "may", "might",
+    "must", "shall", "does", "did", "doing", "done", "being", "into", "onto", "upon", "about", "over", "under", "between",
+    "such", "each", "other", "another", "very", "also", "just", "only", "both", "either", "own", "same", "any", "some",
+    "most", "more", "much", "many", "few", "one", "following", "question", "answer", "please", "explain", "tell", "thanks",
+    "thank", "help", "know", "like", "want", "need", "could", "quick", "let", "use", "used", "using", "given",
+];
+
+/// Light stemming so that `sorted`, `sorts` and `sorting` meet `sort`.
+fn stem(word: &str) -> &str {
+    for suffix in ["ingly", "edly", "ing", "ies", "ied", "es", "ed", "ly", "s"] {
+        if let Some(base) = word.strip_suffix(suffix) {
+            if base.len() >= 3 {
+                return base;
+            }
+        }
+    }
+    word
+}
+
+/// FNV-1a, 32 bits: stable across builds and processes.
+fn fnv1a(word: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in word.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash
+}
 
 fn in_list(list: &[&str], word: &str) -> bool {
     list.contains(&word)
@@ -134,22 +194,23 @@ impl GuardFeatures {
                 {
                     i += 1;
                 }
-                // Letters glued to digits (`H2O`, `x86`, `COVID-19`) make the whole an entity too.
-                let mut end = i;
-                while end < chars.len() && (chars[end].is_alphanumeric() || chars[end] == '-') && chars[end] != ' ' {
-                    end += 1;
-                }
                 let number: String = chars[start..i].iter().collect();
                 features.numbers.push(canonical_number(&number));
-                let glued_before = start > 0 && chars[start - 1].is_alphabetic();
-                if end > i && chars[i..end].iter().any(|c| c.is_alphabetic()) || glued_before {
-                    let mut word_start = start;
-                    while word_start > 0 && (chars[word_start - 1].is_alphanumeric() || chars[word_start - 1] == '-') {
-                        word_start -= 1;
-                    }
-                    features.entities.push(chars[word_start..end].iter().collect::<String>().to_lowercase());
+                // Letters glued after the digits (`3x`, `5G`, `2-methylpropane`) make the word an
+                // entity; a range like `80-90` is two numbers.
+                let mut end = i;
+                while end < chars.len() && (chars[end].is_alphanumeric() || chars[end] == '-') {
+                    end += 1;
                 }
-                i = end.max(i);
+                if chars[i..end].iter().any(|c| c.is_alphabetic()) {
+                    let word: String = chars[start..end].iter().collect();
+                    features.entities.push(word.to_lowercase());
+                    let tail: String = chars[i..end].iter().collect();
+                    for part in tail.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty()) {
+                        features.numbers.push(canonical_number(part));
+                    }
+                    i = end;
+                }
                 sentence_start = false;
                 continue;
             }
@@ -170,6 +231,17 @@ impl GuardFeatures {
                     continue;
                 }
                 let lower = raw.to_lowercase();
+                // `What's` is as common as `whats`.
+                let plain = lower.replace('\'', "");
+                if plain.len() >= 3
+                    && plain.chars().all(|c| c.is_alphabetic() || c == '-')
+                    && !in_list(STOP, &plain)
+                    && !in_list(COMMON, &plain)
+                    && !in_list(NEGATIONS, &plain)
+                    && !in_list(POLAR, &plain)
+                {
+                    features.content.push(fnv1a(stem(&plain)));
+                }
                 if lower.ends_with("n't") || in_list(NEGATIONS, &lower) {
                     features.polarity.push("not".to_string());
                 } else if in_list(POLAR, &lower) {
@@ -182,16 +254,16 @@ impl GuardFeatures {
                 let capitalised = letters.first().is_some_and(|c| c.is_uppercase());
                 let all_caps = letters.len() >= 2 && letters.iter().all(|c| c.is_uppercase());
                 let inner_caps = letters.iter().skip(1).any(|c| c.is_uppercase());
-                let is_entity = if all_caps || inner_caps {
+                let common = in_list(COMMON, &plain) || in_list(NEGATIONS, &lower) || in_list(POLAR, &lower);
+                if (all_caps || inner_caps) && !common {
                     // Acronyms and CamelCase names; a shouted NOT is a negation, not a name.
-                    !in_list(NEGATIONS, &lower) && !in_list(COMMON, &lower) && !in_list(POLAR, &lower)
-                } else if capitalised {
-                    !sentence_start || !in_list(COMMON, &lower)
-                } else {
-                    false
-                };
-                if is_entity && lower != "i" {
                     features.entities.push(lower);
+                } else if capitalised && !common && lower != "i" {
+                    if sentence_start {
+                        features.leading.push(lower);
+                    } else {
+                        features.entities.push(lower);
+                    }
                 }
                 sentence_start = false;
                 continue;
@@ -205,16 +277,26 @@ impl GuardFeatures {
         features.numbers.sort();
         features.entities.sort();
         features.entities.dedup();
+        features.leading.sort();
+        features.leading.dedup();
+        features.content.sort_unstable();
+        features.content.dedup();
         features
     }
 
     /// Approximate heap bytes, for the cache's byte bound.
     pub fn heap_bytes(&self) -> usize {
-        [&self.polarity, &self.numbers, &self.entities]
+        [&self.polarity, &self.numbers, &self.entities, &self.leading]
             .iter()
             .map(|list| list.iter().map(|s| s.len() + std::mem::size_of::<String>()).sum::<usize>())
-            .sum()
+            .sum::<usize>()
+            + self.content.len() * 4
     }
+}
+
+/// Content words `a` has that `b` lacks (both sorted, without repeats).
+fn missing(a: &[u32], b: &[u32]) -> usize {
+    a.iter().filter(|h| b.binary_search(h).is_err()).count()
 }
 
 /// The guard with its configuration.
@@ -229,9 +311,10 @@ impl Guard {
         Self { config }
     }
 
-    /// Whether a match at `similarity` is checked at all (it lies below the band's upper edge).
+    /// Whether a match at `similarity` is checked at all: it lies below the band's upper edge,
+    /// or the edge is 1 (every semantic match is checked).
     pub fn applies(&self, similarity: f32) -> bool {
-        self.config.enabled && similarity < self.config.band_upper
+        self.config.enabled && (self.config.band_upper >= 1.0 || similarity < self.config.band_upper)
     }
 
     /// Compares a query's features with a stored entry's; `Err` names the first differing check.
@@ -242,8 +325,19 @@ impl Guard {
         if self.config.numbers && query.numbers != stored.numbers {
             return Err(GuardCheck::Number);
         }
-        if self.config.entities && query.entities != stored.entities {
-            return Err(GuardCheck::Entity);
+        if self.config.entities {
+            let leading_differ = !query.leading.is_empty() && !stored.leading.is_empty() && query.leading != stored.leading;
+            if query.entities != stored.entities || leading_differ {
+                return Err(GuardCheck::Entity);
+            }
+        }
+        if self.config.content {
+            // Words added on one side only (a framing, a "please") are not substitutions.
+            let substituted = missing(&query.content, &stored.content).min(missing(&stored.content, &query.content));
+            let longer = query.content.len().max(stored.content.len());
+            if substituted >= 8 || (substituted >= 3 && substituted * 6 >= longer) {
+                return Err(GuardCheck::Content);
+            }
         }
         Ok(())
     }
@@ -279,6 +373,8 @@ mod tests {
         assert_eq!(verdict("Name five rivers", "Name 5 rivers"), Ok(()));
         assert_eq!(verdict("Name five rivers", "Name six rivers"), Err(GuardCheck::Number));
         assert_eq!(verdict("What happened in 1914?", "What happened in 1941?"), Err(GuardCheck::Number));
+        assert_eq!(verdict("during 80-90 minutes", "during 80-91 minutes"), Err(GuardCheck::Number));
+        assert_eq!(verdict("Is 3x larger?", "Is 4x larger?"), Err(GuardCheck::Number));
     }
 
     #[test]
@@ -293,18 +389,45 @@ mod tests {
     }
 
     #[test]
+    fn different_questions_behind_a_shared_preamble_are_caught() {
+        let preamble = "For which of these two scenarios does the main character do something clearly morally wrong? ";
+        let a = format!("{preamble}Scenario 1 | I took the groceries home. Scenario 2 | I painted the fence blue.");
+        let b = format!("{preamble}Scenario 1 | I kicked the sleeping dog. Scenario 2 | I borrowed money from my friend.");
+        assert_eq!(verdict(&a, &b), Err(GuardCheck::Content));
+        // A couple of synonyms in a long question are a paraphrase.
+        assert_eq!(
+            verdict(
+                "Which of the following best describes the primary function of mitochondria in eukaryotic cells?",
+                "Which one of the following best characterises the main function of mitochondria in eukaryotic cells?"
+            ),
+            Ok(())
+        );
+        assert_eq!(verdict("How do I sort a list in Python?", "In Python, how is a list sorted?"), Ok(()));
+    }
+
+    #[test]
     fn paraphrases_pass() {
         assert_eq!(verdict("What is the capital of France?", "Tell me the capital city of France."), Ok(()));
         assert_eq!(verdict("How do I sort a list in Python?", "In Python, how can a list be sorted?"), Ok(()));
         assert_eq!(verdict("Explain how vaccines work.", "Describe how vaccines work"), Ok(()));
         assert_eq!(verdict("Could you explain photosynthesis?", "Please explain photosynthesis."), Ok(()));
+        assert_eq!(verdict("Help me with this one: What is osmosis?", "What is osmosis?"), Ok(()));
+        assert_eq!(verdict("Describe how vaccines work.", "Summarise how vaccines work."), Ok(()));
+        assert_eq!(verdict("What is osmosis? Thanks!", "Question: What is osmosis?"), Ok(()));
+        assert_eq!(verdict("Could you tell me What's osmosis?", "What's osmosis?"), Ok(()));
     }
 
     #[test]
     fn band_and_switches() {
         let g = guard();
         assert!(g.applies(0.95));
-        assert!(!g.applies(0.9995));
+        assert!(g.applies(1.0), "the default band covers every match");
+        let banded = Guard::new(GuardConfig {
+            band_upper: 0.99,
+            ..GuardConfig::default()
+        });
+        assert!(banded.applies(0.95));
+        assert!(!banded.applies(0.995));
         let off = Guard::new(GuardConfig {
             numbers: false,
             ..GuardConfig::default()
@@ -323,5 +446,10 @@ mod tests {
         assert_eq!(f.numbers, vec!["7"]);
         assert_eq!(f.entities, vec!["alice"]);
         assert!(f.polarity.is_empty());
+        let json = serde_json::to_string(&f).unwrap();
+        for word in ["secret", "plan", "bake", "bread"] {
+            assert!(!json.contains(word), "content words are kept as hashes: {json}");
+        }
+        assert_eq!(f.content.len(), 5, "secret, plan, bake, bread, alice");
     }
 }

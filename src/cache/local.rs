@@ -276,9 +276,10 @@ impl SemanticCache {
 
     /// The semantic path: the most similar live entry in the request's scope whose
     /// similarity reaches the threshold (per category) and that the guard lets through.
-    /// `embedding` is the request's embedding from the configured encoder.
+    /// `embedding` is the request's embedding from the configured encoder (a miss, without
+    /// a search, when [`CacheRequest::embedding_truncated`] is set).
     pub fn lookup_semantic(&self, request: &CacheRequest, embedding: &[f32], category: Option<&str>) -> Result<Option<CacheHit>, VectorError> {
-        if !self.config.enabled || !self.config.semantic {
+        if !self.config.enabled || !self.config.semantic || request.embedding_truncated {
             return Ok(None);
         }
         let started = Instant::now();
@@ -388,7 +389,7 @@ impl SemanticCache {
             return Err(WriteSkip::Disabled);
         }
         let vector = match embedding {
-            Some(e) if self.config.semantic => Some(prepare(e, self.space.dimension).map_err(WriteSkip::BadEmbedding)?),
+            Some(e) if self.config.semantic && !request.embedding_truncated => Some(prepare(e, self.space.dimension).map_err(WriteSkip::BadEmbedding)?),
             _ => None,
         };
         let now = self.now();

@@ -94,7 +94,7 @@ pub(crate) struct Counters {
     expirations: AtomicU64,
     flushed: AtomicU64,
     compactions: AtomicU64,
-    guard: [AtomicU64; 3],
+    guard: [AtomicU64; 4],
     skips: [AtomicU64; WRITE_SKIP_REASONS.len()],
 }
 
@@ -147,6 +147,7 @@ impl Counters {
             GuardCheck::Negation => 0,
             GuardCheck::Number => 1,
             GuardCheck::Entity => 2,
+            GuardCheck::Content => 3,
         };
         self.guard[slot].fetch_add(1, Ordering::Relaxed);
         metrics::counter!("semrouter_cache_guard_rejections_total", "check" => check.label()).increment(1);
@@ -187,6 +188,7 @@ impl Counters {
                 negation: load(&self.guard[0]),
                 number: load(&self.guard[1]),
                 entity: load(&self.guard[2]),
+                content: load(&self.guard[3]),
             },
             write_skips: WRITE_SKIP_REASONS
                 .iter()
@@ -216,6 +218,8 @@ pub struct GuardCounts {
     pub number: u64,
     /// Entities differed.
     pub entity: u64,
+    /// Many content words differed.
+    pub content: u64,
 }
 
 /// Counters since start.

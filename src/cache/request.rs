@@ -57,6 +57,11 @@ pub struct CacheRequest {
     pub stream: bool,
     /// Whether a streamed replay should carry a usage chunk (`stream_options.include_usage`).
     pub include_usage: bool,
+    /// Set by the caller when the encoder truncated the text (its token count reached the
+    /// model's `max_tokens`): the embedding does not see the whole prompt, so two prompts that
+    /// differ only past the cut would look identical. The semantic path is then skipped for
+    /// this request (lookups miss, inserts store no vector); the exact path still applies.
+    pub embedding_truncated: bool,
     /// The normalised last user text. Held only for this request's lifetime: entries keep
     /// the guard's features, never the prompt.
     text: String,
@@ -123,6 +128,7 @@ impl CacheRequest {
                 .and_then(|o| o.get("include_usage"))
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            embedding_truncated: false,
             text,
             guard: OnceLock::new(),
         })
