@@ -6,11 +6,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use semrouter_embedder::{BackendInfo, Embedder};
-use semrouter_onnx::{OnnxClassifier, OnnxEncoder, OnnxError, OnnxRuntime};
+use semrouter_embedder::TokenClassifier;
+use semrouter_onnx::{OnnxClassifier, OnnxEncoder, OnnxError, OnnxRuntime, OnnxTokenClassifier};
 
 use crate::config::{ClassifierKind, Config, EmbeddingBackend, HeadSignalConfig};
 use crate::engine::fleet::{Fleet, ModelCard};
 use crate::engine::policy::{Policies, PolicyError, PolicyScope};
+use crate::engine::privacy::PrivacyGuard;
+use crate::engine::signals::pii::{PiiConfigError, PiiDetector};
 use crate::engine::reasoning::{FamilyError, Families};
 use crate::engine::scorer::Scorer;
 use crate::engine::signals::domain::{DomainClassifier, LabelError};
@@ -70,6 +73,9 @@ pub enum AssembleError {
     /// A reasoning family is unusable.
     #[error("config key `reasoning.families`: {0}")]
     Family(#[from] FamilyError),
+    /// The personal-data detector cannot be built.
+    #[error("config key `signals.pii`: {0}")]
+    Pii(#[from] PiiConfigError),
 }
 
 /// Builds the decision engine described by `config` (loads and warms every model).
@@ -154,6 +160,20 @@ pub fn assemble_with(config: &Config, runtime: &OnnxRuntime, embedder: Arc<dyn E
     };
 
     let fleet = Fleet::new(config.models.iter().map(ModelCard::from_config).collect());
+    // Detection runs only when something uses it: a policy, or a model's allow-list.
+    let needs_pii = policies.needs_pii() || fleet.models().iter().any(|m| m.pii_allowed.is_some());
+    let privacy = match (&config.signals.pii, needs_pii) {
+        (Some(pii), true) => {
+            let model: Option<Arc<dyn TokenClassifier>> = match (&pii.model, &pii.labels) {
+                (Some(onnx), Some(labels)) => Some(Arc::new(OnnxTokenClassifier::load(runtime, onnx, labels)?)),
+                (Some(_), None) => return Err(AssembleError::MissingSection("signals.pii.labels")),
+                (None, _) => None,
+            };
+            Some(PrivacyGuard::new(PiiDetector::new(model, pii.detector.clone())?, pii.on_violation))
+        }
+        (None, true) => return Err(AssembleError::MissingSection("signals.pii")),
+        (_, false) => None,
+    };
     let stats = Arc::new(ModelStats::new(
         config.models.iter().map(|m| (m.name.clone(), m.latency_prior_ms)),
         config.scoring.latency_alpha,
@@ -167,6 +187,7 @@ pub fn assemble_with(config: &Config, runtime: &OnnxRuntime, embedder: Arc<dyn E
         families: Families::new(&config.reasoning.families)?,
         levels: config.reasoning.levels.clone(),
         tools: ToolSelector::new(config.tools.clone()),
+        privacy,
         fleet,
         stats,
         routing: Routing::new(config.routing.auto_models.clone(), config.routing.unknown_models, config.classifier.text),
@@ -191,9 +212,7 @@ pub fn build_embedder(config: &Config, runtime: &OnnxRuntime) -> Result<Arc<dyn 
 /// Loads a head file bound to the served embedding model.
 fn load_head(path: &Path, what: &'static str, hint: &'static str, served: &BackendInfo) -> Result<LinearHead, AssembleError> {
     require_file(what, path, hint)?;
-    let head = LinearHead::load(path)?;
-    head.check_binding(path, served)?;
-    Ok(head)
+    Ok(LinearHead::load_for(path, served)?)
 }
 
 fn head_signal(config: &HeadSignalConfig, what: &'static str, hint: &'static str, served: &BackendInfo) -> Result<HeadSignal, AssembleError> {

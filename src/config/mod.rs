@@ -22,7 +22,7 @@ pub use load::{load, load_str, ConfigError, DEFAULT_CONFIG};
 pub use policy::{Condition, PolicyAction, PolicyConfig, Range, ReasoningOverride};
 pub use reasoning::{FamilyTemplate, NeedWeights, ReasoningConfig, ReasoningLevel};
 pub use scoring::{Fallback, ScoringConfig, Weights};
-pub use signals::{HeadSignalConfig, KeywordRuleConfig, SignalsConfig};
+pub use signals::{HeadSignalConfig, KeywordRuleConfig, PiiConfig, PiiViolation, SignalsConfig};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]

@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
+use semrouter_onnx::OnnxModelConfig;
 use serde::Deserialize;
+
+use crate::engine::signals::pii::PiiSettings;
 
 /// The signals computed for each routed request besides the domain.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -18,6 +21,38 @@ pub struct SignalsConfig {
     /// Keyword and regex rules.
     #[serde(default)]
     pub keywords: Vec<KeywordRuleConfig>,
+    /// Personal-data detection; it runs only when a policy or a model's `pii_allowed` needs it.
+    #[serde(default)]
+    pub pii: Option<PiiConfig>,
+}
+
+/// What happens when a request carries personal data no candidate may see.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PiiViolation {
+    /// Replace the data with `<TYPE>` placeholders and route.
+    #[default]
+    Mask,
+    /// Refuse the request (403 on the proxy and ext_proc paths).
+    Block,
+}
+
+/// Personal-data detection: validated regexes, plus a token classifier when configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PiiConfig {
+    /// The token classifier (the Rampart model); the regexes run alone when absent.
+    #[serde(default)]
+    pub model: Option<OnnxModelConfig>,
+    /// The classifier's Hugging Face `config.json`, whose `id2label` names its labels.
+    #[serde(default)]
+    pub labels: Option<PathBuf>,
+    /// Detector settings: model threshold, recognisers, bytes the model reads.
+    #[serde(default)]
+    pub detector: PiiSettings,
+    /// When no candidate may see what was found and no policy masks it.
+    #[serde(default)]
+    pub on_violation: PiiViolation,
 }
 
 /// A signal computed by a trained head over the shared embedding.

@@ -7,6 +7,7 @@ use crate::categories::Category;
 use crate::config::Fallback;
 use crate::engine::policy::{Policies, PolicyScope};
 use crate::engine::reasoning::Families;
+use crate::engine::signals::pii::{PiiDetector, PiiType};
 use crate::engine::signals::KeywordRules;
 
 use super::{ClassifierKind, Config, EmbeddingBackend};
@@ -114,6 +115,11 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
         }
         if !(model.latency_prior_ms.is_finite() && model.latency_prior_ms >= 0.0) {
             return Err(invalid(format!("{key}.latency_prior_ms"), "must be a finite number of 0 or more"));
+        }
+        for (j, t) in model.pii_allowed.iter().flatten().enumerate() {
+            if !t.eq_ignore_ascii_case("any") {
+                PiiType::parse(t).map_err(|e| invalid(format!("{key}.pii_allowed[{j}]"), e.to_string()))?;
+            }
         }
         if model.tenants.as_ref().is_some_and(Vec::is_empty) {
             return Err(invalid(format!("{key}.tenants"), "must list at least one tenant (omit it for all)"));
@@ -226,8 +232,18 @@ fn validate_decision(config: &Config) -> Result<(), Invalid> {
         return Err(invalid("tools.cache_entries", "must be at least 1"));
     }
 
+    if let Some(pii) = &config.signals.pii {
+        if let Some(model) = &pii.model {
+            model.validate("signals.pii.model").map_err(|e| (e.key, e.message))?;
+            if pii.labels.is_none() {
+                return Err(invalid("signals.pii.labels", "is required with signals.pii.model (the model's config.json)"));
+            }
+        }
+        PiiDetector::new(None, pii.detector.clone()).map_err(|e| invalid("signals.pii.detector", e.to_string()))?;
+    }
+
     // The heads' labels are checked again when they are loaded.
-    Policies::new(
+    let policies = Policies::new(
         &config.policies,
         &PolicyScope {
             models: config.models.iter().map(|m| m.name.as_str()).collect(),
@@ -239,6 +255,14 @@ fn validate_decision(config: &Config) -> Result<(), Invalid> {
         },
     )
     .map_err(|e| (e.key, e.message))?;
+    if config.signals.pii.is_none() {
+        if let Some(i) = config.models.iter().position(|m| m.pii_allowed.as_ref().is_some_and(|t| !t.iter().any(|t| t.eq_ignore_ascii_case("any")))) {
+            return Err(invalid(format!("models[{i}].pii_allowed"), "needs personal-data detection: add `signals.pii`"));
+        }
+        if policies.needs_pii() {
+            return Err(invalid("policies", "a rule tests `pii` or masks: add `signals.pii`"));
+        }
+    }
     Ok(())
 }
 

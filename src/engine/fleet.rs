@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use crate::categories::Category;
 use crate::config::{ModelConfig, Price};
 use crate::engine::signals::domain::CategoryScores;
+use crate::engine::signals::pii::PiiType;
 
 /// A routable model with its configuration resolved.
 #[derive(Debug, Clone)]
@@ -39,7 +40,7 @@ impl ModelCard {
             .pii_allowed
             .as_ref()
             .filter(|types| !types.iter().any(|t| t.eq_ignore_ascii_case("any")))
-            .map(|types| types.iter().map(|t| t.to_ascii_uppercase()).collect());
+            .map(|types| types.iter().map(|t| PiiType::parse(t).map_or_else(|_| t.to_ascii_uppercase(), |p| p.as_str().to_string())).collect());
         Self {
             name: model.name.clone(),
             family: model.reasoning_family.clone(),

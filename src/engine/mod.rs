@@ -8,6 +8,7 @@
 pub mod decision;
 pub mod fleet;
 pub mod policy;
+pub mod privacy;
 pub mod reasoning;
 pub mod scorer;
 pub mod signals;
@@ -22,11 +23,12 @@ use std::time::{Duration, Instant};
 use semrouter_embedder::{BackendError, Embedder, Encoded, StageTiming};
 use serde_json::Value;
 
-use crate::config::{PolicyAction, ReasoningLevel, UnknownModels, ClassifyText};
+use crate::config::{ClassifyText, PiiViolation, PolicyAction, ReasoningLevel, UnknownModels};
 use crate::openai::{ChatRequest, Message};
 pub use decision::{Action, CategoryPick, Decision, EngineTiming};
 use fleet::{Fleet, ModelCard};
-use policy::Policies;
+use policy::{Policies, Policy};
+use privacy::{PiiScan, PrivacyGuard};
 use reasoning::{Families, ReasoningPlan};
 use scorer::{Demand, NoEligibleModel, Scorer};
 use signals::domain::{CategoryScores, DomainClassifier};
@@ -117,6 +119,8 @@ pub struct Analysis {
     pub embedding: Encoded,
     /// Every signal.
     pub signals: Signals,
+    /// Personal data found, where detection ran (kept for masking the body).
+    pub pii: Option<PiiScan>,
     /// Where the time went so far.
     pub timing: EngineTiming,
 }
@@ -139,6 +143,8 @@ pub struct RouterParts {
     pub levels: Vec<ReasoningLevel>,
     /// Tool pre-selection.
     pub tools: ToolSelector,
+    /// Personal-data detection, when a policy or a model's allow-list needs it.
+    pub privacy: Option<PrivacyGuard>,
     /// The models.
     pub fleet: Fleet,
     /// Live per-model figures.
@@ -181,6 +187,20 @@ impl Router {
     /// Every scoring preference requests may ask for.
     pub fn preferences(&self) -> Vec<&str> {
         self.parts.scorer.preference_names()
+    }
+
+    /// Estimated cost of sending the request behind `signals` to `model`, reasoning or not
+    /// (for evaluations against fixed baselines); `None` for an unknown model.
+    pub fn estimated_cost(&self, model: &str, signals: &Signals, reasoning: bool) -> Option<f64> {
+        let card = self.parts.fleet.get(model)?;
+        let demand = Demand {
+            prompt_tokens: signals.context.prompt_tokens,
+            max_completion_tokens: signals.context.max_completion_tokens,
+            reasoning,
+            tenant: None,
+            pii_types: &[],
+        };
+        Some(self.parts.scorer.estimate_cost(card, &demand, self.parts.families.can_reason(&card.family)))
     }
 
     /// Request model names that ask for routing.
@@ -233,15 +253,24 @@ impl Router {
         })
     }
 
-    /// Every signal of `request`, from one embedding of its classified text.
+    /// Every signal of `request`, from one embedding of its classified text. Personal-data
+    /// detection, when configured, runs beside the embedding.
     pub async fn analyse(&self, request: &ChatRequest, options: &RequestOptions) -> Result<Analysis, EngineError> {
         let started = Instant::now();
         let text = text::text_to_classify(&request.messages, self.parts.routing.classify_text).ok_or(EngineError::NoText)?;
-        let embedding = self.embed_one(&text).await?;
+        let scan = async {
+            match &self.parts.privacy {
+                Some(guard) => guard.scan(&request.body).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (embedding, pii) = futures_util::future::join(self.embed_one(&text), scan).await;
+        let (embedding, pii) = (embedding?, pii?);
         let signals_started = Instant::now();
         let (domain, sequence) = self.parts.classifier.classify(&embedding.values, &text).await?;
         let context = Context::of(request, options.tenant.clone());
-        let signals = self.parts.signals.compute(domain, &embedding.values, &text, context);
+        let mut signals = self.parts.signals.compute(domain, &embedding.values, &text, context);
+        signals.pii = pii.as_ref().map(|p| p.signal.clone());
         let signals_time = signals_started.elapsed() - sequence.as_ref().map_or(Duration::ZERO, |s| s.timing.infer + s.timing.queue + s.timing.tokenize);
         metrics::histogram!("semrouter_stage_duration_seconds", "stage" => "signals").record(signals_time.as_secs_f64());
         let backend = sequence.as_ref().map_or(embedding.timing, |s| add_timing(embedding.timing, s.timing));
@@ -252,9 +281,11 @@ impl Router {
             timing: EngineTiming {
                 backend,
                 signals: signals_time,
+                pii: pii.as_ref().map_or(Duration::ZERO, |p| p.signal.elapsed),
                 total: started.elapsed(),
                 ..EngineTiming::default()
             },
+            pii,
         })
     }
 
@@ -286,30 +317,7 @@ impl Router {
         let report = options.explain.then(|| signals.report());
 
         if policy.action == PolicyAction::Block {
-            let decide = started.elapsed();
-            record_decision("blocked", category.name(), "none", "block", decide);
-            return Ok(Decision {
-                action: Action::Block,
-                model: None,
-                routed: true,
-                policy: Some(policy.name.clone()),
-                reason: format!("blocked by policy `{}`", policy.name),
-                category: category_pick,
-                categories: signals.domain.top_n(REPORTED_CATEGORIES),
-                reasoning: None,
-                candidates: Vec::new(),
-                excluded: Vec::new(),
-                fallback: None,
-                tools: None,
-                flags,
-                request: None,
-                tokens: Some(analysis.embedding.tokens),
-                signals: report,
-                timing: EngineTiming {
-                    decide,
-                    ..analysis.timing
-                },
-            });
+            return Ok(self.blocked(analysis, policy, format!("blocked by policy `{}`", policy.name), flags, report, started));
         }
 
         let plan = match policy.reasoning {
@@ -324,7 +332,17 @@ impl Router {
             Some(names) => names.iter().filter_map(|n| p.fleet.index(n)).collect(),
             None => (0..p.fleet.models().len()).collect(),
         };
-        let pii_types: Vec<String> = signals.pii.as_ref().map(|s| s.types.clone()).unwrap_or_default();
+        // Personal data: a masking policy masks; otherwise, when no candidate may see what was
+        // found, the configured violation action masks or blocks.
+        let found: &[String] = signals.pii.as_ref().map_or(&[], |s| s.types.as_slice());
+        let nobody_may_see = !found.is_empty() && !candidates.iter().any(|&i| p.fleet.models()[i].may_see(found));
+        let violation = p.privacy.as_ref().map_or(PiiViolation::Mask, |g| g.on_violation);
+        let mask = !found.is_empty() && (policy.action == PolicyAction::Mask || (nobody_may_see && violation == PiiViolation::Mask));
+        if nobody_may_see && !mask {
+            let reason = format!("personal data ({}) that no candidate may see", found.join(", "));
+            return Ok(self.blocked(analysis, policy, reason, flags, report, started));
+        }
+        let pii_types: Vec<String> = if mask { Vec::new() } else { found.to_vec() };
         let demand = Demand {
             prompt_tokens: signals.context.prompt_tokens,
             max_completion_tokens: signals.context.max_completion_tokens,
@@ -350,6 +368,11 @@ impl Router {
         };
 
         let mut body = request.body.clone();
+        if mask {
+            if let Some(scan) = &analysis.pii {
+                scan.mask(&mut body);
+            }
+        }
         let reasoning = p.families.rewrite(&mut body, &chosen.name, &chosen.family, plan);
         let tools = if p.tools.applies(&request.tools) {
             let selection = p.tools.select(p.embedder.as_ref(), &analysis.embedding.values, &mut body).await?;
@@ -364,9 +387,10 @@ impl Router {
         flags.dedup();
 
         let decide = started.elapsed();
-        record_decision(&chosen.name, category.name(), if reasoning.enabled { "on" } else { "off" }, "route", decide);
+        let action = if mask { Action::Mask } else { Action::Route };
+        record_decision(&chosen.name, category.name(), if reasoning.enabled { "on" } else { "off" }, if mask { "mask" } else { "route" }, decide);
         Ok(Decision {
-            action: Action::Route,
+            action,
             model: Some(chosen.name.clone()),
             routed: true,
             policy: Some(policy.name.clone()),
@@ -393,6 +417,38 @@ impl Router {
                 ..analysis.timing
             },
         })
+    }
+
+    /// A blocked decision: no model, no body.
+    fn blocked(&self, analysis: &Analysis, policy: &Policy, reason: String, flags: Vec<String>, report: Option<signals::SignalsReport>, started: Instant) -> Decision {
+        let (category, confidence) = analysis.signals.domain.top();
+        let decide = started.elapsed();
+        record_decision("blocked", category.name(), "none", "block", decide);
+        Decision {
+            action: Action::Block,
+            model: None,
+            routed: true,
+            policy: Some(policy.name.clone()),
+            reason,
+            category: Some(CategoryPick {
+                name: category.name(),
+                confidence,
+            }),
+            categories: analysis.signals.domain.top_n(REPORTED_CATEGORIES),
+            reasoning: None,
+            candidates: Vec::new(),
+            excluded: Vec::new(),
+            fallback: None,
+            tools: None,
+            flags,
+            request: None,
+            tokens: Some(analysis.embedding.tokens),
+            signals: report,
+            timing: EngineTiming {
+                decide,
+                ..analysis.timing
+            },
+        }
     }
 
     /// A request that names a model: forwarded unchanged if the model is known (or unknown

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 
 use crate::categories::Category;
 use crate::config::{Condition, PolicyAction, PolicyConfig, Range, ReasoningOverride};
+use crate::engine::signals::pii::PiiType;
 use crate::engine::signals::Signals;
 
 /// Why a policy cannot be compiled; names the key at fault.
@@ -111,8 +112,16 @@ impl Test {
                 Test::Jailbreak(*r)
             }
             Condition::Pii(types) => {
-                let any = types.iter().any(|t| t.eq_ignore_ascii_case("any"));
-                Test::Pii(if any { Vec::new() } else { types.iter().map(|t| t.to_ascii_uppercase()).collect() })
+                if types.iter().any(|t| t.eq_ignore_ascii_case("any")) {
+                    Test::Pii(Vec::new())
+                } else {
+                    let canonical = types
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| PiiType::parse(t).map(|p| p.as_str().to_string()).map_err(|e| error(format!("{key}.pii[{i}]"), e.to_string())))
+                        .collect::<Result<_, _>>()?;
+                    Test::Pii(canonical)
+                }
             }
             Condition::Keyword(names) => {
                 for (i, name) in names.iter().enumerate() {
@@ -325,6 +334,8 @@ mod tests {
         assert_eq!(p.select(&signals("history", 0.1, &["code"], &[])).name, "code");
         assert_eq!(p.select(&signals("law", 0.1, &["code"], &[])).name, DEFAULT_POLICY);
         assert_eq!(p.select(&signals("law", 0.1, &[], &["EMAIL"])).name, "mask");
+        let e = policies(serde_json::json!([{"name": "x", "when": {"pii": ["EMAIL", "SHOE_SIZE"]}}])).unwrap_err();
+        assert_eq!(e.key, "policies[0].when.pii[1]");
         assert!(p.needs_pii());
     }
 

@@ -120,6 +120,11 @@ impl Scorer {
         self.config.preference_names()
     }
 
+    /// Estimated cost of `demand` on `card` (reasoning costs more only where it can happen).
+    pub fn estimate_cost(&self, card: &ModelCard, demand: &Demand, can_reason: bool) -> f64 {
+        card.cost(demand.prompt_tokens, self.completion(demand, can_reason))
+    }
+
     /// Completion tokens expected for a request.
     fn completion(&self, demand: &Demand, can_reason: bool) -> f64 {
         let expected = demand

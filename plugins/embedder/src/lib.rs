@@ -1,8 +1,9 @@
 //! The seam between semrouter and the models it runs.
 //!
 //! The service knows models only through these traits: [`Embedder`] turns texts into vectors
-//! (the ONNX Runtime backend today, a remote vLLM endpoint later) and [`TextClassifier`] turns
-//! texts into one logit per label. Nothing here depends on a runtime, a model format or HTTP.
+//! (the ONNX Runtime backend today, a remote vLLM endpoint later), [`TextClassifier`] turns
+//! texts into one logit per label, and [`TokenClassifier`] labels every token of a text (for
+//! named-entity and PII tagging). Nothing here depends on a runtime, a model format or HTTP.
 
 use std::time::Duration;
 
@@ -109,4 +110,79 @@ pub trait TextClassifier: Send + Sync {
 
     /// Identity and execution provider of the backend.
     fn info(&self) -> &BackendInfo;
+}
+
+/// The label probabilities of every token of one text, from a [`TokenClassifier`].
+///
+/// Special tokens ([CLS], [SEP], padding) are left out; every entry is a real token of the
+/// text, in text order, with the byte range of the text it came from. Offsets are byte offsets
+/// into the text as given (so `&text[start..end]` is the token's source), because Rust strings
+/// are indexed by byte.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenPredictions {
+    /// Byte range `(start, end)` of each token in the original text.
+    pub offsets: Vec<(usize, usize)>,
+    /// Row-major `[offsets.len(), labels]` probabilities (a softmax over the labels per token).
+    pub probabilities: Vec<f32>,
+    /// Number of labels per token (the width of each row of [`Self::probabilities`]).
+    pub labels: usize,
+    /// Tokens the model ran over, special tokens and overlapping windows included: the cost.
+    pub tokens: usize,
+    /// Where the time went; for a text run in several windows, each stage is the slowest
+    /// window's (windows may share a forward pass).
+    pub timing: StageTiming,
+}
+
+impl TokenPredictions {
+    /// Number of tokens with predictions.
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// True when the text produced no tokens.
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    /// The label probabilities of token `index` (one per label, in label order), or an empty
+    /// slice when `index` is out of range.
+    pub fn token(&self, index: usize) -> &[f32] {
+        let start = index.saturating_mul(self.labels);
+        self.probabilities.get(start..start.saturating_add(self.labels)).unwrap_or(&[])
+    }
+}
+
+/// A token-classification backend (e.g. a BIO-tagging NER or PII model): texts in, the label
+/// probabilities of every token with its byte offsets out. Texts longer than the model's
+/// window are covered whole by the backend (in overlapping windows), not cut.
+#[async_trait]
+pub trait TokenClassifier: Send + Sync {
+    /// Labels every token of each text; exactly one [`TokenPredictions`] per input, in order.
+    async fn classify_tokens(&self, texts: Vec<String>) -> Result<Vec<TokenPredictions>, BackendError>;
+
+    /// Label names in probability order, as the model declares them (e.g. `O`, `B-EMAIL`).
+    fn labels(&self) -> &[String];
+
+    /// Identity and execution provider of the backend.
+    fn info(&self) -> &BackendInfo;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_rows_follow_the_label_count() {
+        let p = TokenPredictions {
+            offsets: vec![(0, 2), (3, 5)],
+            probabilities: vec![0.9, 0.1, 0.2, 0.8],
+            labels: 2,
+            tokens: 4,
+            timing: StageTiming::default(),
+        };
+        assert_eq!(p.len(), 2);
+        assert_eq!(p.token(0), &[0.9, 0.1]);
+        assert_eq!(p.token(1), &[0.2, 0.8]);
+        assert!(p.token(2).is_empty());
+    }
 }

@@ -39,7 +39,7 @@ impl OnnxClassifier {
 }
 
 /// Reads `id2label` as a list indexed by logit position; every position must be named once.
-fn read_id2label(path: &Path) -> Result<Vec<String>, OnnxError> {
+pub(crate) fn read_id2label(path: &Path) -> Result<Vec<String>, OnnxError> {
     let error = |reason: String| OnnxError::Model {
         path: path.to_path_buf(),
         reason,

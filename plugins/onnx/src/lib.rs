@@ -1,8 +1,10 @@
 //! ONNX Runtime backend for semrouter.
 //!
 //! Runs BERT-family encoders (BERT and MiniLM with `token_type_ids`, ModernBERT without, found
-//! from the model's declared inputs) as an [`Embedder`](semrouter_embedder::Embedder), and
-//! sequence-classification models as a [`TextClassifier`](semrouter_embedder::TextClassifier).
+//! from the model's declared inputs) as an [`Embedder`](semrouter_embedder::Embedder),
+//! sequence-classification models as a [`TextClassifier`](semrouter_embedder::TextClassifier),
+//! and token-classification models (BIO taggers such as a PII model) as a
+//! [`TokenClassifier`](semrouter_embedder::TokenClassifier).
 //! Each model has one or more sessions, each owned by a worker thread that takes length-grouped
 //! batches from a bounded queue, so no lock serialises inference; an optional wide "solo"
 //! session serves a request that arrives alone.
@@ -17,6 +19,7 @@ mod provider;
 mod queue;
 mod runtime;
 mod session;
+mod token_classifier;
 mod tokenize;
 mod worker;
 
@@ -26,6 +29,7 @@ pub use classifier::OnnxClassifier;
 pub use config::{InvalidSetting, OnnxModelConfig, Pooling, ProviderKind, ProviderPolicy};
 pub use encoder::OnnxEncoder;
 pub use error::OnnxError;
+pub use token_classifier::OnnxTokenClassifier;
 pub use tokenize::{TextTokenizer, Tokens};
 
 /// The loaded ONNX Runtime library, plus the advice given when a file is missing.

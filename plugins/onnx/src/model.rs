@@ -1,5 +1,5 @@
-//! A loaded ONNX model: tokenizer, worker sessions and their queue. Both the encoder and the
-//! sequence classifier are this, with a different [`OutputKind`].
+//! A loaded ONNX model: tokenizer, worker sessions and their queue. The encoder, the sequence
+//! classifier and the token classifier are all this, with a different [`OutputKind`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::config::{OnnxModelConfig, ProviderKind};
 use crate::provider::build_session;
-use crate::queue::{BatchLimits, BatchQueue, Job, Lane};
+use crate::queue::{BatchLimits, BatchQueue, Done, Job, Lane};
 use crate::worker;
 use crate::session::{ModelSession, OutputKind};
 use crate::tokenize::{TextTokenizer, Tokens};
@@ -36,7 +36,11 @@ impl OnnxModel {
     pub(crate) fn load(runtime: &OnnxRuntime, config: &OnnxModelConfig, kind: OutputKind) -> Result<Self, OnnxError> {
         runtime.require_file("ONNX model", &config.model)?;
         runtime.require_file("tokenizer", &config.tokenizer)?;
-        let tokenizer = Arc::new(TextTokenizer::from_file(&config.tokenizer, config.max_tokens)?);
+        let mut tokenizer = TextTokenizer::from_file(&config.tokenizer, config.max_tokens)?;
+        if kind == OutputKind::TokenProbabilities {
+            tokenizer = tokenizer.with_offsets();
+        }
+        let tokenizer = Arc::new(tokenizer);
         let warmup: Vec<Tokens> = WARMUP_TEXTS
             .iter()
             .map(|t| tokenizer.encode(t))
@@ -71,7 +75,7 @@ impl OnnxModel {
                 _ => format!("cpu:0;gpu:{}", config.device_id),
             };
             let mut session = ModelSession::new(session, &config.model, kind, &arenas)?;
-            dimension = warm_up(&mut session, &warmup, &config.model)?;
+            dimension = warm_up(&mut session, &warmup, &config.model, kind)?;
             uses_token_type_ids = session.uses_token_type_ids();
             active = provider;
             let name = format!("onnx-{index}-{model_id}");
@@ -119,6 +123,24 @@ impl OnnxModel {
 
     /// Queues `texts` (the workers tokenise them) and awaits one row per text.
     pub(crate) async fn run(&self, texts: Vec<String>) -> Result<Vec<Encoded>, BackendError> {
+        Ok(self
+            .run_raw(texts)
+            .await?
+            .into_iter()
+            .map(|done| Encoded {
+                values: done.values,
+                tokens: done.tokens,
+                timing: StageTiming {
+                    tokenize: done.tokenize,
+                    queue: done.queue,
+                    infer: done.infer,
+                },
+            })
+            .collect())
+    }
+
+    /// Like [`Self::run`], with everything a worker reports (token offsets included).
+    pub(crate) async fn run_raw(&self, texts: Vec<String>) -> Result<Vec<Done>, BackendError> {
         if let Some(index) = texts.iter().position(|t| t.trim().is_empty()) {
             return Err(BackendError::EmptyInput { index });
         }
@@ -141,16 +163,7 @@ impl OnnxModel {
 
         let mut out = Vec::with_capacity(waiting.len());
         for rx in waiting {
-            let done = rx.await.map_err(|_| BackendError::ShuttingDown)??;
-            out.push(Encoded {
-                values: done.values,
-                tokens: done.tokens,
-                timing: StageTiming {
-                    tokenize: done.tokenize,
-                    queue: done.queue,
-                    infer: done.infer,
-                },
-            });
+            out.push(rx.await.map_err(|_| BackendError::ShuttingDown)??);
         }
         Ok(out)
     }
@@ -162,8 +175,9 @@ impl Drop for OnnxModel {
     }
 }
 
-/// Runs the warm-up texts alone and together; returns the output row width.
-fn warm_up(session: &mut ModelSession, texts: &[Tokens], path: &Path) -> Result<usize, OnnxError> {
+/// Runs the warm-up texts alone and together; returns the output row width (labels per token
+/// for a token classifier, whose rows hold one group of labels per token).
+fn warm_up(session: &mut ModelSession, texts: &[Tokens], path: &Path, kind: OutputKind) -> Result<usize, OnnxError> {
     let error = |reason: String| OnnxError::Model {
         path: path.to_path_buf(),
         reason: format!("warm-up run failed: {reason}"),
@@ -172,9 +186,19 @@ fn warm_up(session: &mut ModelSession, texts: &[Tokens], path: &Path) -> Result<
     let mut width = 0;
     for batch in all.iter().map(std::slice::from_ref).chain([all.as_slice()]) {
         let rows = session.run(batch).map_err(error)?;
-        width = rows.first().map_or(0, Vec::len);
+        let per_token = kind == OutputKind::TokenProbabilities;
+        width = match (rows.first(), batch.first()) {
+            (Some(row), Some(tokens)) if per_token => row.len() / tokens.len().max(1),
+            (Some(row), _) => row.len(),
+            _ => 0,
+        };
         if width == 0 {
             return Err(error("the model returned an empty row".into()));
+        }
+        if per_token {
+            if let Some((row, tokens)) = rows.iter().zip(batch).find(|(row, tokens)| row.len() != tokens.len() * width) {
+                return Err(error(format!("a row of {} values does not hold {width} labels for each of {} tokens", row.len(), tokens.len())));
+            }
         }
         if session.width.is_some_and(|declared| declared != width) {
             return Err(error(format!("output rows have width {width}, the model declares {:?}", session.width)));

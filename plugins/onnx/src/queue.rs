@@ -27,6 +27,8 @@ const LENGTH_ALLOWANCE: usize = 8;
 pub(crate) struct Done {
     pub values: Vec<f32>,
     pub tokens: usize,
+    /// Byte offsets of each token (`None` for special tokens), when the tokenizer tracks them.
+    pub offsets: Vec<Option<(usize, usize)>>,
     pub tokenize: Duration,
     pub queue: Duration,
     pub infer: Duration,

@@ -24,6 +24,9 @@ pub enum OutputKind {
     },
     /// Classification logits from a `[batch, labels]` output.
     Logits,
+    /// Per-token classification from a `[batch, tokens, labels]` logits output: each text's
+    /// row is its real tokens' label probabilities (softmax), row-major `[tokens, labels]`.
+    TokenProbabilities,
 }
 
 /// The integer type of the model's id inputs: exports use int64, some use int32.
@@ -49,7 +52,8 @@ pub(crate) struct ModelSession {
     output: String,
     output_rank: usize,
     kind: OutputKind,
-    /// Width of one output row (embedding dimension or label count), when the model declares it.
+    /// Width of one output row (embedding dimension or label count; labels per token for
+    /// token classification), when the model declares it.
     pub(crate) width: Option<usize>,
 }
 
@@ -111,11 +115,13 @@ impl ModelSession {
             OutputKind::Embedding { .. } => pick(&["last_hidden_state", "token_embeddings"], 3)
                 .or_else(|| pick(&["sentence_embedding", "embeddings"], 2)),
             OutputKind::Logits => pick(&["logits"], 2),
+            OutputKind::TokenProbabilities => pick(&["logits"], 3),
         };
         let (output, output_rank, width) = chosen.ok_or_else(|| {
             let wanted = match kind {
                 OutputKind::Embedding { .. } => "a [batch, tokens, dim] or [batch, dim] float output",
                 OutputKind::Logits => "a [batch, labels] logits output",
+                OutputKind::TokenProbabilities => "a [batch, tokens, labels] logits output",
             };
             error(format!("no output fits: expected {wanted}"))
         })?;
@@ -178,7 +184,26 @@ impl ModelSession {
                 }
                 Ok(pooling::pool(data, &mask, rows, cols, d, pooling, normalize))
             }
-            (2, kind) => {
+            (3, OutputKind::TokenProbabilities) => {
+                let [n, m, labels] = dims[..] else {
+                    return Err(format!("output `{}` has shape {dims:?}; expected 3 dimensions", self.output));
+                };
+                if n != rows || m != cols || labels == 0 {
+                    return Err(format!("output shape {dims:?} does not match the batch [{rows}, {cols}, labels]"));
+                }
+                Ok(batch
+                    .iter()
+                    .enumerate()
+                    .map(|(r, tokens)| {
+                        // Padding positions are dropped: only the text's own tokens are kept.
+                        let start = r * cols * labels;
+                        let mut row = data[start..start + tokens.len() * labels].to_vec();
+                        row.chunks_exact_mut(labels).for_each(softmax);
+                        row
+                    })
+                    .collect())
+            }
+            (2, kind @ (OutputKind::Embedding { .. } | OutputKind::Logits)) => {
                 let [n, d] = dims[..] else {
                     return Err(format!("output `{}` has shape {dims:?}; expected 2 dimensions", self.output));
                 };
@@ -202,6 +227,19 @@ impl ModelSession {
     }
 }
 
+/// Turns one row of logits into probabilities, in place (numerically stable).
+fn softmax(logits: &mut [f32]) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in logits.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    if sum > 0.0 {
+        logits.iter_mut().for_each(|v| *v /= sum);
+    }
+}
+
 fn id_tensor(data: &[i64], rows: usize, cols: usize, id_type: IdType) -> Result<SessionInputValue<'static>, String> {
     let shape = [rows, cols];
     let value = match id_type {
@@ -213,4 +251,20 @@ fn id_tensor(data: &[i64], rows: usize, cols: usize, id_type: IdType) -> Result<
         }
     };
     value.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::softmax;
+
+    #[test]
+    fn softmax_sums_to_one_and_keeps_order() {
+        let mut row = [1.0f32, 3.0, 2.0, 1000.0 - 1000.0];
+        softmax(&mut row);
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(row[1] > row[2] && row[2] > row[0]);
+        let mut huge = [1000.0f32, 0.0];
+        softmax(&mut huge);
+        assert!((huge[0] - 1.0).abs() < 1e-6 && huge[1] >= 0.0, "no overflow: {huge:?}");
+    }
 }

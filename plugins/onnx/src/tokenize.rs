@@ -19,6 +19,10 @@ pub struct Tokens {
     pub ids: Vec<i64>,
     /// Segment ids (all zero for a single text).
     pub type_ids: Vec<i64>,
+    /// Byte range of the text each token came from, `None` for special tokens; empty unless
+    /// the tokenizer was built [`with_offsets`](TextTokenizer::with_offsets) (tracking offsets
+    /// costs time that encoders do not need to spend).
+    pub offsets: Vec<Option<(usize, usize)>>,
 }
 
 impl Tokens {
@@ -38,6 +42,7 @@ pub struct TextTokenizer {
     inner: Tokenizer,
     max_tokens: usize,
     max_bytes: usize,
+    offsets: bool,
 }
 
 impl TextTokenizer {
@@ -61,7 +66,19 @@ impl TextTokenizer {
             inner,
             max_tokens,
             max_bytes: max_tokens.saturating_mul(BYTES_PER_TOKEN_BOUND),
+            offsets: false,
         })
+    }
+
+    /// Also records each token's byte offsets into the text (for token classification).
+    pub fn with_offsets(mut self) -> Self {
+        self.offsets = true;
+        self
+    }
+
+    /// The most tokens one text is cut to, special tokens included.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
     }
 
     /// A cheap estimate of the token count of `text` (about four bytes per token, special
@@ -73,10 +90,26 @@ impl TextTokenizer {
     /// Tokenises one text (CPU-bound: call it off the async runtime).
     pub fn encode(&self, text: &str) -> Result<Tokens, String> {
         let text = prefix_at_char_boundary(text, self.max_bytes);
-        let encoding = self.inner.encode_fast(text, true).map_err(|e| e.to_string())?;
+        if !self.offsets {
+            let encoding = self.inner.encode_fast(text, true).map_err(|e| e.to_string())?;
+            return Ok(Tokens {
+                ids: encoding.get_ids().iter().map(|&id| i64::from(id)).collect(),
+                type_ids: encoding.get_type_ids().iter().map(|&id| i64::from(id)).collect(),
+                offsets: Vec::new(),
+            });
+        }
+        // `encode` tracks byte offsets into `text` (`encode_fast` does not track them at all).
+        let encoding = self.inner.encode(text, true).map_err(|e| e.to_string())?;
+        let offsets = encoding
+            .get_offsets()
+            .iter()
+            .zip(encoding.get_special_tokens_mask())
+            .map(|(&(start, end), &special)| (special == 0).then_some((start, end)))
+            .collect();
         Ok(Tokens {
             ids: encoding.get_ids().iter().map(|&id| i64::from(id)).collect(),
             type_ids: encoding.get_type_ids().iter().map(|&id| i64::from(id)).collect(),
+            offsets,
         })
     }
 }

@@ -55,11 +55,12 @@ fn serve(model: &str, tokenizer: &TextTokenizer, session: &mut ModelSession, bat
     metrics::histogram!("semrouter_onnx_batch_size", "model" => model.to_string()).record(jobs.len() as f64);
     match result {
         Ok(rows) if rows.len() == jobs.len() => {
-            for ((job, values), t) in jobs.into_iter().zip(rows).zip(&tokens) {
+            for ((job, values), t) in jobs.into_iter().zip(rows).zip(tokens) {
                 // The caller may have gone away meanwhile; nothing to do then.
                 let _ = job.reply.send(Ok(Done {
                     values,
                     tokens: t.len(),
+                    offsets: t.offsets,
                     tokenize,
                     queue: picked.saturating_duration_since(job.enqueued),
                     infer,

@@ -1,14 +1,15 @@
 //! The ONNX backend against the real ONNX Runtime library and real models: the default
 //! MiniLM encoder (BERT inputs, with token_type_ids) against Python onnxruntime's embeddings,
-//! and the tiny ModernBERT encoder and classifier (no token_type_ids) against PyTorch.
-//! Needs `make setup` (the runtime library and MiniLM); the tiny models are committed.
+//! the tiny ModernBERT encoder and classifier (no token_type_ids) against PyTorch, and the
+//! Rampart PII token classifier against Python onnxruntime's per-token probabilities.
+//! Needs `make setup` (the runtime library, MiniLM, Rampart); the tiny models are committed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use semrouter_embedder::{BackendError, Embedder, Health, TextClassifier};
-use semrouter_onnx::{OnnxClassifier, OnnxEncoder, OnnxError, OnnxModelConfig, OnnxRuntime, Pooling, ProviderKind, ProviderPolicy};
+use semrouter_embedder::{BackendError, Embedder, Health, TextClassifier, TokenClassifier};
+use semrouter_onnx::{OnnxClassifier, OnnxEncoder, OnnxError, OnnxModelConfig, OnnxRuntime, OnnxTokenClassifier, Pooling, ProviderKind, ProviderPolicy};
 use serde_json::{json, Value};
 
 fn repo() -> PathBuf {
@@ -204,4 +205,83 @@ async fn a_full_queue_refuses_at_once_and_nothing_hangs() {
     assert!(served > 0);
     // Abandoned and refused requests leave the encoder healthy.
     assert!(encoder.embed(vec!["after the storm".into()]).await.is_ok());
+}
+
+fn rampart() -> OnnxTokenClassifier {
+    let dir = repo().join("onnx/fetched/rampart");
+    let config: OnnxModelConfig = serde_json::from_value(json!({
+        "model": dir.join("model_q4.onnx"),
+        "tokenizer": dir.join("tokenizer.json"),
+        "max_tokens": 512,
+        "intra_threads": 1,
+        "max_batch_size": 8,
+    }))
+    .expect("valid model config");
+    OnnxTokenClassifier::load(&runtime(), &config, &dir.join("config.json")).expect("Rampart (run `make setup`)")
+}
+
+/// The label each token of `predictions` argmaxes to.
+fn argmax_labels<'a>(labels: &'a [String], p: &semrouter_embedder::TokenPredictions) -> Vec<&'a str> {
+    (0..p.len())
+        .map(|i| {
+            let row = p.token(i);
+            let best = (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+            labels[best].as_str()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn rampart_token_probabilities_and_byte_offsets_match_python_onnxruntime() {
+    let reference = reference("onnx/reference/rampart.json");
+    let classifier = rampart();
+    let labels: Vec<String> = reference["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect();
+    assert_eq!(classifier.labels(), labels.as_slice(), "labels by id2label index");
+    assert_eq!(classifier.info().dimension, 35);
+    let all = texts(&reference);
+    // Batched, so padding positions must be dropped per text.
+    let out = classifier.classify_tokens(all.iter().map(|(t, _)| t.clone()).collect()).await.unwrap();
+    for ((text, expected), got) in all.iter().zip(&out) {
+        let tokens = expected["tokens"].as_array().unwrap();
+        assert_eq!(got.len(), tokens.len(), "tokens of {text:?}");
+        assert_eq!(got.tokens, tokens.len() + 2, "[CLS] and [SEP] are run but not reported");
+        for (i, token) in tokens.iter().enumerate() {
+            let want = (token["start"].as_u64().unwrap() as usize, token["end"].as_u64().unwrap() as usize);
+            assert_eq!(got.offsets[i], want, "byte offsets of token {i} of {text:?}");
+            assert!(text.get(want.0..want.1).is_some(), "offsets fall on character boundaries");
+            let diff = max_diff(got.token(i), &floats(&token["probabilities"]));
+            assert!(diff < 1e-4, "token {i} of {text:?}: max |diff| {diff}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn rampart_covers_long_texts_in_windows() {
+    let classifier = rampart();
+    let labels = classifier.labels().to_vec();
+    // A sentence the model labels with certainty in any context.
+    let sentence = "My name is Marie Hamanova and you can call me at (727) 538-7059 after lunch.";
+    let single = classifier.classify_tokens(vec![sentence.to_string()]).await.unwrap().remove(0);
+    let single_labels = argmax_labels(&labels, &single);
+    assert!(single_labels.contains(&"B-PHONE") && single_labels.contains(&"B-GIVEN_NAME"), "{single_labels:?}");
+
+    // About 3.9 kB: nine windows or so, far beyond the model's 512 tokens.
+    let copies = 50;
+    let long = vec![sentence; copies].join(" ");
+    let got = classifier.classify_tokens(vec![long.clone()]).await.unwrap().remove(0);
+    assert!(got.tokens > 512, "more tokens than one pass could hold: {}", got.tokens);
+    // Every token of the text is reported exactly once, in order.
+    assert_eq!(got.len(), single.len() * copies);
+    assert!(got.offsets.windows(2).all(|w| w[0].1 <= w[1].0), "tokens in order, no repeats");
+    // Each copy is labelled like the sentence alone, the last one too.
+    let stride = sentence.len() + 1;
+    let long_labels = argmax_labels(&labels, &got);
+    for (copy, chunk) in long_labels.chunks(single.len()).enumerate() {
+        let shifted: Vec<(usize, usize)> = got.offsets[copy * single.len()..(copy + 1) * single.len()]
+            .iter()
+            .map(|&(s, e)| (s - copy * stride, e - copy * stride))
+            .collect();
+        assert_eq!(shifted, single.offsets, "offsets of copy {copy}");
+        assert_eq!(chunk, single_labels.as_slice(), "labels of copy {copy}");
+    }
 }
