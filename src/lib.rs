@@ -8,6 +8,7 @@
 //! model backends live in the `plugins/` crates behind the `semrouter-embedder` traits.
 
 pub mod assemble;
+pub mod cache;
 pub mod categories;
 pub mod config;
 pub mod data;

@@ -58,6 +58,9 @@ pub struct Config {
     pub tools: ToolsConfig,
     /// The models requests can be routed to.
     pub models: Vec<ModelConfig>,
+    /// The semantic cache (off unless `cache.enabled`).
+    #[serde(default)]
+    pub cache: crate::cache::CacheConfig,
 }
 
 /// HTTP listener and request limits.

@@ -133,6 +133,7 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
             }
         }
     }
+    config.cache.validate("cache")?;
     validate_decision(config)
 }
 

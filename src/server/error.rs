@@ -106,6 +106,11 @@ impl ApiError {
             .with_retry_after()
     }
 
+    /// 404 for a cache endpoint when `cache.enabled` is off.
+    pub fn cache_disabled() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "invalid_request_error", "cache_disabled", "the semantic cache is not enabled (config key `cache.enabled`)")
+    }
+
     /// 500 for a failure that is not the client's.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error", message)

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::body::read_json;
 use super::error::ApiError;
+use super::cache::{CacheReport, Prepared};
 use super::AppState;
 use crate::engine::{CategoryPick, Decision, EngineTiming, RequestOptions};
 use crate::openai::{self, EmbeddingInput, EncodingFormat};
@@ -28,7 +29,8 @@ pub fn routes(config: &mut ServiceConfig) {
         .service(web::resource("/v1/models").route(web::get().to(models)).default_service(web::to(method_not_allowed)))
         .service(web::resource("/health").route(web::get().to(health)).default_service(web::to(method_not_allowed)))
         .service(web::resource("/ready").route(web::get().to(ready)).default_service(web::to(method_not_allowed)))
-        .service(web::resource("/metrics").route(web::get().to(metrics)).default_service(web::to(method_not_allowed)));
+        .service(web::resource("/metrics").route(web::get().to(metrics)).default_service(web::to(method_not_allowed)))
+        .configure(super::cache::routes);
 }
 
 /// 404 in the OpenAI envelope for any path not routed.
@@ -36,7 +38,7 @@ pub async fn unknown_path(request: HttpRequest) -> Result<HttpResponse, ApiError
     Err(ApiError::unknown_path(request.method().as_str(), request.path()))
 }
 
-async fn method_not_allowed(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(super) async fn method_not_allowed(request: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::method_not_allowed(request.method().as_str(), request.path()))
 }
 
@@ -102,8 +104,37 @@ fn request_options(request: &HttpRequest, tenant_header: &str) -> Result<Request
 struct RouteReply<'a> {
     #[serde(flatten)]
     decision: &'a Decision,
+    /// Present when the cache is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: Option<CacheReport>,
     timing_us: TimingUs,
 }
+
+/// A `/v1/route` reply answered from the cache: no model needs to run.
+#[derive(Serialize)]
+struct CachedRouteReply<'a> {
+    action: &'static str,
+    model: &'a str,
+    routed: bool,
+    reason: String,
+    cache: CacheReport,
+    timing_us: TimingUs,
+}
+
+fn cached_reply(hit: &crate::cache::CacheHit, request: &crate::cache::CacheRequest, model: &str, timing_us: TimingUs) -> HttpResponse {
+    tracing::debug!(kind = hit.kind.label(), similarity = hit.similarity, "cache hit");
+    HttpResponse::Ok().insert_header((CACHE_HEADER, "hit")).json(CachedRouteReply {
+        action: "cache",
+        model,
+        routed: false,
+        reason: format!("{} cache hit", hit.kind.label()),
+        cache: CacheReport::hit(hit, request, model),
+        timing_us,
+    })
+}
+
+/// Header telling the client whether the answer came from the cache.
+const CACHE_HEADER: &str = "x-semrouter-cache";
 
 /// `POST /v1/route`: the routing decision for a chat-completions request.
 async fn route(request: HttpRequest, payload: Payload, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -119,7 +150,40 @@ async fn route(request: HttpRequest, payload: Payload, state: Data<AppState>) ->
             format!("unknown preference `{p}`; use one of: {}", engine.preferences().join(", ")),
         ));
     }
-    let decision = engine.decide(&chat, &options).await?;
+    let service = state.cache.load_full();
+    let mut prepared = service.as_ref().map(|s| s.prepare(request.headers(), &chat, options.tenant.as_deref()));
+    // The exact path: before the encoder runs.
+    if let (Some(service), Some(Prepared::Ready(cache_request))) = (&service, &prepared) {
+        if let Some(hit) = service.cache().lookup_exact(cache_request) {
+            let timing_us = TimingUs::new(parse, &EngineTiming::default(), received.elapsed());
+            return Ok(cached_reply(&hit, cache_request, &chat.model, timing_us));
+        }
+    }
+    let decision = match (&service, &mut prepared) {
+        // The semantic path: with the request's one embedding, for requests the router routes.
+        (Some(service), Some(Prepared::Ready(cache_request))) if engine.auto_models().contains(&chat.model) => {
+            let started = Instant::now();
+            let analysis = engine.analyse(&chat, &options).await?;
+            service.note_tokens(cache_request, analysis.embedding.tokens);
+            let category = analysis.signals.domain.top().0.name();
+            match service.cache().lookup_semantic(cache_request, &analysis.embedding.values, Some(category)) {
+                Ok(Some(hit)) => {
+                    let timing_us = TimingUs::new(parse, &analysis.timing, received.elapsed());
+                    return Ok(cached_reply(&hit, cache_request, &chat.model, timing_us));
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "cache lookup skipped: unusable embedding"),
+            }
+            let mut decision = engine.decide_with(&chat, &analysis, &options).await?;
+            decision.timing.total = started.elapsed();
+            decision
+        }
+        _ => engine.decide(&chat, &options).await?,
+    };
+    let cache_report = prepared.map(|p| match p {
+        Prepared::Ready(_) => CacheReport::miss(),
+        Prepared::Skipped(reason) => CacheReport::skipped(reason),
+    });
     tracing::debug!(
         model = decision.model.as_deref().unwrap_or("none"),
         action = ?decision.action,
@@ -129,8 +193,13 @@ async fn route(request: HttpRequest, payload: Payload, state: Data<AppState>) ->
         "decision"
     );
     let timing_us = TimingUs::new(parse, &decision.timing, received.elapsed());
-    Ok(HttpResponse::Ok().json(RouteReply {
+    let mut reply = HttpResponse::Ok();
+    if cache_report.is_some() {
+        reply.insert_header((CACHE_HEADER, "miss"));
+    }
+    Ok(reply.json(RouteReply {
         decision: &decision,
+        cache: cache_report,
         timing_us,
     }))
 }

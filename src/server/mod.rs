@@ -5,6 +5,7 @@
 //! lets in-flight requests finish within `server.shutdown_timeout_s`.
 
 mod body;
+mod cache;
 mod error;
 mod http;
 mod metrics;
@@ -50,6 +51,8 @@ pub enum ServeError {
 /// State shared by all workers.
 pub struct AppState {
     engine: ArcSwapOption<Router>,
+    /// The semantic cache, once the engine is loaded and when `cache.enabled`.
+    cache: ArcSwapOption<cache::CacheService>,
     metrics: PrometheusHandle,
     max_body_bytes: usize,
     tenant_header: String,
@@ -69,6 +72,7 @@ pub async fn serve(config: Config, addr: SocketAddr) -> Result<(), ServeError> {
     metrics::describe();
     let state = Data::new(AppState {
         engine: ArcSwapOption::empty(),
+        cache: ArcSwapOption::empty(),
         metrics: metrics_handle.clone(),
         max_body_bytes: config.server.max_body_bytes,
         tenant_header: config.routing.tenant_header.clone(),
@@ -104,11 +108,21 @@ pub async fn serve(config: Config, addr: SocketAddr) -> Result<(), ServeError> {
     let load_failure: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
     let handle = server.handle();
     let failure = Arc::clone(&load_failure);
+    let cache_config = config.cache.clone();
+    let loaded = state.clone();
     actix_web::rt::spawn(async move {
         let started = std::time::Instant::now();
         let built = tokio::task::spawn_blocking(move || assemble(&config)).await;
         match built {
             Ok(Ok(router)) => {
+                match cache::CacheService::start(&cache_config, router.embedder().info()) {
+                    Ok(service) => state.cache.store(service.map(Arc::new)),
+                    Err(error) => {
+                        let _ = failure.set(error.to_string());
+                        handle.stop(false).await;
+                        return;
+                    }
+                }
                 let info = router.embedder().info();
                 ::metrics::gauge!("semrouter_build_info", "version" => env!("CARGO_PKG_VERSION"),
                     "embedding_model" => info.model_id.clone(), "execution_provider" => info.execution_provider.clone())
@@ -129,6 +143,9 @@ pub async fn serve(config: Config, addr: SocketAddr) -> Result<(), ServeError> {
     });
 
     server.await?;
+    if let Some(service) = loaded.cache.swap(None) {
+        service.shutdown();
+    }
     match load_failure.get() {
         Some(reason) => Err(ServeError::Load(reason.clone())),
         None => Ok(()),

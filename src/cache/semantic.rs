@@ -1,0 +1,398 @@
+//! The semantic index: HNSW graphs (`hnsw_rs`) over L2-normalised embeddings, in segments.
+//!
+//! # Why segments
+//! `hnsw_rs` cannot delete a point, yet entries leave all the time (LRU, TTL, flush). A
+//! removed entry's point stays in its graph as a dead point: searches skip it because the
+//! entry table no longer knows its id. To keep memory and search time bounded under endless
+//! churn, points are written into segments (generations) of `segment_size` points, by
+//! default the cache's `max_entries`; only the newest (active) segment takes inserts. Then:
+//!
+//! - a sealed segment whose points are all dead is dropped whole. Under TTL and LRU churn the
+//!   oldest entries die first, so the old generation dies out while the new one fills and is
+//!   dropped at no cost: in steady state a lookup searches two graphs;
+//! - when dead points exceed `max_dead_fraction` of the live ones, the background maintenance
+//!   compacts the sealed segment with the lowest live fraction: its live points (entries kept
+//!   alive by hits, long TTLs) are re-inserted into the active segment, then it is dropped;
+//! - if maintenance falls behind (dead points beyond that allowance plus one segment), new
+//!   entries are stored without a vector (exact path only) until it catches up, so the bound
+//!   is hard: points never exceed `live * (1 + max_dead_fraction) + segment_size` by more
+//!   than the inserts in flight.
+//!
+//! Fewer, larger segments keep lookups fast (each graph costs a full HNSW descent, nearly as
+//! much for a small graph as for a big one); the price is up to one generation of dead points.
+//!
+//! # Concurrency
+//! The segment list is an `ArcSwap`: a search loads it without a lock and searches each
+//! segment; `hnsw_rs` synchronises inserts and searches inside a graph with fine-grained
+//! locks, so inserts (which take about a millisecond) never wait for searches or the reverse.
+//! A mutex serialises only changes of the list itself (a new segment, a dropped one).
+//!
+//! # Similarity
+//! Vectors are L2-normalised, then scaled by [`SCALE`] (just below 1) because `hnsw_rs`'s
+//! SIMD dot distance asserts `dot <= 1.000002` and rounding could exceed it. Similarities
+//! are reported with the scale undone.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hnsw_rs::prelude::{DistDot, Hnsw};
+use parking_lot::Mutex;
+
+use super::config::IndexConfig;
+
+/// Stored vectors have this norm (see the module docs).
+pub(crate) const SCALE: f32 = 1.0 - 1e-4;
+
+/// Layers of each HNSW graph (`hnsw_rs` allows at most 16).
+const MAX_LAYERS: usize = 16;
+
+/// Why a vector cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VectorError {
+    /// Its length is not the index's dimension.
+    #[error("the embedding has {got} dimensions, the cache was built for {expected}")]
+    Dimension {
+        /// The cache's dimension.
+        expected: usize,
+        /// The embedding's.
+        got: usize,
+    },
+    /// It holds NaN or infinity, or is all zeros.
+    #[error("the embedding is zero or not finite")]
+    Degenerate,
+}
+
+/// L2-normalises `v` and scales it to norm [`SCALE`].
+pub(crate) fn prepare(v: &[f32], dimension: usize) -> Result<Vec<f32>, VectorError> {
+    if v.len() != dimension {
+        return Err(VectorError::Dimension {
+            expected: dimension,
+            got: v.len(),
+        });
+    }
+    let norm = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
+    if !norm.is_finite() || norm == 0.0 {
+        return Err(VectorError::Degenerate);
+    }
+    let factor = f64::from(SCALE) / norm;
+    Ok(v.iter().map(|x| (f64::from(*x) * factor) as f32).collect())
+}
+
+/// Cosine similarity from `hnsw_rs`'s dot distance between two prepared vectors.
+fn similarity(distance: f32) -> f32 {
+    ((1.0 - distance) / (SCALE * SCALE)).clamp(-1.0, 1.0)
+}
+
+/// One HNSW graph and its point counts.
+pub(crate) struct Segment {
+    /// Stable id (entries record it).
+    pub id: u32,
+    hnsw: Hnsw<'static, f32, DistDot>,
+    /// Points inserted or reserved for insertion.
+    points: AtomicUsize,
+    /// Points whose entry has left the table.
+    dead: AtomicUsize,
+    /// Set once a newer segment takes the inserts.
+    sealed: AtomicBool,
+}
+
+impl Segment {
+    fn new(id: u32, config: &IndexConfig, capacity: usize) -> Self {
+        Self {
+            id,
+            hnsw: Hnsw::new(config.max_connections, capacity, MAX_LAYERS, config.ef_construction, DistDot {}),
+            points: AtomicUsize::new(0),
+            dead: AtomicUsize::new(0),
+            sealed: AtomicBool::new(false),
+        }
+    }
+
+    fn live(&self) -> usize {
+        self.points.load(Ordering::Acquire).saturating_sub(self.dead.load(Ordering::Acquire))
+    }
+}
+
+/// Point counts of the index.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexUsage {
+    /// Segments (graphs) searched per lookup.
+    pub segments: usize,
+    /// Points in all graphs, live and dead.
+    pub points: usize,
+    /// Points whose entry is gone.
+    pub dead: usize,
+}
+
+/// A candidate from a search: local entry id and cosine similarity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Candidate {
+    pub id: u64,
+    pub similarity: f32,
+}
+
+/// The segmented HNSW index.
+pub(crate) struct SemanticIndex {
+    config: IndexConfig,
+    segment_size: usize,
+    /// The newest segment is last and takes the inserts.
+    segments: ArcSwap<Vec<Arc<Segment>>>,
+    /// Serialises changes of the segment list.
+    changes: Mutex<u32>,
+}
+
+impl SemanticIndex {
+    /// An empty index.
+    pub(crate) fn new(config: &IndexConfig, segment_size: usize) -> Self {
+        let first = Arc::new(Segment::new(0, config, segment_size));
+        Self {
+            config: config.clone(),
+            segment_size,
+            segments: ArcSwap::from_pointee(vec![first]),
+            changes: Mutex::new(1),
+        }
+    }
+
+    /// Point counts.
+    pub(crate) fn usage(&self) -> IndexUsage {
+        let list = self.segments.load();
+        IndexUsage {
+            segments: list.len(),
+            points: list.iter().map(|s| s.points.load(Ordering::Acquire)).sum(),
+            dead: list.iter().map(|s| s.dead.load(Ordering::Acquire)).sum(),
+        }
+    }
+
+    /// Whether dead points are beyond the hard bound (the compaction trigger plus one
+    /// segment): new vectors are then refused until maintenance catches up.
+    pub(crate) fn over_hard_bound(&self) -> bool {
+        let usage = self.usage();
+        usage.dead > self.dead_allowance(usage.points.saturating_sub(usage.dead)) + self.segment_size
+    }
+
+    fn dead_allowance(&self, live: usize) -> usize {
+        (self.config.max_dead_fraction as f64 * live.max(1024) as f64) as usize
+    }
+
+    /// Inserts a prepared vector for entry `id`; returns the segment that holds it.
+    pub(crate) fn insert(&self, id: u64, vector: &[f32]) -> u32 {
+        let segment = self.reserve();
+        segment.hnsw.insert_slice((vector, id as usize));
+        segment.id
+    }
+
+    /// The active segment with one point reserved; starts a new segment when it is full.
+    fn reserve(&self) -> Arc<Segment> {
+        loop {
+            let list = self.segments.load();
+            if let Some(active) = list.last() {
+                let taken = active.points.fetch_add(1, Ordering::AcqRel);
+                if taken < self.segment_size {
+                    return Arc::clone(active);
+                }
+                active.points.fetch_sub(1, Ordering::AcqRel);
+            }
+            let mut next_id = self.changes.lock();
+            let current = self.segments.load();
+            // Another thread may have started a new segment while this one waited.
+            if current.last().is_some_and(|a| a.points.load(Ordering::Acquire) < self.segment_size) {
+                continue;
+            }
+            if let Some(active) = current.last() {
+                active.sealed.store(true, Ordering::Release);
+            }
+            let mut list: Vec<Arc<Segment>> = current.iter().cloned().collect();
+            list.push(Arc::new(Segment::new(*next_id, &self.config, self.segment_size)));
+            *next_id = next_id.wrapping_add(1);
+            // A sealed segment that died while it was active can go now.
+            list.retain(|s| !(s.sealed.load(Ordering::Acquire) && s.live() == 0));
+            self.segments.store(Arc::new(list));
+        }
+    }
+
+    /// Counts a point of `segment` as dead; drops the segment when none of its points lives.
+    pub(crate) fn mark_dead(&self, segment: u32) {
+        let list = self.segments.load();
+        let Some(s) = list.iter().find(|s| s.id == segment) else {
+            return;
+        };
+        s.dead.fetch_add(1, Ordering::AcqRel);
+        if s.sealed.load(Ordering::Acquire) && s.live() == 0 {
+            self.drop_segment(segment);
+        }
+    }
+
+    fn drop_segment(&self, segment: u32) {
+        let _guard = self.changes.lock();
+        let current = self.segments.load();
+        if current.iter().any(|s| s.id == segment) {
+            let list: Vec<Arc<Segment>> = current.iter().filter(|s| s.id != segment).cloned().collect();
+            self.segments.store(Arc::new(list));
+        }
+    }
+
+    /// The `k` nearest points of each segment, searched with candidate list `ef`, merged and
+    /// sorted by similarity (highest first), each id once.
+    pub(crate) fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<Candidate> {
+        let list = self.segments.load();
+        self.search_segments(query, k, ef, list.iter())
+    }
+
+    fn search_segments<'a>(&self, query: &[f32], k: usize, ef: usize, segments: impl Iterator<Item = &'a Arc<Segment>>) -> Vec<Candidate> {
+        let mut out: Vec<Candidate> = Vec::new();
+        for segment in segments {
+            if segment.points.load(Ordering::Acquire) == 0 {
+                continue;
+            }
+            for n in segment.hnsw.search(query, k, ef.max(k)) {
+                out.push(Candidate {
+                    id: n.d_id as u64,
+                    similarity: similarity(n.distance),
+                });
+            }
+        }
+        out.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        let mut seen = std::collections::HashSet::with_capacity(out.len());
+        out.retain(|c| seen.insert(c.id));
+        out
+    }
+
+    /// The sealed segment to compact, if dead points exceed the allowance: the one with the
+    /// lowest live fraction (the most dead points reclaimed per point moved).
+    pub(crate) fn compaction_victim(&self) -> Option<u32> {
+        let usage = self.usage();
+        if usage.dead <= self.dead_allowance(usage.points.saturating_sub(usage.dead)) {
+            return None;
+        }
+        let list = self.segments.load();
+        list.iter()
+            .filter(|s| s.sealed.load(Ordering::Acquire) && s.dead.load(Ordering::Acquire) > 0)
+            .min_by(|a, b| {
+                let fraction = |s: &Segment| s.live() as f64 / s.points.load(Ordering::Acquire).max(1) as f64;
+                fraction(a).total_cmp(&fraction(b))
+            })
+            .map(|s| s.id)
+    }
+
+    /// The points (entry id, vector) of a sealed segment, for compaction and snapshots.
+    pub(crate) fn points_of(&self, segment: u32) -> Vec<(u64, Vec<f32>)> {
+        let list = self.segments.load();
+        let Some(s) = list.iter().find(|s| s.id == segment) else {
+            return Vec::new();
+        };
+        if s.points.load(Ordering::Acquire) == 0 {
+            return Vec::new();
+        }
+        // The iterator holds the graph's read lock; collect first, insert elsewhere after.
+        s.hnsw
+            .get_point_indexation()
+            .into_iter()
+            .map(|p| (p.get_origin_id() as u64, p.get_v().to_vec()))
+            .collect()
+    }
+
+    /// Every (segment, entry id, vector) held, for snapshots and republishing. The active
+    /// segment is read too: a point being inserted concurrently may be missed, which only
+    /// leaves that entry out of the copy.
+    pub(crate) fn all_points(&self) -> Vec<(u32, u64, Vec<f32>)> {
+        let list = self.segments.load();
+        let mut out = Vec::new();
+        for s in list.iter() {
+            if s.hnsw.get_nb_point() == 0 {
+                continue;
+            }
+            for p in s.hnsw.get_point_indexation() {
+                out.push((s.id, p.get_origin_id() as u64, p.get_v().to_vec()));
+            }
+        }
+        out
+    }
+
+    /// Drops a compacted segment.
+    pub(crate) fn retire(&self, segment: u32) {
+        self.drop_segment(segment);
+    }
+
+    /// Undoes [`prepare`]'s scaling, for vectors leaving the index (snapshots, Redis).
+    pub(crate) fn unscale(v: &[f32]) -> Vec<f32> {
+        v.iter().map(|x| x / SCALE).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> IndexConfig {
+        IndexConfig::default()
+    }
+
+    fn unit(dim: usize, hot: usize) -> Vec<f32> {
+        let mut v = vec![0.01; dim];
+        v[hot % dim] = 1.0;
+        prepare(&v, dim).unwrap()
+    }
+
+    #[test]
+    fn prepare_checks_and_normalises() {
+        assert_eq!(prepare(&[1.0, 2.0], 3), Err(VectorError::Dimension { expected: 3, got: 2 }));
+        assert_eq!(prepare(&[0.0, 0.0], 2), Err(VectorError::Degenerate));
+        assert_eq!(prepare(&[f32::NAN, 1.0], 2), Err(VectorError::Degenerate));
+        let v = prepare(&[3.0, 4.0], 2).unwrap();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - SCALE).abs() < 1e-6);
+    }
+
+    #[test]
+    fn finds_the_nearest_and_reports_cosine() {
+        let index = SemanticIndex::new(&config(), 64);
+        for i in 0..8u64 {
+            index.insert(i, &unit(8, i as usize));
+        }
+        let found = index.search(&unit(8, 3), 3, 16);
+        assert_eq!(found[0].id, 3);
+        assert!((found[0].similarity - 1.0).abs() < 1e-4, "{found:?}");
+        assert!(found[1].similarity < 0.1);
+    }
+
+    #[test]
+    fn segments_fill_seal_and_drop_when_dead() {
+        let index = SemanticIndex::new(&config(), 64);
+        let mut segment_of = Vec::new();
+        for i in 0..200u64 {
+            segment_of.push(index.insert(i, &unit(8, i as usize)));
+        }
+        let usage = index.usage();
+        assert_eq!(usage.segments, 4);
+        assert_eq!(usage.points, 200);
+        // Killing every point of the first segment drops it whole.
+        for (i, &s) in segment_of.iter().enumerate().take(64) {
+            assert_eq!(s, 0, "point {i}");
+            index.mark_dead(s);
+        }
+        let usage = index.usage();
+        assert_eq!((usage.segments, usage.points, usage.dead), (3, 136, 0));
+        // The active segment is never dropped, even when all its points are dead.
+        for &s in &segment_of[192..] {
+            index.mark_dead(s);
+        }
+        assert_eq!(index.usage().segments, 3);
+    }
+
+    #[test]
+    fn compaction_picks_the_deadest_sealed_segment() {
+        let index = SemanticIndex::new(&IndexConfig { max_dead_fraction: 0.01, ..config() }, 64);
+        let mut segment_of = Vec::new();
+        for i in 0..130u64 {
+            segment_of.push(index.insert(i, &unit(8, i as usize)));
+        }
+        assert_eq!(index.compaction_victim(), None);
+        for &s in &segment_of[64..84] {
+            index.mark_dead(s);
+        }
+        assert_eq!(index.compaction_victim(), Some(1));
+        assert_eq!(index.points_of(1).len(), 64);
+        index.retire(1);
+        assert_eq!(index.usage().segments, 2);
+    }
+}
