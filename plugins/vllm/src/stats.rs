@@ -9,7 +9,7 @@ use crate::error::CallError;
 /// A snapshot of the backend's counters since it was built.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct VllmStats {
-    /// HTTP attempts to `/v1/embeddings` (retries and health probes included).
+    /// HTTP attempts to `/v1/embeddings` after start-up (retries and health probes included).
     pub calls: u64,
     /// Texts sent in those attempts.
     pub texts_sent: u64,
