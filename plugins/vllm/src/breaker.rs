@@ -108,7 +108,7 @@ impl Breaker {
             State::Open { until } if Instant::now() >= until => {
                 *state = State::HalfOpen;
                 drop(state);
-                self.changed(BreakerState::HalfOpen, "probing the endpoint with one call");
+                self.changed(BreakerState::HalfOpen, "probing the endpoint with one call", false);
                 Admit::Probe
             }
             State::Open { .. } | State::HalfOpen => Admit::Reject,
@@ -123,7 +123,7 @@ impl Breaker {
             State::HalfOpen => {
                 *state = State::Closed { failures: 0 };
                 drop(state);
-                self.changed(BreakerState::Closed, "the endpoint answered the probe; embeddings come from it again");
+                self.changed(BreakerState::Closed, "the endpoint answered the probe; embeddings come from it again", false);
             }
             // A call admitted before the breaker opened: one success among failures is not
             // enough to close it; the probe decides.
@@ -143,6 +143,7 @@ impl Breaker {
                     self.changed(
                         BreakerState::Open,
                         &format!("{failures} consecutive calls failed (last: {reason}); embeddings come from the `{}` fallback", self.fallback),
+                        true,
                     );
                 } else {
                     *state = State::Closed { failures };
@@ -151,7 +152,7 @@ impl Breaker {
             State::HalfOpen => {
                 *state = State::Open { until: Instant::now() + self.open_for };
                 drop(state);
-                self.changed(BreakerState::Open, &format!("the probe failed ({reason}); still using the `{}` fallback", self.fallback));
+                self.changed(BreakerState::Open, &format!("the probe failed ({reason}); still using the `{}` fallback", self.fallback), false);
             }
             State::Open { .. } => {}
         }
@@ -163,16 +164,23 @@ impl Breaker {
         if let State::HalfOpen = *state {
             *state = State::Open { until: Instant::now() };
             drop(state);
-            self.changed(BreakerState::Open, "the probe was cancelled by its caller; the next call probes");
+            self.changed(BreakerState::Open, "the probe was cancelled by its caller; the next call probes", false);
         }
     }
 
     /// Logs a change of state once and updates the gauge: never per request.
-    fn changed(&self, to: BreakerState, why: &str) {
+    /// Publishes a change of state. The fallback's start (closed to open) and end (half-open to
+    /// closed) are logged at warn and info, once each per outage; the probing cycle in between
+    /// (open, half-open, open again every `open_ms`) only at debug.
+    fn changed(&self, to: BreakerState, why: &str, outage_began: bool) {
         metrics::gauge!("semrouter_embedding_breaker_state", "backend" => "vllm", "model" => self.model.clone()).set(to.gauge());
         match to {
-            BreakerState::Open => tracing::warn!(model = %self.model, state = to.as_str(), "vLLM embeddings circuit breaker open: {why}"),
-            _ => tracing::info!(model = %self.model, state = to.as_str(), "vLLM embeddings circuit breaker {}: {why}", to.as_str()),
+            BreakerState::Open if outage_began => {
+                tracing::warn!(model = %self.model, state = to.as_str(), "vLLM embeddings circuit breaker open: {why}")
+            }
+            BreakerState::Open => tracing::debug!(model = %self.model, state = to.as_str(), "vLLM embeddings circuit breaker stays open: {why}"),
+            BreakerState::HalfOpen => tracing::debug!(model = %self.model, state = to.as_str(), "vLLM embeddings circuit breaker half-open: {why}"),
+            BreakerState::Closed => tracing::info!(model = %self.model, state = to.as_str(), "vLLM embeddings circuit breaker closed: {why}"),
         }
     }
 }

@@ -323,6 +323,11 @@ impl Embedder for VllmEmbedder {
                 state.as_str(),
                 local.info().model_id
             )),
+            // `degraded`: the service still answers, by its default route.
+            (state, None) if self.mode == FallbackMode::Degraded => Health::Degraded(format!(
+                "vLLM endpoint unavailable (circuit breaker {}); routing without semantic signals (fallback `degraded`)",
+                state.as_str()
+            )),
             (state, None) => Health::Unavailable(format!(
                 "vLLM endpoint unavailable (circuit breaker {}); fallback `{}`",
                 state.as_str(),

@@ -83,7 +83,13 @@ async fn killing_the_server_mid_load_falls_back_and_recovers() {
         let restarted = Instant::now();
         let closed_after = wait_for(&embedder, BreakerState::Closed, Duration::from_secs(30)).await;
         let closed = Instant::now();
+        // Load on for a while, and until the restarted server has answered some (its first
+        // calls can be slow on a loaded machine), within a bound.
         tokio::time::sleep(Duration::from_millis(1500)).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline && !log.lock().unwrap().iter().any(|(sent, _, remote)| *sent > closed && *remote) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         stop.store(true, Ordering::Relaxed);
         for client in clients {
             client.await.expect("client task");

