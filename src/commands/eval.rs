@@ -48,7 +48,7 @@ pub struct DomainArgs {
 /// Classifies every question of the split through the same engine the service runs.
 pub async fn domain(args: DomainArgs) -> anyhow::Result<()> {
     let config = config::load(args.config.as_deref())?;
-    let router = assemble(&config)?;
+    let router = assemble(&config).await?;
     let split = match args.split {
         SplitArg::Val => Split::Val,
         SplitArg::Test => Split::Test,

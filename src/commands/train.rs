@@ -73,7 +73,7 @@ pub async fn domain(args: DomainArgs) -> anyhow::Result<()> {
         .or_else(|| config.classifier.head.clone())
         .context("no output path: pass --out or set classifier.head")?;
     let runtime = assemble::runtime(&config)?;
-    let embedder = assemble::build_embedder(&config, &runtime)?;
+    let embedder = assemble::build_embedder(&config, &runtime).await?;
     let info = embedder.info().clone();
     eprintln!("embedding model {} ({}-d, {})", info.model_id, info.dimension, info.execution_provider);
 

@@ -250,14 +250,19 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// `GET /ready`: 200 once the models are loaded and warmed, 503 before.
+/// `GET /ready`: 200 once the models are loaded and warmed and the embedding backend can serve
+/// (also `degraded`: a remote backend served by its fallback); 503 before, and while the
+/// backend is unavailable (a remote endpoint down with `fallback: error`).
 async fn ready(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let engine = state.engine()?;
     let info = engine.embedder().info();
     let health = engine.embedder().health().await;
+    if let Health::Unavailable(reason) = &health {
+        return Err(ApiError::embedding_unavailable(format!("embedding backend `{}` ({}) is unavailable: {reason}", info.backend, info.model_id)));
+    }
     Ok(HttpResponse::Ok().json(json!({
         "status": "ready",
-        "embedding": {"model": info.model_id, "execution_provider": info.execution_provider, "health": health_json(&health)},
+        "embedding": {"backend": info.backend, "model": info.model_id, "execution_provider": info.execution_provider, "health": health_json(&health)},
     })))
 }
 
