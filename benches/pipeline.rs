@@ -83,7 +83,17 @@ fn stages(c: &mut Criterion) {
     let head_path = repo().join(config.classifier.head.as_deref().expect("classifier.head"));
     let head = LinearHead::load(&head_path).expect("head");
     let vector = rt.block_on(encoder.embed(vec![PROMPT.to_string()])).expect("embedding").remove(0).values;
-    c.bench_function("classify/head", |b| b.iter(|| head.probabilities(&vector)));
+    c.bench_function("classify/head", |b| b.iter(|| head.probabilities(&vector, PROMPT)));
+    // The jailbreak and complexity heads also hash the text's n-grams.
+    for task in ["jailbreak", "complexity"] {
+        let path = repo().join(semrouter::heads::default_path(task, &head.embedding.model_id));
+        let extra = LinearHead::load(&path).expect("head");
+        c.bench_function(&format!("classify/{task}_head"), |b| b.iter(|| extra.probabilities(&vector, PROMPT)));
+    }
+    // The worst case: the lexical features read at most the first 8 KiB of a text.
+    let jailbreak = LinearHead::load(&repo().join(semrouter::heads::default_path("jailbreak", &head.embedding.model_id))).expect("head");
+    let huge = long.repeat(8);
+    c.bench_function("classify/jailbreak_head_8k", |b| b.iter(|| jailbreak.probabilities(&vector, &huge)));
 
     let fixed = FixedEmbedder {
         vector,

@@ -240,9 +240,7 @@ pub fn degraded_routing(config: &Config) -> bool {
 /// Loads a head file bound to the served embedding model.
 fn load_head(path: &Path, what: &'static str, hint: &'static str, served: &BackendInfo) -> Result<LinearHead, AssembleError> {
     require_file(what, path, hint)?;
-    let head = LinearHead::load(path)?;
-    head.check_binding(path, served)?;
-    Ok(head)
+    Ok(LinearHead::load_for(path, served)?)
 }
 
 fn head_signal(config: &HeadSignalConfig, what: &'static str, hint: &'static str, served: &BackendInfo) -> Result<HeadSignal, AssembleError> {

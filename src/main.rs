@@ -1,4 +1,4 @@
-//! The `semrouter` binary: serve, train, evaluate, generate data, check a config.
+//! The `semrouter` binary: serve, train, evaluate, check a config.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,15 +38,19 @@ enum Command {
         #[command(subcommand)]
         head: TrainHead,
     },
-    /// Evaluate a head or a signal.
+    /// Evaluate: `semrouter eval FILE.jsonl` replays labelled requests through the engine;
+    /// `semrouter eval domain|jailbreak|complexity|pii` scores one signal on its test data.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Eval {
         #[command(subcommand)]
-        head: EvalHead,
+        head: Option<EvalHead>,
+        #[command(flatten)]
+        replay: Option<commands::replay::ReplayArgs>,
     },
-    /// Generate an evaluation data set.
+    /// Prepare data files.
     Data {
         #[command(subcommand)]
-        set: DataSet,
+        what: DataCommand,
     },
 }
 
@@ -54,18 +58,33 @@ enum Command {
 enum TrainHead {
     /// Train the domain head on MMLU's test and dev splits; report accuracy on val.
     Domain(commands::train::DomainArgs),
+    /// Train the jailbreak head on the prompt-injection train splits; report precision, recall
+    /// and F1 on each test split.
+    Jailbreak(commands::train::JailbreakArgs),
+    /// Train the complexity head on the task-complexity data; report accuracy on the held-out
+    /// split.
+    Complexity(commands::train::ComplexityArgs),
 }
 
 #[derive(Subcommand)]
 enum EvalHead {
     /// Accuracy and confusion matrix of the configured domain classifier on an MMLU split.
     Domain(commands::eval::DomainArgs),
+    /// Precision, recall, F1 and confusion matrix of the jailbreak head on the prompt-injection
+    /// test splits.
+    Jailbreak(commands::eval::JailbreakArgs),
+    /// Accuracy, per-label scores and confusion matrix of the complexity head on its held-out
+    /// split.
+    Complexity(commands::eval::ComplexityArgs),
     /// Entity-level precision, recall and F1 of the PII detector on the generated sentences.
-    Pii(commands::eval::PiiArgs),
+    Pii(commands::eval_pii::PiiArgs),
 }
 
 #[derive(Subcommand)]
-enum DataSet {
+enum DataCommand {
+    /// Write the eval sets (MMLU val, prompt-injection tests, complexity held-out) as JSONL
+    /// chat requests with labels into onnx/fetched/eval/.
+    Evals(commands::data::EvalsArgs),
     /// Labelled PII sentences from presidio-evaluator's templates (onnx/fetched/eval/pii.jsonl).
     Pii(commands::data::PiiArgs),
 }
@@ -101,19 +120,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}: ok", file.display());
             Ok(())
         }
-        Command::Train { head: TrainHead::Domain(args) } => {
+        Command::Train { head } => {
             init_logging(LogFormat::Text);
-            runtime()?.block_on(commands::train::domain(args))
+            runtime()?.block_on(async {
+                match head {
+                    TrainHead::Domain(args) => commands::train::domain(args).await,
+                    TrainHead::Jailbreak(args) => commands::train::jailbreak(args).await,
+                    TrainHead::Complexity(args) => commands::train::complexity(args).await,
+                }
+            })
         }
-        Command::Eval { head: EvalHead::Domain(args) } => {
+        Command::Eval { head, replay } => {
             init_logging(LogFormat::Text);
-            runtime()?.block_on(commands::eval::domain(args))
+            runtime()?.block_on(async {
+                match (head, replay) {
+                    (Some(EvalHead::Domain(args)), _) => commands::eval::domain(args).await,
+                    (Some(EvalHead::Jailbreak(args)), _) => commands::eval::jailbreak(args).await,
+                    (Some(EvalHead::Complexity(args)), _) => commands::eval::complexity(args).await,
+                    (Some(EvalHead::Pii(args)), _) => commands::eval_pii::pii(args).await,
+                    (None, Some(args)) => commands::replay::replay(args).await,
+                    (None, None) => anyhow::bail!("give a labelled JSONL file or a signal; see `semrouter eval --help`"),
+                }
+            })
         }
-        Command::Eval { head: EvalHead::Pii(args) } => {
-            init_logging(LogFormat::Text);
-            runtime()?.block_on(commands::eval::pii(args))
-        }
-        Command::Data { set: DataSet::Pii(args) } => commands::data::pii(args),
+        Command::Data { what: DataCommand::Evals(args) } => commands::data::evals(args),
+        Command::Data { what: DataCommand::Pii(args) } => commands::data::pii(args),
     }
 }
 

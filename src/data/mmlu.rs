@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::DataError;
 use crate::categories::Category;
 
 /// The committed subject-to-category mapping.
@@ -16,25 +17,6 @@ const MAPPING: &str = include_str!("../../onnx/heads/mmlu-categories.json");
 
 /// Where the MMLU files are after `make setup`.
 pub const DEFAULT_DIR: &str = "onnx/fetched/mmlu";
-
-/// Why MMLU could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum DataError {
-    /// The split folder is missing.
-    #[error("MMLU split folder {0} not found; run `make setup` to fetch MMLU")]
-    MissingSplit(PathBuf),
-    /// A file could not be read or parsed.
-    #[error("MMLU file {path}: {reason}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        reason: String,
-    },
-    /// A subject has no category in the mapping.
-    #[error("MMLU subject `{0}` has no category in onnx/heads/mmlu-categories.json")]
-    UnmappedSubject(String),
-}
 
 /// One of MMLU's splits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +86,10 @@ pub fn subject_categories() -> Result<BTreeMap<String, Category>, DataError> {
 pub fn load(dir: &Path, split: Split) -> Result<Vec<Question>, DataError> {
     let folder = dir.join(split.name());
     if !folder.is_dir() {
-        return Err(DataError::MissingSplit(folder));
+        return Err(DataError::Missing {
+            what: "MMLU split folder",
+            path: folder,
+        });
     }
     let categories = subject_categories()?;
     let suffix = format!("_{}.csv", split.name());
@@ -173,6 +158,6 @@ mod tests {
         assert_eq!(qs[0].question, "What is 1, 2?");
         assert_eq!(qs[0].choices[2], "c, d");
         assert_eq!(qs[0].category.name(), "physics");
-        assert!(matches!(load(dir.path(), Split::Test), Err(DataError::MissingSplit(_))));
+        assert!(matches!(load(dir.path(), Split::Test), Err(DataError::Missing { .. })));
     }
 }

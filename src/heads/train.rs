@@ -1,22 +1,38 @@
 //! Training a [`LinearHead`](super::LinearHead): multinomial logistic regression with L2
 //! regularisation, fitted by mini-batch Adam.
 //!
-//! Hyper-parameters (L2 strength, epochs) are chosen on a stratified slice of the training
-//! data held out for that purpose, never on the evaluation split. Everything is seeded, so the
-//! same data and options give the same head.
+//! The inputs are the embedding and, optionally, hashed n-grams of the text (sparse), in one
+//! linear model. Hyper-parameters (L2 strength, epochs) are chosen on data held out for that
+//! purpose (a validation split, or a stratified slice of the training data), never on the
+//! evaluation split. Everything is seeded, so the same data and options give the same head.
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-/// Labelled embeddings: row `i` of `x` has class `y[i]`.
+use super::linear::row_logit;
+use crate::data::stratified_split;
+
+/// What a head reads for one text: its embedding and, for heads with lexical features, the
+/// text's hashed n-grams (sorted `(bucket, value)` pairs; empty otherwise).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Features {
+    /// The text's embedding.
+    pub embedding: Vec<f32>,
+    /// Its lexical features, from [`LexicalFeatures::features`](super::LexicalFeatures::features).
+    pub lexical: Vec<(u32, f32)>,
+}
+
+/// Labelled examples: row `i` of `x` has class `y[i]`.
 #[derive(Debug, Clone, Default)]
 pub struct Examples {
-    /// Embeddings, all of one dimension.
-    pub x: Vec<Vec<f32>>,
-    /// Class index per embedding.
+    /// Features, all with embeddings of one dimension.
+    pub x: Vec<Features>,
+    /// Class index per example.
     pub y: Vec<usize>,
+    /// Number of lexical buckets (0 for an embedding-only head).
+    pub buckets: usize,
 }
 
 impl Examples {
@@ -30,23 +46,27 @@ impl Examples {
         self.y.is_empty()
     }
 
-    /// Splits off a stratified `fraction` of each class as a held-out set.
-    pub fn split_stratified(&self, fraction: f64, seed: u64) -> (Examples, Examples) {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let classes = self.y.iter().copied().max().map_or(0, |m| m + 1);
-        let mut kept = Examples::default();
-        let mut held = Examples::default();
-        for class in 0..classes {
-            let mut rows: Vec<usize> = (0..self.len()).filter(|&i| self.y[i] == class).collect();
-            rows.shuffle(&mut rng);
-            let n_held = ((rows.len() as f64) * fraction).round() as usize;
-            for (k, &i) in rows.iter().enumerate() {
-                let target = if k < n_held { &mut held } else { &mut kept };
-                target.x.push(self.x[i].clone());
-                target.y.push(class);
-            }
+    /// The examples at `rows`, in that order.
+    pub fn subset(&self, rows: &[usize]) -> Examples {
+        Examples {
+            x: rows.iter().map(|&i| self.x[i].clone()).collect(),
+            y: rows.iter().map(|&i| self.y[i]).collect(),
+            buckets: self.buckets,
         }
-        (kept, held)
+    }
+
+    /// These examples followed by `other`'s.
+    pub fn concat(mut self, other: &Examples) -> Examples {
+        self.x.extend(other.x.iter().cloned());
+        self.y.extend(&other.y);
+        self
+    }
+
+    /// Splits off a stratified `fraction` of each class as a held-out set
+    /// ([`stratified_split`]).
+    pub fn split_stratified(&self, fraction: f64, seed: u64) -> (Examples, Examples) {
+        let (kept, held) = stratified_split(&self.y, fraction, seed);
+        (self.subset(&kept), self.subset(&held))
     }
 }
 
@@ -76,10 +96,10 @@ pub struct Fitted {
 
 impl Fitted {
     /// Index of the highest-scoring class for `x`.
-    pub fn predict(&self, x: &[f32]) -> usize {
+    pub fn predict(&self, x: &Features) -> usize {
         let mut best = (0, f32::NEG_INFINITY);
-        for (c, (row, b)) in self.weights.iter().zip(&self.bias).enumerate() {
-            let score = dot(row, x) + b;
+        for (c, (row, &b)) in self.weights.iter().zip(&self.bias).enumerate() {
+            let score = row_logit(row, b, &x.embedding, &x.lexical);
             if score > best.1 {
                 best = (c, score);
             }
@@ -95,10 +115,6 @@ impl Fitted {
         let correct = examples.x.iter().zip(&examples.y).filter(|(x, &y)| self.predict(x) == y).count();
         correct as f64 / examples.len() as f64
     }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// Adam state for one parameter block.
@@ -131,10 +147,12 @@ impl Adam {
 }
 
 /// Fits a model on `train`; `after_epoch(epoch, &model)` runs after every epoch (for progress
-/// and held-out scoring).
+/// and held-out scoring). Each weight row has the embedding's dimension plus
+/// `train.buckets` columns.
 pub fn fit(train: &Examples, classes: usize, options: TrainOptions, mut after_epoch: impl FnMut(usize, &Fitted)) -> Fitted {
-    let dim = train.x.first().map_or(0, Vec::len);
-    let mut weights = vec![0f32; classes * dim];
+    let dim = train.x.first().map_or(0, |x| x.embedding.len());
+    let width = dim + train.buckets;
+    let mut weights = vec![0f32; classes * width];
     let mut bias = vec![0f32; classes];
     let mut adam_w = Adam::new(weights.len());
     let mut adam_b = Adam::new(classes);
@@ -156,13 +174,19 @@ pub fn fit(train: &Examples, classes: usize, options: TrainOptions, mut after_ep
             for &i in batch {
                 let x = &train.x[i];
                 for (c, p) in probs.iter_mut().enumerate() {
-                    *p = dot(&weights[c * dim..(c + 1) * dim], x) + bias[c];
+                    *p = row_logit(&weights[c * width..(c + 1) * width], bias[c], &x.embedding, &x.lexical);
                 }
                 super::softmax(&mut probs);
                 probs[train.y[i]] -= 1.0;
                 for (c, &err) in probs.iter().enumerate() {
                     grad_b[c] += err;
-                    grad_w[c * dim..(c + 1) * dim].iter_mut().zip(x).for_each(|(g, v)| *g += err * v);
+                    let row = &mut grad_w[c * width..(c + 1) * width];
+                    row.iter_mut().zip(&x.embedding).for_each(|(g, v)| *g += err * v);
+                    for &(bucket, v) in &x.lexical {
+                        if let Some(g) = row.get_mut(dim + bucket as usize) {
+                            *g += err * v;
+                        }
+                    }
                 }
             }
             let scale = 1.0 / batch.len() as f32;
@@ -175,7 +199,7 @@ pub fn fit(train: &Examples, classes: usize, options: TrainOptions, mut after_ep
             adam_b.step(&mut bias, &grad_b, lr, t);
         }
         fitted = Fitted {
-            weights: weights.chunks(dim.max(1)).map(<[f32]>::to_vec).collect(),
+            weights: weights.chunks(width.max(1)).map(<[f32]>::to_vec).collect(),
             bias: bias.clone(),
         };
         after_epoch(epoch, &fitted);
@@ -243,7 +267,10 @@ mod tests {
             let jitter = (i as f32 * 0.37).sin() * 0.2;
             let mut x = centres[c].to_vec();
             x[(c + 1) % 3] += jitter;
-            ex.x.push(x);
+            ex.x.push(Features {
+                embedding: x,
+                lexical: Vec::new(),
+            });
             ex.y.push(c);
         }
         ex
@@ -280,6 +307,39 @@ mod tests {
         for c in 0..3 {
             assert_eq!(held.y.iter().filter(|&&y| y == c).count(), 10);
         }
+    }
+
+    #[test]
+    fn lexical_features_are_learned_beside_the_embedding() {
+        // The embedding says nothing; bucket 3 (class 1) or bucket 5 (class 0) decides.
+        let mut data = Examples {
+            buckets: 8,
+            ..Examples::default()
+        };
+        for i in 0..200 {
+            let class = i % 2;
+            data.x.push(Features {
+                embedding: vec![0.5, 0.5],
+                lexical: vec![(if class == 1 { 3 } else { 5 }, 1.0)],
+            });
+            data.y.push(class);
+        }
+        let model = fit(&data, 2, options(), |_, _| {});
+        assert_eq!(model.weights[0].len(), 2 + 8);
+        assert_eq!(model.accuracy(&data), 1.0);
+        assert!(model.weights[1][2 + 3] > model.weights[0][2 + 3]);
+    }
+
+    #[test]
+    fn subset_and_concat_keep_rows_and_buckets() {
+        let data = Examples {
+            buckets: 4,
+            ..clusters()
+        };
+        let part = data.subset(&[2, 0]);
+        assert_eq!(part.y, vec![2, 0]);
+        assert_eq!(part.buckets, 4);
+        assert_eq!(part.clone().concat(&part).len(), 4);
     }
 
     #[test]

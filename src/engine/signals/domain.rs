@@ -118,8 +118,8 @@ fn label_rows(labels: &[String]) -> Result<Vec<Category>, LabelError> {
 pub enum DomainClassifier {
     /// A linear head over the shared embedding: no extra model pass.
     Linear {
-        /// The trained head.
-        head: LinearHead,
+        /// The trained head (boxed: it is much larger than the other variant).
+        head: Box<LinearHead>,
         /// Category of each head label.
         rows: Vec<Category>,
     },
@@ -136,7 +136,10 @@ impl DomainClassifier {
     /// A classifier from a trained head.
     pub fn linear(head: LinearHead) -> Result<Self, LabelError> {
         let rows = label_rows(&head.labels)?;
-        Ok(Self::Linear { head, rows })
+        Ok(Self::Linear {
+            head: Box::new(head),
+            rows,
+        })
     }
 
     /// A classifier from a sequence-classification model; its labels are read by name.
@@ -149,7 +152,7 @@ impl DomainClassifier {
     /// sequence model's own pass over `text`, whose output is returned for its timing.
     pub async fn classify(&self, embedding: &[f32], text: &str) -> Result<(CategoryScores, Option<Encoded>), BackendError> {
         match self {
-            Self::Linear { head, rows } => Ok((CategoryScores::from_rows(rows, &head.probabilities(embedding)), None)),
+            Self::Linear { head, rows } => Ok((CategoryScores::from_rows(rows, &head.probabilities(embedding, text)), None)),
             Self::Sequence { model, rows } => {
                 let encoded = model
                     .classify(vec![text.to_string()])

@@ -60,7 +60,7 @@ pub struct HeadSignal {
 impl HeadSignal {
     /// Wraps a loaded head.
     pub fn new(head: LinearHead) -> Self {
-        let labels = head.labels.clone().into();
+        let labels = head.labels().to_vec().into();
         Self { head, labels }
     }
 
@@ -69,11 +69,11 @@ impl HeadSignal {
         &self.labels
     }
 
-    /// The head applied to `embedding`.
-    pub fn scores(&self, embedding: &[f32]) -> LabelScores {
+    /// The head applied to `embedding` (and `text`, for heads with lexical features).
+    pub fn scores(&self, embedding: &[f32], text: &str) -> LabelScores {
         LabelScores {
             labels: self.labels.clone(),
-            probabilities: self.head.probabilities(embedding),
+            probabilities: self.head.probabilities(embedding, text),
         }
     }
 }
@@ -249,9 +249,9 @@ impl SignalSet {
     /// Computes every signal but the domain (given) from the shared embedding and the text.
     pub fn compute(&self, domain: CategoryScores, embedding: &[f32], text: &str, context: Context) -> Signals {
         let uncertainty = domain.uncertainty();
-        let complexity = self.complexity.as_ref().map(|h| h.scores(embedding));
+        let complexity = self.complexity.as_ref().map(|h| h.scores(embedding, text));
         let reasoning_need = self.need.need(&domain, uncertainty, complexity.as_ref());
-        let jailbreak = self.jailbreak.as_ref().map(|(h, _)| h.scores(embedding).probability(JAILBREAK_LABEL));
+        let jailbreak = self.jailbreak.as_ref().map(|(h, _)| h.scores(embedding, text).probability(JAILBREAK_LABEL));
         let jailbreak_detected = match (&self.jailbreak, jailbreak) {
             (Some((_, threshold)), Some(score)) => score >= *threshold,
             _ => false,
