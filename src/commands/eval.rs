@@ -51,7 +51,7 @@ pub struct DomainArgs {
 /// Classifies every question of the split through the same engine the service runs.
 pub async fn domain(args: DomainArgs) -> anyhow::Result<()> {
     let config = config::load(args.config.as_deref())?;
-    let router = assemble(&config)?;
+    let router = assemble(&config).await?;
     let split = match args.split {
         SplitArg::Val => MmluSplit::Val,
         SplitArg::Test => MmluSplit::Test,
@@ -245,7 +245,7 @@ async fn eval_head(
 ) -> anyhow::Result<()> {
     let config = config::load(args.config.as_deref())?;
     let runtime = assemble::runtime(&config)?;
-    let embedder = assemble::build_embedder(&config, &runtime)?;
+    let embedder = assemble::build_embedder(&config, &runtime).await?;
     let info = embedder.info().clone();
     let path = args.head.clone().unwrap_or_else(|| heads::default_path(task, &info.model_id));
     let head = LinearHead::load_for(&path, &info)?;

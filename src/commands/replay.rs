@@ -137,7 +137,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     }
     let mut config = config::load(args.config.as_deref())?;
     restrict(&mut config, &args.models)?;
-    let router = assemble(&config)?;
+    let router = assemble(&config).await?;
     let (task, records) = read_records(&args.file)?;
     if task == Task::Jailbreak {
         anyhow::ensure!(config.signals.jailbreak.is_some(), "jailbreak records need `signals.jailbreak` in the config");

@@ -240,7 +240,7 @@ async fn featurise(
 async fn train_head(common: CommonArgs, default_out: Option<PathBuf>, job: Job) -> anyhow::Result<()> {
     let config = config::load(common.config.as_deref())?;
     let runtime = assemble::runtime(&config)?;
-    let embedder = assemble::build_embedder(&config, &runtime)?;
+    let embedder = assemble::build_embedder(&config, &runtime).await?;
     let info = embedder.info().clone();
     let out = common
         .out

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use semrouter_onnx::OnnxModelConfig;
+use semrouter_vllm::VllmConfig;
 use serde::Deserialize;
 
 pub use load::{load, load_str, ConfigError, DEFAULT_CONFIG};
@@ -123,6 +124,9 @@ impl Default for RuntimeConfig {
 pub enum EmbeddingBackend {
     /// A local ONNX Runtime encoder.
     Onnx,
+    /// A remote OpenAI-compatible embeddings endpoint (a vLLM server), with `embedding.onnx`
+    /// as its local fallback when `embedding.vllm.fallback` is `onnx`.
+    Vllm,
 }
 
 /// The embedding backend.
@@ -131,8 +135,11 @@ pub enum EmbeddingBackend {
 pub struct EmbeddingConfig {
     /// Backend kind.
     pub backend: EmbeddingBackend,
-    /// Settings of the `onnx` backend.
+    /// Settings of the `onnx` backend (and of the `vllm` backend's `onnx` fallback).
     pub onnx: Option<OnnxModelConfig>,
+    /// Settings of the `vllm` backend.
+    #[serde(default)]
+    pub vllm: Option<VllmConfig>,
 }
 
 /// Which kind of domain classifier runs.

@@ -10,6 +10,8 @@ use crate::engine::reasoning::Families;
 use crate::engine::signals::pii::{PiiDetector, PiiType};
 use crate::engine::signals::KeywordRules;
 
+use semrouter_vllm::FallbackMode as VllmFallback;
+
 use super::{ClassifierKind, Config, EmbeddingBackend};
 
 type Invalid = (String, String);
@@ -36,6 +38,24 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
                 .as_ref()
                 .ok_or_else(|| invalid("embedding.onnx", "is required when embedding.backend is `onnx`"))?;
             onnx.validate("embedding.onnx").map_err(|e| (e.key, e.message))?;
+        }
+        EmbeddingBackend::Vllm => {
+            let vllm = config
+                .embedding
+                .vllm
+                .as_ref()
+                .ok_or_else(|| invalid("embedding.vllm", "is required when embedding.backend is `vllm`"))?;
+            vllm.validate("embedding.vllm").map_err(|e| (e.key, e.message))?;
+            match (vllm.fallback, &config.embedding.onnx) {
+                (VllmFallback::Onnx, None) => {
+                    return Err(invalid(
+                        "embedding.onnx",
+                        "is required when embedding.vllm.fallback is `onnx` (the local encoder of the same model)",
+                    ))
+                }
+                (VllmFallback::Onnx, Some(onnx)) => onnx.validate("embedding.onnx").map_err(|e| (e.key, e.message))?,
+                (VllmFallback::Degraded | VllmFallback::Error, _) => {}
+            }
         }
     }
 
@@ -272,4 +292,41 @@ fn unknown_category(name: &str) -> String {
         "`{name}` is not a category; expected one of: {}",
         crate::categories::CATEGORIES.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{load_str, EmbeddingBackend, DEFAULT_CONFIG};
+
+    const ONNX: &str = "  backend: onnx\n";
+
+    fn with_embedding(section: &str) -> Result<crate::config::Config, String> {
+        load_str(&DEFAULT_CONFIG.replacen(ONNX, section, 1), "test").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_vllm_backend_is_selected_and_checked_by_key() {
+        let c = with_embedding("  backend: vllm\n  vllm:\n    base_url: http://h:8000\n    model: m\n").unwrap();
+        assert_eq!(c.embedding.backend, EmbeddingBackend::Vllm);
+        assert_eq!(c.embedding.vllm.as_ref().map(|v| v.model.as_str()), Some("m"));
+
+        let e = with_embedding("  backend: vllm\n").unwrap_err();
+        assert!(e.contains("embedding.vllm") && e.contains("required"), "{e}");
+        let e = with_embedding("  backend: vllm\n  vllm:\n    base_url: http://h:8000/v1\n    model: m\n").unwrap_err();
+        assert!(e.contains("embedding.vllm.base_url"), "{e}");
+        let e = with_embedding("  backend: vllm\n  vllm:\n    base_url: http://h:8000\n    model: m\n    api_key: sk-secret\n").unwrap_err();
+        assert!(e.contains("api_key"), "a token in the file is refused: {e}");
+        assert!(!e.contains("sk-secret"), "and not echoed: {e}");
+    }
+
+    #[test]
+    fn the_onnx_fallback_needs_the_local_encoder() {
+        let text = DEFAULT_CONFIG.replacen(ONNX, "  backend: vllm\n  vllm:\n    base_url: http://h:8000\n    model: m\n    fallback: onnx\n", 1);
+        // Drop the `onnx:` block (every line indented under it).
+        let start = text.find("  onnx:\n").unwrap();
+        let end = text[start + 9..].find("\n\n").map_or(text.len(), |i| start + 9 + i);
+        let without = format!("{}{}", &text[..start], &text[end + 1..]);
+        let e = load_str(&without, "test").map(|_| ()).unwrap_err().to_string();
+        assert!(e.contains("embedding.onnx") && e.contains("fallback"), "{e}");
+    }
 }

@@ -123,7 +123,13 @@ pub struct Analysis {
     pub pii: Option<PiiScan>,
     /// Where the time went so far.
     pub timing: EngineTiming,
+    /// The embedding backend was unavailable: `embedding` is empty, the semantic signals
+    /// (domain, complexity, jailbreak) are absent, and only the default policy applies.
+    pub degraded: bool,
 }
+
+/// Flag set on decisions made without semantic signals (header `x-semrouter-flags`).
+pub const DEGRADED_FLAG: &str = "degraded";
 
 /// Everything an engine is built from (see `crate::assemble`).
 pub struct RouterParts {
@@ -151,6 +157,9 @@ pub struct RouterParts {
     pub stats: Arc<ModelStats>,
     /// Which models are routed.
     pub routing: Routing,
+    /// While the embedding backend is unavailable, route by the default policy without
+    /// semantic signals instead of failing (the `vllm` backend's `fallback: degraded`).
+    pub degraded_routing: bool,
 }
 
 /// The decision engine for one configuration.
@@ -265,7 +274,14 @@ impl Router {
             }
         };
         let (embedding, pii) = futures_util::future::join(self.embed_one(&text), scan).await;
-        let (embedding, pii) = (embedding?, pii?);
+        let pii = pii?;
+        let embedding = match embedding {
+            Ok(embedding) => embedding,
+            Err(EngineError::Backend(BackendError::Unavailable(_))) if self.parts.degraded_routing => {
+                return Ok(self.degraded_analysis(request, options, text, pii, started));
+            }
+            Err(e) => return Err(e),
+        };
         let signals_started = Instant::now();
         let (domain, sequence) = self.parts.classifier.classify(&embedding.values, &text).await?;
         let context = Context::of(request, options.tenant.clone());
@@ -286,7 +302,44 @@ impl Router {
                 ..EngineTiming::default()
             },
             pii,
+            degraded: false,
         })
+    }
+
+    /// The analysis of a request whose embedding could not be made: no domain (uniform),
+    /// complexity or jailbreak signal and no reasoning need; keywords, context and personal
+    /// data, which need no embedding, are kept.
+    fn degraded_analysis(&self, request: &ChatRequest, options: &RequestOptions, text: String, pii: Option<PiiScan>, started: Instant) -> Analysis {
+        let domain = CategoryScores::from_pairs(crate::categories::Category::all().map(|c| (c, 1.0 / crate::categories::Category::COUNT as f32)));
+        let keywords = self.parts.signals.keywords.matching(&text);
+        let signals = Signals {
+            uncertainty: domain.uncertainty(),
+            domain,
+            complexity: None,
+            reasoning_need: 0.0,
+            jailbreak: None,
+            jailbreak_detected: false,
+            keywords,
+            context: Context::of(request, options.tenant.clone()),
+            pii: pii.as_ref().map(|p| p.signal.clone()),
+        };
+        metrics::counter!("semrouter_degraded_decisions_total").increment(1);
+        Analysis {
+            text,
+            embedding: Encoded {
+                values: Vec::new(),
+                tokens: 0,
+                timing: StageTiming::default(),
+            },
+            signals,
+            timing: EngineTiming {
+                pii: pii.as_ref().map_or(Duration::ZERO, |p| p.signal.elapsed),
+                total: started.elapsed(),
+                ..EngineTiming::default()
+            },
+            pii,
+            degraded: true,
+        }
     }
 
     /// Decides the model, reasoning and action for `request` and rewrites its body.
@@ -306,14 +359,18 @@ impl Router {
         let started = Instant::now();
         let p = &self.parts;
         let signals = &analysis.signals;
-        let policy = p.policies.select(signals);
+        // Without semantic signals no rule can be trusted to match: the default rule applies.
+        let policy = if analysis.degraded { p.policies.default_rule() } else { p.policies.select(signals) };
         metrics::counter!("semrouter_policy_matches_total", "policy" => policy.name.clone()).increment(1);
         let (category, confidence) = signals.domain.top();
-        let category_pick = Some(CategoryPick {
+        let category_pick = (!analysis.degraded).then(|| CategoryPick {
             name: category.name(),
             confidence,
         });
         let mut flags: Vec<String> = policy.flag.iter().cloned().collect();
+        if analysis.degraded {
+            flags.push(DEGRADED_FLAG.to_string());
+        }
         let report = options.explain.then(|| signals.report());
 
         if policy.action == PolicyAction::Block {
@@ -374,7 +431,8 @@ impl Router {
             }
         }
         let reasoning = p.families.rewrite(&mut body, &chosen.name, &chosen.family, plan);
-        let tools = if p.tools.applies(&request.tools) {
+        // Tool pre-selection needs embeddings: without them every tool is kept.
+        let tools = if !analysis.degraded && p.tools.applies(&request.tools) {
             let selection = p.tools.select(p.embedder.as_ref(), &analysis.embedding.values, &mut body).await?;
             metrics::counter!("semrouter_tools_removed_total").increment(selection.removed.len() as u64);
             Some(selection)
@@ -388,7 +446,8 @@ impl Router {
 
         let decide = started.elapsed();
         let action = if mask { Action::Mask } else { Action::Route };
-        record_decision(&chosen.name, category.name(), if reasoning.enabled { "on" } else { "off" }, if mask { "mask" } else { "route" }, decide);
+        let category_label = if analysis.degraded { "none" } else { category.name() };
+        record_decision(&chosen.name, category_label, if reasoning.enabled { "on" } else { "off" }, if mask { "mask" } else { "route" }, decide);
         Ok(Decision {
             action,
             model: Some(chosen.name.clone()),
@@ -396,13 +455,17 @@ impl Router {
             policy: Some(policy.name.clone()),
             reason: match ranking.fallback {
                 Some(fallback) => format!("no candidate met the limits; fallback `{fallback:?}` chose it"),
+                None if analysis.degraded => format!(
+                    "the embedding backend is unavailable: default policy `{}` without semantic signals",
+                    policy.name
+                ),
                 None => format!(
                     "best score under policy `{}` for category `{category}` ({confidence:.2}), reasoning need {:.2}",
                     policy.name, signals.reasoning_need
                 ),
             },
             category: category_pick,
-            categories: signals.domain.top_n(REPORTED_CATEGORIES),
+            categories: if analysis.degraded { Vec::new() } else { signals.domain.top_n(REPORTED_CATEGORIES) },
             reasoning: Some(reasoning),
             candidates: ranking.ranked,
             excluded: ranking.excluded,
@@ -423,18 +486,18 @@ impl Router {
     fn blocked(&self, analysis: &Analysis, policy: &Policy, reason: String, flags: Vec<String>, report: Option<signals::SignalsReport>, started: Instant) -> Decision {
         let (category, confidence) = analysis.signals.domain.top();
         let decide = started.elapsed();
-        record_decision("blocked", category.name(), "none", "block", decide);
+        record_decision("blocked", if analysis.degraded { "none" } else { category.name() }, "none", "block", decide);
         Decision {
             action: Action::Block,
             model: None,
             routed: true,
             policy: Some(policy.name.clone()),
             reason,
-            category: Some(CategoryPick {
+            category: (!analysis.degraded).then(|| CategoryPick {
                 name: category.name(),
                 confidence,
             }),
-            categories: analysis.signals.domain.top_n(REPORTED_CATEGORIES),
+            categories: if analysis.degraded { Vec::new() } else { analysis.signals.domain.top_n(REPORTED_CATEGORIES) },
             reasoning: None,
             candidates: Vec::new(),
             excluded: Vec::new(),

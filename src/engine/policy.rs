@@ -269,6 +269,11 @@ impl Policies {
             .unwrap_or(&self.default)
     }
 
+    /// The default rule alone: what applies when the semantic signals are unavailable.
+    pub fn default_rule(&self) -> &Policy {
+        &self.default
+    }
+
     /// Whether any rule needs personal-data detection.
     pub fn needs_pii(&self) -> bool {
         self.needs_pii

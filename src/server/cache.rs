@@ -273,7 +273,13 @@ async fn store(request: HttpRequest, payload: Payload, state: Data<AppState>) ->
         let analysis = engine.analyse(&chat, &Default::default()).await?;
         service.note_tokens(&mut cache_request, analysis.embedding.tokens);
         let pii = analysis.pii.as_ref().is_some_and(|p| !p.signal.types.is_empty());
-        (Some(analysis.embedding.values), Some(analysis.signals.domain.top().0.name()), pii)
+        if analysis.degraded {
+            // The embedding backend is unavailable: no vector, so the entry is stored for the
+            // exact path only (as a lookup of this request would use now).
+            (None, None, pii)
+        } else {
+            (Some(analysis.embedding.values), Some(analysis.signals.domain.top().0.name()), pii)
+        }
     } else {
         (None, None, false)
     };

@@ -111,6 +111,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "invalid_request_error", "cache_disabled", "the semantic cache is not enabled (config key `cache.enabled`)")
     }
 
+    /// 503 from `/ready` while the embedding backend cannot serve.
+    pub fn embedding_unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", "embedding_unavailable", message).with_retry_after()
+    }
+
     /// 500 for a failure that is not the client's.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error", message)

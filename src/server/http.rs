@@ -165,14 +165,18 @@ async fn route(request: HttpRequest, payload: Payload, state: Data<AppState>) ->
             let started = Instant::now();
             let analysis = engine.analyse(&chat, &options).await?;
             service.note_tokens(cache_request, analysis.embedding.tokens);
-            let category = analysis.signals.domain.top().0.name();
-            match service.cache().lookup_semantic(cache_request, &analysis.embedding.values, Some(category)) {
-                Ok(Some(hit)) => {
-                    let timing_us = TimingUs::new(parse, &analysis.timing, received.elapsed());
-                    return Ok(cached_reply(&hit, cache_request, &chat.model, timing_us));
+            // A degraded analysis (the embedding backend unavailable) has no embedding: the
+            // exact path above is all the cache can answer from.
+            if !analysis.degraded {
+                let category = analysis.signals.domain.top().0.name();
+                match service.cache().lookup_semantic(cache_request, &analysis.embedding.values, Some(category)) {
+                    Ok(Some(hit)) => {
+                        let timing_us = TimingUs::new(parse, &analysis.timing, received.elapsed());
+                        return Ok(cached_reply(&hit, cache_request, &chat.model, timing_us));
+                    }
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(%error, "cache lookup skipped: unusable embedding"),
                 }
-                Ok(None) => {}
-                Err(error) => tracing::warn!(%error, "cache lookup skipped: unusable embedding"),
             }
             let mut decision = engine.decide_with(&chat, &analysis, &options).await?;
             decision.timing.total = started.elapsed();
@@ -319,14 +323,19 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// `GET /ready`: 200 once the models are loaded and warmed, 503 before.
+/// `GET /ready`: 200 once the models are loaded and warmed and the embedding backend can serve
+/// (also `degraded`: a remote backend served by its fallback); 503 before, and while the
+/// backend is unavailable (a remote endpoint down with `fallback: error`).
 async fn ready(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let engine = state.engine()?;
     let info = engine.embedder().info();
     let health = engine.embedder().health().await;
+    if let Health::Unavailable(reason) = &health {
+        return Err(ApiError::embedding_unavailable(format!("embedding backend `{}` ({}) is unavailable: {reason}", info.backend, info.model_id)));
+    }
     Ok(HttpResponse::Ok().json(json!({
         "status": "ready",
-        "embedding": {"model": info.model_id, "execution_provider": info.execution_provider, "health": health_json(&health)},
+        "embedding": {"backend": info.backend, "model": info.model_id, "execution_provider": info.execution_provider, "health": health_json(&health)},
     })))
 }
 

@@ -112,7 +112,9 @@ pub async fn serve(config: Config, addr: SocketAddr) -> Result<(), ServeError> {
     let loaded = state.clone();
     actix_web::rt::spawn(async move {
         let started = std::time::Instant::now();
-        let built = tokio::task::spawn_blocking(move || assemble(&config)).await;
+        // Loading blocks (ONNX sessions), so it runs on a blocking thread; the remote backend's
+        // start-up calls and its dispatcher run on this runtime, which keeps serving meanwhile.
+        let built = tokio::task::spawn_blocking(move || tokio::runtime::Handle::current().block_on(assemble(&config))).await;
         match built {
             Ok(Ok(router)) => {
                 match cache::CacheService::start(&cache_config, router.embedder().info()) {

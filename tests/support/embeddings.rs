@@ -38,7 +38,14 @@ pub fn embedder() -> (std::sync::Arc<dyn semrouter_embedder::Embedder>, semroute
     std::env::set_current_dir(repo()).expect("cd to the repository root");
     let config = semrouter::config::load(None).expect("the default config loads");
     let runtime = semrouter::assemble::runtime(&config).expect("ONNX Runtime (run `make setup`)");
-    let embedder = semrouter::assemble::build_embedder(&config, &runtime).expect("the default encoder");
+    // build_embedder is async (the remote backend starts a task on the runtime); the default
+    // config's backend is the local ONNX encoder, which needs no runtime once built.
+    let embedder = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime")
+        .block_on(semrouter::assemble::build_embedder(&config, &runtime))
+        .expect("the default encoder");
     (embedder, runtime)
 }
 
