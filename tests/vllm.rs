@@ -28,7 +28,18 @@ fn vllm_config(url: &str, extra: &str, head: Option<&str>) -> String {
          failure_threshold: 2\n    open_ms: 500\n    retries: 1\n    backoff_ms: 5\n{extra}"
     );
     let head_line = head.map(|h| format!("head: {h}"));
-    let mut replacements = vec![(ONNX_EMBEDDING, embedding.as_str())];
+    // The default config's complexity and jailbreak heads are bound to the local MiniLM and
+    // are rightly refused on the remote model, so they and the policies that read them go.
+    let mut replacements = vec![
+        (ONNX_EMBEDDING, embedding.as_str()),
+        ("  complexity:\n    head: onnx/heads/complexity-all-MiniLM-L6-v2-int8.json\n", ""),
+        ("  jailbreak:\n    head: onnx/heads/jailbreak-all-MiniLM-L6-v2-int8.json\n    threshold: 0.5\n", ""),
+        ("  - name: block-jailbreak\n    priority: 100\n    when: { jailbreak: { min: 0.9 } }\n    action: block\n    flag: jailbreak\n", ""),
+        (
+            "  - name: guard-suspected-jailbreak\n    priority: 90\n    when: { jailbreak: { min: 0.5 } }\n    models: [gpt-oss-120b]\n    reasoning: { enabled: false }\n    flag: jailbreak-suspected\n",
+            "",
+        ),
+    ];
     if let Some(line) = &head_line {
         replacements.push((DEFAULT_HEAD, line.as_str()));
     }
