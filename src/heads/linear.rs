@@ -89,11 +89,28 @@ pub struct LinearHead {
     pub training: serde_json::Value,
 }
 
+/// Dot product in eight independent lanes. A plain `zip().sum()` over `f32` is one chain of
+/// dependent additions (the compiler may not reorder float sums), which made a 14-label head
+/// cost microseconds; eight accumulators let it vectorise.
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut lanes = [0f32; 8];
+    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// The logit of one weight row: embedding part, lexical part, bias. Shared by training and
 /// serving so both compute the same thing.
 pub(crate) fn row_logit(row: &[f32], bias: f32, embedding: &[f32], lexical: &[(u32, f32)]) -> f32 {
     let dim = embedding.len();
-    let dense: f32 = row.iter().zip(embedding).map(|(w, v)| w * v).sum();
+    let dense = dot(&row[..dim.min(row.len())], embedding);
     let sparse: f32 = lexical
         .iter()
         .map(|&(bucket, v)| row.get(dim + bucket as usize).map_or(0.0, |w| w * v))
@@ -254,6 +271,16 @@ mod tests {
         assert!(p[0] > p[1]);
         assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert_eq!(p, head().probabilities(&[3.0, 1.0], ""));
+    }
+
+    #[test]
+    fn the_lane_dot_product_matches_the_plain_one() {
+        for n in [0, 1, 7, 8, 9, 384, 389] {
+            let a: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+            let b: Vec<f32> = (0..n).map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0).collect();
+            let plain: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+            assert!((f64::from(dot(&a, &b)) - plain).abs() < 1e-4, "n = {n}");
+        }
     }
 
     fn lexical_head() -> LinearHead {
