@@ -31,13 +31,15 @@ data: fetch build
 	$(BIN) data pii
 
 ## Debian's redis-server, pinned (the shared-tier test starts its own on 127.0.0.1 and stops
-## it after); installed with apt-get when missing or of another version (needs root)
+## it after); installed with apt-get when missing or of another version (needs root), with
+## redis-tools at the same version (the security archive's newer one would not fit it)
 REDIS_VERSION := 5:7.0.15-1~deb12u7
 redis:
 	@if [ "$$(dpkg-query -W -f='$${Version}' redis-server 2>/dev/null)" = "$(REDIS_VERSION)" ]; then \
 		echo "redis-server $(REDIS_VERSION) installed"; \
 	else \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server=$(REDIS_VERSION); \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			redis-server=$(REDIS_VERSION) redis-tools=$(REDIS_VERSION) || exit 1; \
 		systemctl disable --now redis-server >/dev/null 2>&1 || service redis-server stop >/dev/null 2>&1 || true; \
 	fi
 

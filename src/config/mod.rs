@@ -78,6 +78,8 @@ pub struct ServerConfig {
     pub shutdown_timeout_s: u64,
     /// Log format: `text` or `json`.
     pub log_format: LogFormat,
+    /// Which decision headers the proxy and ext_proc front ends emit (default: all).
+    pub decision_headers: Vec<DecisionHeader>,
 }
 
 impl Default for ServerConfig {
@@ -88,6 +90,54 @@ impl Default for ServerConfig {
             max_body_bytes: 1 << 20,
             shutdown_timeout_s: 30,
             log_format: LogFormat::Text,
+            decision_headers: DecisionHeader::ALL.to_vec(),
+        }
+    }
+}
+
+/// A header the proxy and ext_proc front ends can emit with a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum DecisionHeader {
+    /// The chosen model, as vLLM Semantic Router's Envoy configs match it.
+    #[serde(rename = "x-selected-model")]
+    SelectedModel,
+    /// The chosen model, for Gateway API Inference Extension `HTTPRoute`s (body-based routing).
+    #[serde(rename = "x-gateway-model-name")]
+    GatewayModelName,
+    /// The chosen category.
+    #[serde(rename = "x-semrouter-category")]
+    Category,
+    /// `off`, or the reasoning effort.
+    #[serde(rename = "x-semrouter-reasoning")]
+    Reasoning,
+    /// `hit` or `miss`, when the cache is on.
+    #[serde(rename = "x-semrouter-cache")]
+    Cache,
+    /// Flags set by policies (comma-separated), when there are any.
+    #[serde(rename = "x-semrouter-flags")]
+    Flags,
+}
+
+impl DecisionHeader {
+    /// Every header, the default.
+    pub const ALL: [DecisionHeader; 6] = [
+        DecisionHeader::SelectedModel,
+        DecisionHeader::GatewayModelName,
+        DecisionHeader::Category,
+        DecisionHeader::Reasoning,
+        DecisionHeader::Cache,
+        DecisionHeader::Flags,
+    ];
+
+    /// The header name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DecisionHeader::SelectedModel => "x-selected-model",
+            DecisionHeader::GatewayModelName => "x-gateway-model-name",
+            DecisionHeader::Category => "x-semrouter-category",
+            DecisionHeader::Reasoning => "x-semrouter-reasoning",
+            DecisionHeader::Cache => "x-semrouter-cache",
+            DecisionHeader::Flags => "x-semrouter-flags",
         }
     }
 }

@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use actix_web::http::header::HeaderMap;
 use actix_web::web::{self, Data, Payload, Query};
 use actix_web::{HttpRequest, HttpResponse};
 use parking_lot::Mutex;
@@ -19,6 +18,7 @@ use serde_json::{Map, Value};
 
 use super::body::read_json;
 use super::error::ApiError;
+use super::routing::RequestHeaders;
 use super::AppState;
 use crate::cache::controls::BYPASS_HEADER;
 use crate::cache::{
@@ -117,10 +117,6 @@ impl CacheReport {
     }
 }
 
-fn header_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
-    headers.iter().filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str(), v)))
-}
-
 impl CacheService {
     /// Builds the cache for the encoder described by `info`, or `None` when `cache.enabled`
     /// is off. Must run inside a tokio runtime when the shared tier is on.
@@ -157,10 +153,10 @@ impl CacheService {
     }
 
     /// Reads the client's directives and the body for a lookup.
-    pub(super) fn prepare(&self, headers: &HeaderMap, chat: &ChatRequest, tenant: Option<&str>) -> Prepared {
-        let wanted = directives(header_pairs(headers));
+    pub(super) fn prepare(&self, headers: &RequestHeaders, chat: &ChatRequest, tenant: Option<&str>) -> Prepared {
+        let wanted = directives(headers.iter());
         if !wanted.lookup {
-            let bypass = headers.get(BYPASS_HEADER).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim().eq_ignore_ascii_case("bypass"));
+            let bypass = headers.get(BYPASS_HEADER).is_some_and(|v| v.eq_ignore_ascii_case("bypass"));
             return Prepared::Skipped(if bypass { "bypass" } else { "no_cache" });
         }
         match self.cache.request(&chat.body, &chat.model, tenant) {

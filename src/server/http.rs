@@ -12,9 +12,10 @@ use serde_json::{json, Value};
 
 use super::body::read_json;
 use super::error::ApiError;
-use super::cache::{CacheReport, Prepared};
+use super::cache::CacheReport;
+use super::routing::{explain_query, request_options, route_chat, RequestHeaders, Routed};
 use super::AppState;
-use crate::engine::{CategoryPick, Decision, EngineTiming, RequestOptions};
+use crate::engine::{CategoryPick, Decision, EngineTiming};
 use crate::openai::{self, EmbeddingInput, EncodingFormat};
 
 /// Most texts one `/v1/embeddings` request may carry.
@@ -70,36 +71,6 @@ impl TimingUs {
     }
 }
 
-/// Header naming a scoring preference (`quality`, `balanced`, `cost`, or a configured one).
-pub const PREFERENCE_HEADER: &str = "x-semrouter-preference";
-/// Header giving an explicit cost weight in [0, 1].
-pub const COST_WEIGHT_HEADER: &str = "x-semrouter-cost-weight";
-/// Header asking for every signal in the reply.
-pub const EXPLAIN_HEADER: &str = "x-semrouter-explain";
-
-/// The per-request options a front end reads from headers (and `?explain=true`).
-fn request_options(request: &HttpRequest, tenant_header: &str) -> Result<RequestOptions, ApiError> {
-    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
-    let cost_weight = header(COST_WEIGHT_HEADER)
-        .map(|v| match v.parse::<f64>() {
-            Ok(w) if (0.0..=1.0).contains(&w) => Ok(w),
-            _ => Err(ApiError::invalid_param(COST_WEIGHT_HEADER, format!("header `{COST_WEIGHT_HEADER}` must be a number from 0 to 1"))),
-        })
-        .transpose()?;
-    let truthy = |v: &str| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes");
-    let explain = header(EXPLAIN_HEADER).is_some_and(truthy)
-        || web::Query::<BTreeMap<String, String>>::from_query(request.query_string())
-            .ok()
-            .and_then(|q| q.get("explain").map(|v| truthy(v)))
-            .unwrap_or(false);
-    Ok(RequestOptions {
-        preference: header(PREFERENCE_HEADER).map(str::to_string),
-        cost_weight,
-        tenant: header(tenant_header).map(str::to_string),
-        explain,
-    })
-}
-
 #[derive(Serialize)]
 struct RouteReply<'a> {
     #[serde(flatten)]
@@ -143,69 +114,26 @@ async fn route(request: HttpRequest, payload: Payload, state: Data<AppState>) ->
     let chat = openai::parse_chat_request(&bytes)?;
     let parse = received.elapsed();
     let engine = state.engine()?;
-    let options = request_options(&request, &state.tenant_header)?;
-    if let Some(p) = options.preference.as_deref().filter(|p| !engine.has_preference(p)) {
-        return Err(ApiError::invalid_param(
-            PREFERENCE_HEADER,
-            format!("unknown preference `{p}`; use one of: {}", engine.preferences().join(", ")),
-        ));
-    }
-    let service = state.cache.load_full();
-    let mut prepared = service.as_ref().map(|s| s.prepare(request.headers(), &chat, options.tenant.as_deref()));
-    // The exact path: before the encoder runs.
-    if let (Some(service), Some(Prepared::Ready(cache_request))) = (&service, &prepared) {
-        if let Some(hit) = service.cache().lookup_exact(cache_request) {
-            let timing_us = TimingUs::new(parse, &EngineTiming::default(), received.elapsed());
-            return Ok(cached_reply(&hit, cache_request, &chat.model, timing_us));
+    let headers = RequestHeaders::from_actix(request.headers());
+    let options = request_options(&headers, explain_query(request.query_string()).as_deref(), &state.tenant_header)?;
+    match route_chat(&state, &engine, &chat, &headers, &options).await? {
+        Routed::Cached { hit, request: cache_request, timing } => {
+            let timing_us = TimingUs::new(parse, &timing, received.elapsed());
+            Ok(cached_reply(&hit, &cache_request, &chat.model, timing_us))
         }
-    }
-    let decision = match (&service, &mut prepared) {
-        // The semantic path: with the request's one embedding, for requests the router routes.
-        (Some(service), Some(Prepared::Ready(cache_request))) if engine.auto_models().contains(&chat.model) => {
-            let started = Instant::now();
-            let analysis = engine.analyse(&chat, &options).await?;
-            service.note_tokens(cache_request, analysis.embedding.tokens);
-            // A degraded analysis (the embedding backend unavailable) has no embedding: the
-            // exact path above is all the cache can answer from.
-            if !analysis.degraded {
-                let category = analysis.signals.domain.top().0.name();
-                match service.cache().lookup_semantic(cache_request, &analysis.embedding.values, Some(category)) {
-                    Ok(Some(hit)) => {
-                        let timing_us = TimingUs::new(parse, &analysis.timing, received.elapsed());
-                        return Ok(cached_reply(&hit, cache_request, &chat.model, timing_us));
-                    }
-                    Ok(None) => {}
-                    Err(error) => tracing::warn!(%error, "cache lookup skipped: unusable embedding"),
-                }
+        Routed::Decided { decision, cache, .. } => {
+            let timing_us = TimingUs::new(parse, &decision.timing, received.elapsed());
+            let mut reply = HttpResponse::Ok();
+            if cache.is_some() {
+                reply.insert_header((CACHE_HEADER, "miss"));
             }
-            let mut decision = engine.decide_with(&chat, &analysis, &options).await?;
-            decision.timing.total = started.elapsed();
-            decision
+            Ok(reply.json(RouteReply {
+                decision: &decision,
+                cache,
+                timing_us,
+            }))
         }
-        _ => engine.decide(&chat, &options).await?,
-    };
-    let cache_report = prepared.map(|p| match p {
-        Prepared::Ready(_) => CacheReport::miss(),
-        Prepared::Skipped(reason) => CacheReport::skipped(reason),
-    });
-    tracing::debug!(
-        model = decision.model.as_deref().unwrap_or("none"),
-        action = ?decision.action,
-        routed = decision.routed,
-        category = decision.category.as_ref().map_or("none", |c| c.name),
-        reasoning = decision.reasoning.as_ref().is_some_and(|r| r.enabled),
-        "decision"
-    );
-    let timing_us = TimingUs::new(parse, &decision.timing, received.elapsed());
-    let mut reply = HttpResponse::Ok();
-    if cache_report.is_some() {
-        reply.insert_header((CACHE_HEADER, "miss"));
     }
-    Ok(reply.json(RouteReply {
-        decision: &decision,
-        cache: cache_report,
-        timing_us,
-    }))
 }
 
 /// `POST /v1/classify`: category probabilities for a text or a conversation.

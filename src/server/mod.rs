@@ -9,6 +9,7 @@ mod cache;
 mod error;
 mod http;
 mod metrics;
+mod routing;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
