@@ -610,22 +610,17 @@ fn card(card_type: &str, rng: &mut ChaCha8Rng) -> String {
 
 /// The digit that makes `digits` followed by it pass the Luhn check.
 fn luhn_check_digit(digits: &[u8]) -> u8 {
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            let d = u32::from(d);
-            // The check digit will sit at position 0, so these positions shift by one.
-            if i % 2 == 0 {
-                let doubled = d * 2;
-                doubled - if doubled > 9 { 9 } else { 0 }
-            } else {
-                d
+    // The one Luhn sum is the recogniser's: the check digit is the one it accepts.
+    let mut number = digits.to_vec();
+    number.push(0);
+    (0..=9u8)
+        .find(|&d| {
+            if let Some(last) = number.last_mut() {
+                *last = d;
             }
+            crate::engine::signals::pii::recognizers::luhn_valid(&number)
         })
-        .sum();
-    ((10 - sum % 10) % 10) as u8
+        .unwrap_or(0)
 }
 
 /// An IBAN of a European country with the right length and check digits, compact or grouped.

