@@ -6,73 +6,18 @@
 //! Needs Debian's `redis-server` (`make redis` installs the pinned version); without it the
 //! test fails under `make test` (`SEMROUTER_REQUIRE_REDIS=1`) and otherwise says so loudly.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::redis::Redis;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use semrouter::cache::{CacheConfig, CacheRequest, CachedAnswer, EmbeddingSpace, FlushFilter, SemanticCache, SharedTier};
 use serde_json::json;
 
 const DIM: usize = 32;
-
-/// A throwaway redis-server; stopped (killed) on drop.
-struct Redis {
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/redis.sh")
-}
-
-impl Redis {
-    /// `None` when redis-server is not installed.
-    fn start() -> Option<Self> {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let redis = Redis {
-            port,
-            dir: tempfile::tempdir().unwrap(),
-        };
-        match redis.run_start() {
-            3 => None,
-            0 => Some(redis),
-            code => panic!("scripts/redis.sh start failed with status {code}"),
-        }
-    }
-
-    fn run_start(&self) -> i32 {
-        let status = Command::new(script())
-            .args(["start", &self.port.to_string()])
-            .arg(self.dir.path())
-            .status()
-            .expect("run scripts/redis.sh");
-        status.code().unwrap_or(-1)
-    }
-
-    /// SIGKILL: as if the server crashed.
-    fn kill(&self) {
-        let status = Command::new(script()).arg("stop").arg(self.dir.path()).status().expect("run scripts/redis.sh");
-        assert!(status.success());
-    }
-
-    fn restart(&self) {
-        assert_eq!(self.run_start(), 0, "redis-server restarts on port {}", self.port);
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = Command::new(script()).arg("stop").arg(self.dir.path()).status();
-    }
-}
 
 fn config(url: &str) -> CacheConfig {
     let mut config = CacheConfig {
@@ -140,11 +85,7 @@ async fn eventually(what: &str, within: Duration, mut condition: impl FnMut() ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_entries_and_survive_a_redis_restart() {
-    let Some(redis) = Redis::start() else {
-        // `make test` (and so CI) installs redis-server in `make setup` and sets this.
-        assert!(std::env::var_os("SEMROUTER_REQUIRE_REDIS").is_none(), "redis-server is not installed and SEMROUTER_REQUIRE_REDIS is set; run `make redis`");
-        eprintln!("\n\n******** SKIPPED cache_shared: redis-server is not installed ********");
-        eprintln!("******** install it with: apt-get install -y redis-server     ********\n\n");
+    let Some(redis) = Redis::start_or_skip("cache_shared") else {
         return;
     };
     let url = redis.url();

@@ -70,6 +70,13 @@ pub enum WriteSkip {
     /// PII was found in the prompt or the answer.
     #[error("PII detected")]
     Pii,
+    /// The answer could not be screened for PII (the detector's model failed or had no
+    /// runtime to run on), so it is not stored unchecked.
+    #[error("the answer could not be screened for PII")]
+    PiiUnchecked,
+    /// The engine blocks the request: an answer served for it would bypass the block.
+    #[error("the request is blocked by policy")]
+    Blocked,
     /// The reply is not a complete, successful answer.
     #[error("the reply is not storable: {0}")]
     Unstorable(Unstorable),
@@ -89,6 +96,8 @@ impl WriteSkip {
             WriteSkip::NoStore => "no_store",
             WriteSkip::NotCacheable(n) => n.label(),
             WriteSkip::Pii => "pii",
+            WriteSkip::PiiUnchecked => "pii_unchecked",
+            WriteSkip::Blocked => "blocked",
             WriteSkip::Unstorable(u) => u.label(),
             WriteSkip::TooLarge => "too_large",
             WriteSkip::BadEmbedding(_) => "bad_embedding",
@@ -351,6 +360,13 @@ impl SemanticCache {
     /// `embedding` is the request's embedding (none: exact path only); `category` picks the
     /// TTL; `pii_detected` is the caller's PII verdict on prompt and answer.
     pub fn store_reply(&self, request: &CacheRequest, embedding: Option<&[f32]>, category: Option<&str>, reply: Reply<'_>, pii_detected: bool) -> Result<(), WriteSkip> {
+        let answer = self.answer_of(reply, pii_detected)?;
+        self.insert(request, embedding, category, answer)
+    }
+
+    /// The answer in `reply` when it may be stored: complete and successful, and the caller
+    /// found no PII (`pii_detected`). A refusal is counted.
+    pub fn answer_of(&self, reply: Reply<'_>, pii_detected: bool) -> Result<CachedAnswer, WriteSkip> {
         let result = if pii_detected {
             Err(WriteSkip::Pii)
         } else {
@@ -360,13 +376,10 @@ impl SemanticCache {
             }
             .map_err(WriteSkip::Unstorable)
         };
-        match result {
-            Ok(answer) => self.insert(request, embedding, category, answer),
-            Err(skip) => {
-                self.count_skip(&skip);
-                Err(skip)
-            }
+        if let Err(skip) = &result {
+            self.count_skip(skip);
         }
+        result
     }
 
     /// Counts an answer the caller decided not to store (e.g. [`WriteSkip::NoStore`] from the

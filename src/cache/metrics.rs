@@ -43,7 +43,7 @@ impl HitKind {
 }
 
 /// Every write-skip reason, as metric labels; the index in this list is the counter slot.
-pub const WRITE_SKIP_REASONS: [&str; 17] = [
+pub const WRITE_SKIP_REASONS: [&str; 19] = [
     "disabled",
     "no_store",
     "temperature",
@@ -52,6 +52,8 @@ pub const WRITE_SKIP_REASONS: [&str; 17] = [
     "no_user_text",
     "no_messages",
     "pii",
+    "pii_unchecked",
+    "blocked",
     "status",
     "malformed",
     "finish_reason",

@@ -217,6 +217,11 @@ impl Router {
         &self.parts.routing.auto_models
     }
 
+    /// The PII detector requests are scanned with, when the configuration runs one.
+    pub fn pii_detector(&self) -> Option<&Arc<signals::pii::PiiDetector>> {
+        self.parts.privacy.as_ref().map(PrivacyGuard::detector)
+    }
+
     /// Embeds `texts` through the backend, recording stage latencies.
     pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Encoded>, EngineError> {
         let out = self.parts.embedder.embed(texts).await?;

@@ -4,6 +4,7 @@
 //! Only types, counts and masked texts leave this module; the values found are never kept,
 //! logged or counted by value.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::try_join_all;
@@ -64,7 +65,7 @@ impl PiiScan {
 
 /// The configured detector and what to do when no candidate may see what it finds.
 pub struct PrivacyGuard {
-    detector: PiiDetector,
+    detector: Arc<PiiDetector>,
     /// When no candidate may see the detected types and no policy masks.
     pub on_violation: PiiViolation,
 }
@@ -96,7 +97,15 @@ fn texts(body: &Map<String, Value>) -> Vec<(Location, &str)> {
 impl PrivacyGuard {
     /// A guard around a built detector.
     pub fn new(detector: PiiDetector, on_violation: PiiViolation) -> Self {
-        Self { detector, on_violation }
+        Self {
+            detector: Arc::new(detector),
+            on_violation,
+        }
+    }
+
+    /// The detector, shared with the cache, which screens answers with it before storing them.
+    pub fn detector(&self) -> &Arc<PiiDetector> {
+        &self.detector
     }
 
     /// Scans every message text of `body` (concurrently: the model's queue batches them).

@@ -9,6 +9,7 @@ mod cache;
 mod error;
 mod http;
 mod metrics;
+mod pii_screen;
 mod routing;
 
 use std::net::SocketAddr;
@@ -110,6 +111,7 @@ pub async fn serve(config: Config, addr: SocketAddr) -> Result<(), ServeError> {
     let handle = server.handle();
     let failure = Arc::clone(&load_failure);
     let cache_config = config.cache.clone();
+    let pii_settings = config.signals.pii.as_ref().map(|p| p.detector.clone()).unwrap_or_default();
     let loaded = state.clone();
     actix_web::rt::spawn(async move {
         let started = std::time::Instant::now();
@@ -118,7 +120,10 @@ pub async fn serve(config: Config, addr: SocketAddr) -> Result<(), ServeError> {
         let built = tokio::task::spawn_blocking(move || tokio::runtime::Handle::current().block_on(assemble(&config))).await;
         match built {
             Ok(Ok(router)) => {
-                match cache::CacheService::start(&cache_config, router.embedder().info()) {
+                let service = pii_screen::PiiScreen::new(router.pii_detector().cloned(), &pii_settings)
+                    .map_err(cache::CacheStartError::from)
+                    .and_then(|screen| cache::CacheService::start(&cache_config, router.embedder().info(), screen));
+                match service {
                     Ok(service) => state.cache.store(service.map(Arc::new)),
                     Err(error) => {
                         let _ = failure.set(error.to_string());

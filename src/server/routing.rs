@@ -111,10 +111,10 @@ pub struct PendingWrite {
 }
 
 impl PendingWrite {
-    /// Stores the upstream's answer (only complete, successful ones are kept; the error says
-    /// why one was not).
+    /// Stores the upstream's answer (only complete, successful ones without PII in prompt or
+    /// answer are kept; the error says why one was not). See [`CacheService::store_reply`].
     pub fn complete(&self, service: &CacheService, reply: Reply<'_>) -> Result<(), WriteSkip> {
-        service.cache().store_reply(&self.request, self.embedding.as_deref(), self.category, reply, self.pii)
+        service.store_reply(&self.request, self.embedding.as_deref(), self.category, reply, self.pii)
     }
 }
 
@@ -177,6 +177,8 @@ pub async fn route_chat(state: &AppState, engine: &Router, chat: &ChatRequest, h
     let write = match prepared.as_ref() {
         Some(Prepared::Ready(request)) if store_allowed && decision.action != crate::engine::Action::Block => {
             let (embedding, category, pii) = write_parts;
+            // Without a PII detector in the engine the prompt still passes the cache's regexes.
+            let pii = pii || service.as_ref().is_some_and(|s| s.screen().prompt_has_patterns(&chat.messages));
             Some(PendingWrite {
                 request: request.clone(),
                 embedding,

@@ -4,6 +4,8 @@
 //! leaves a process behind. Needs `make setup` (ONNX Runtime, the default model, MMLU).
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod redis;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -184,6 +184,12 @@ impl PiiDetector {
         self.model.is_some()
     }
 
+    /// What the regex recognisers alone find in `text`: synchronous and cheap, for callers
+    /// that cannot wait for the model (the cache's write path screens answers with it).
+    pub fn detect_patterns(&self, text: &str) -> Vec<PiiEntity> {
+        self.recognizers.find(text)
+    }
+
     /// Finds the PII in `text`. Errors only when the model's backend fails or refuses (a full
     /// queue is [`BackendError::Overloaded`]); a text without PII, or an empty one, is not an error.
     pub async fn detect(&self, text: &str) -> Result<PiiFindings, BackendError> {
