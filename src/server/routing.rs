@@ -148,22 +148,26 @@ pub async fn route_chat(state: &AppState, engine: &Router, chat: &ChatRequest, h
             service.note_tokens(cache_request, analysis.embedding.tokens);
             // A degraded analysis (the embedding backend unavailable) has no embedding: the
             // exact path above is all the cache can answer from.
-            if !analysis.degraded {
+            let semantic_hit = if analysis.degraded {
+                None
+            } else {
                 let category = analysis.signals.domain.top().0.name();
-                match service.cache().lookup_semantic(cache_request, &analysis.embedding.values, Some(category)) {
-                    Ok(Some(hit)) => {
-                        return Ok(Routed::Cached {
-                            hit,
-                            request: cache_request.clone(),
-                            timing: analysis.timing,
-                        })
-                    }
-                    Ok(None) => {}
-                    Err(error) => tracing::warn!(%error, "cache lookup skipped: unusable embedding"),
-                }
-            }
+                service.cache().lookup_semantic(cache_request, &analysis.embedding.values, Some(category)).unwrap_or_else(|error| {
+                    tracing::warn!(%error, "cache lookup skipped: unusable embedding");
+                    None
+                })
+            };
             let mut decision = engine.decide_with(chat, &analysis, options).await?;
             decision.timing.total = started.elapsed();
+            // A near neighbour's answer is served only to a prompt the engine would let
+            // through: a blocked prompt must not read what was stored for a harmless one.
+            if let Some(hit) = semantic_hit.filter(|_| decision.action != crate::engine::Action::Block) {
+                return Ok(Routed::Cached {
+                    hit,
+                    request: cache_request.clone(),
+                    timing: analysis.timing,
+                });
+            }
             let pii = analysis.pii.as_ref().is_some_and(|p| !p.signal.types.is_empty());
             write_parts = if analysis.degraded {
                 (None, None, pii)
