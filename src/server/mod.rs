@@ -104,6 +104,9 @@ pub async fn serve(config: Config, addr: SocketAddr) -> Result<(), ServeError> {
             .default_service(web::to(http::unknown_path))
     })
     .workers(workers)
+    // Streamed answers go out chunk by chunk as the upstream sends them: with Nagle's
+    // algorithm each chunk after the first waited for the client's delayed ACK (about 40 ms).
+    .tcp_nodelay(true)
     .shutdown_timeout(config.server.shutdown_timeout_s)
     .bind(addr)
     .map_err(|source| ServeError::Bind { addr, source })?
