@@ -125,6 +125,16 @@ mod tests {
     }
 
     #[test]
+    fn the_default_file_documents_the_defaults_and_typos_are_refused() {
+        let config = crate::config::load_str(crate::config::DEFAULT_CONFIG, "test").unwrap();
+        assert_eq!(config.proxy, ProxyConfig::default());
+        assert!(config.models.iter().all(|m| m.upstream.is_none()), "the example fleet has no upstreams");
+        let typo = format!("{}\n  max_retry: 1\n", crate::config::DEFAULT_CONFIG.trim_end());
+        let e = crate::config::load_str(&typo, "test").map(|_| ()).unwrap_err().to_string();
+        assert!(e.contains("proxy") && e.contains("max_retry"), "{e}");
+    }
+
+    #[test]
     fn timeouts_must_be_positive_and_ordered() {
         ProxyConfig::default().validate().unwrap();
         let zero = ProxyConfig { idle_timeout_ms: 0, ..ProxyConfig::default() };
