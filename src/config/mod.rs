@@ -6,6 +6,7 @@
 
 mod load;
 mod policy;
+mod proxy;
 mod reasoning;
 mod scoring;
 mod signals;
@@ -21,6 +22,7 @@ use serde::Deserialize;
 
 pub use load::{load, load_str, ConfigError, DEFAULT_CONFIG};
 pub use policy::{Condition, PolicyAction, PolicyConfig, Range, ReasoningOverride};
+pub use proxy::{ProxyConfig, UpstreamConfig};
 pub use reasoning::{FamilyTemplate, NeedWeights, ReasoningConfig, ReasoningLevel};
 pub use scoring::{Fallback, ScoringConfig, Weights};
 pub use signals::{HeadSignalConfig, KeywordRuleConfig, PiiConfig, PiiViolation, SignalsConfig};
@@ -62,6 +64,9 @@ pub struct Config {
     /// The semantic cache (off unless `cache.enabled`).
     #[serde(default)]
     pub cache: crate::cache::CacheConfig,
+    /// Timeouts and retries of the OpenAI-compatible proxy (`POST /v1/chat/completions`).
+    #[serde(default)]
+    pub proxy: ProxyConfig,
 }
 
 /// HTTP listener and request limits.
@@ -332,6 +337,10 @@ pub struct ModelConfig {
     pub tenants: Option<Vec<String>>,
     /// Quality score in [0, 1] per category; `default` covers unlisted categories.
     pub quality: BTreeMap<String, f64>,
+    /// Where the proxy sends requests for this model; absent: the proxy cannot serve it
+    /// (`/v1/route` and ext_proc callers do the forwarding themselves).
+    #[serde(default)]
+    pub upstream: Option<UpstreamConfig>,
 }
 
 fn default_family() -> String {

@@ -141,6 +141,9 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
                 PiiType::parse(t).map_err(|e| invalid(format!("{key}.pii_allowed[{j}]"), e.to_string()))?;
             }
         }
+        if let Some(upstream) = &model.upstream {
+            upstream.validate(&format!("{key}.upstream"))?;
+        }
         if model.tenants.as_ref().is_some_and(Vec::is_empty) {
             return Err(invalid(format!("{key}.tenants"), "must list at least one tenant (omit it for all)"));
         }
@@ -154,6 +157,7 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
         }
     }
     config.cache.validate("cache")?;
+    config.proxy.validate()?;
     validate_decision(config)
 }
 

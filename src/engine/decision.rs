@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Fallback;
-use crate::engine::reasoning::Reasoning;
+use crate::engine::reasoning::{Reasoning, ReasoningPlan};
 use crate::engine::scorer::{Excluded, ScoredCandidate};
 use crate::engine::signals::domain::CategoryProbability;
 use crate::engine::signals::SignalsReport;
@@ -96,4 +96,8 @@ pub struct Decision {
     /// Where the time went (rendered by each front end).
     #[serde(skip)]
     pub timing: EngineTiming,
+    /// The reasoning planned before a model was chosen (routed decisions only), so the body
+    /// can be rewritten for another candidate ([`crate::engine::Router::retarget`]).
+    #[serde(skip)]
+    pub plan: Option<ReasoningPlan>,
 }

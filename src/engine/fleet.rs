@@ -117,6 +117,7 @@ mod tests {
             pii_allowed: pii.map(|v| v.into_iter().map(String::from).collect()),
             tenants: None,
             quality: BTreeMap::from([("default".to_string(), 0.5), ("math".to_string(), 0.9)]),
+            upstream: None,
         }
     }
 

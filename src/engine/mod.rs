@@ -484,6 +484,30 @@ impl Router {
                 decide,
                 ..analysis.timing
             },
+            plan: Some(plan),
+        })
+    }
+
+    /// The same decision sent to `model`, another of its ranked candidates, instead (the
+    /// proxy's retry after the chosen model's upstream failed): the body keeps its masking and
+    /// tool trimming and is rewritten for `model`'s name and reasoning family under the same
+    /// plan. `None` when `model` is not a candidate of this routed decision.
+    pub fn retarget(&self, decision: &Decision, model: &str) -> Option<Decision> {
+        let plan = decision.plan?;
+        if !decision.candidates.iter().any(|c| c.model == model) {
+            return None;
+        }
+        let card = self.parts.fleet.get(model)?;
+        let Some(Value::Object(mut body)) = decision.request.clone() else {
+            return None;
+        };
+        let reasoning = self.parts.families.rewrite(&mut body, &card.name, &card.family, plan);
+        Some(Decision {
+            model: Some(card.name.clone()),
+            reason: format!("{}; sent to `{}`, a lower-ranked candidate, after the chosen model failed", decision.reason, card.name),
+            reasoning: Some(reasoning),
+            request: Some(Value::Object(body)),
+            ..decision.clone()
         })
     }
 
@@ -516,6 +540,7 @@ impl Router {
                 decide,
                 ..analysis.timing
             },
+            plan: None,
         }
     }
 
@@ -557,6 +582,7 @@ impl Router {
                 total: started.elapsed(),
                 ..EngineTiming::default()
             },
+            plan: None,
         })
     }
 }

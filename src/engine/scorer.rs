@@ -311,6 +311,7 @@ mod tests {
             pii_allowed: None,
             tenants: tenants.map(|t| t.into_iter().map(String::from).collect()),
             quality: BTreeMap::from([("default".to_string(), quality)]),
+            upstream: None,
         })
     }
 

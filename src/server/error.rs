@@ -116,6 +116,27 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", "embedding_unavailable", message).with_retry_after()
     }
 
+    /// 403 for a prompt a policy blocks (the proxy and ext_proc paths); `reason` names the
+    /// policy, never the prompt.
+    pub fn blocked(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "invalid_request_error", "blocked_by_policy", reason)
+    }
+
+    /// 502 when no upstream could be reached for the chosen model or its fallbacks.
+    pub fn upstream_unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "server_error", "upstream_unavailable", message)
+    }
+
+    /// 502 when the chosen model has no `models[].upstream` configured for the proxy.
+    pub fn upstream_not_configured(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "server_error", "upstream_not_configured", message)
+    }
+
+    /// 504 when the upstream sent nothing within `proxy.first_byte_timeout_ms`.
+    pub fn upstream_timeout(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::GATEWAY_TIMEOUT, "server_error", "upstream_timeout", message)
+    }
+
     /// 500 for a failure that is not the client's.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error", message)

@@ -31,7 +31,8 @@ pub fn routes(config: &mut ServiceConfig) {
         .service(web::resource("/health").route(web::get().to(health)).default_service(web::to(method_not_allowed)))
         .service(web::resource("/ready").route(web::get().to(ready)).default_service(web::to(method_not_allowed)))
         .service(web::resource("/metrics").route(web::get().to(metrics)).default_service(web::to(method_not_allowed)))
-        .configure(super::cache::routes);
+        .configure(super::cache::routes)
+        .configure(super::proxy::routes);
 }
 
 /// 404 in the OpenAI envelope for any path not routed.
@@ -225,8 +226,9 @@ async fn embeddings(request: HttpRequest, payload: Payload, state: Data<AppState
     })))
 }
 
-/// `GET /v1/models`: the routing names, the configured models, and the embedding model with
-/// the execution provider that really runs it.
+/// `GET /v1/models`: the routing names, the configured models (`proxied`: whether
+/// `/v1/chat/completions` can reach them), and the embedding model with the execution
+/// provider that really runs it.
 async fn models(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let engine = state.engine()?;
     let created = state.started_unix;
@@ -237,7 +239,7 @@ async fn models(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
         .collect();
     data.extend(engine.fleet().models().iter().map(|m| {
         json!({"id": m.name, "object": "model", "created": created, "owned_by": "semrouter",
-               "semrouter": {"kind": "upstream", "reasoning_family": m.family}})
+               "semrouter": {"kind": "upstream", "reasoning_family": m.family, "proxied": state.upstreams.has(&m.name)}})
     }));
     let info = engine.embedder().info();
     data.push(json!({"id": info.model_id, "object": "model", "created": created, "owned_by": "semrouter",

@@ -64,4 +64,9 @@ pub fn describe() {
     describe_gauge!("semrouter_onnx_queue_depth", "Texts waiting for an ONNX forward pass, per model");
     describe_histogram!("semrouter_onnx_batch_size", "Texts per ONNX forward pass, per model");
     describe_counter!("semrouter_onnx_queue_rejections_total", "Requests refused because the ONNX queue was full");
+    describe_gauge!("semrouter_model_latency_ewma_seconds", "Latency EWMA of each model's complete answers, as the scorer reads it");
+    describe_counter!("semrouter_model_tokens_total", "Tokens each model's answers reported in `usage`, by kind (prompt, completion)");
+    describe_counter!("semrouter_proxy_upstream_attempts_total", "Proxy calls to upstreams by model and outcome (2xx, 4xx, 5xx, connect_error, timeout, ...)");
+    describe_counter!("semrouter_proxy_stream_errors_total", "Streamed answers that ended in error after their first byte, by model and reason");
+    describe_counter!("semrouter_proxy_cancelled_total", "Streamed answers abandoned by their client (the upstream call was cancelled)");
 }

@@ -10,7 +10,9 @@ mod error;
 mod http;
 mod metrics;
 mod pii_screen;
+mod proxy;
 mod routing;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -23,7 +25,7 @@ use arc_swap::ArcSwapOption;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::assemble::assemble;
-use crate::config::Config;
+use crate::config::{Config, DecisionHeader};
 use crate::engine::Router;
 pub use error::ApiError;
 pub use http::MAX_EMBEDDING_INPUTS;
@@ -45,6 +47,9 @@ pub enum ServeError {
     /// The server failed while running.
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    /// The proxy's upstreams could not be set up (a missing token, the HTTP client).
+    #[error("proxy: {0}")]
+    Upstream(#[from] upstream::UpstreamSetupError),
     /// The engine could not be built from the configuration.
     #[error("{0}")]
     Load(String),
@@ -59,6 +64,10 @@ pub struct AppState {
     max_body_bytes: usize,
     tenant_header: String,
     started_unix: u64,
+    /// The proxy's upstreams (`models[].upstream`) and its timeouts.
+    upstreams: upstream::Upstreams,
+    /// Which decision headers the proxy emits (`server.decision_headers`).
+    decision_headers: Vec<DecisionHeader>,
 }
 
 impl AppState {
@@ -70,6 +79,7 @@ impl AppState {
 
 /// Runs the HTTP server on `addr` until SIGTERM/SIGINT, loading the engine in the background.
 pub async fn serve(config: Config, addr: SocketAddr) -> Result<(), ServeError> {
+    let upstreams = upstream::Upstreams::new(&config.models, &config.proxy)?;
     let metrics_handle = metrics::install()?;
     metrics::describe();
     let state = Data::new(AppState {
@@ -79,6 +89,8 @@ pub async fn serve(config: Config, addr: SocketAddr) -> Result<(), ServeError> {
         max_body_bytes: config.server.max_body_bytes,
         tenant_header: config.routing.tenant_header.clone(),
         started_unix: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        upstreams,
+        decision_headers: config.server.decision_headers.clone(),
     });
     let workers = match config.server.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -93,6 +105,9 @@ pub async fn serve(config: Config, addr: SocketAddr) -> Result<(), ServeError> {
             .default_service(web::to(http::unknown_path))
     })
     .workers(workers)
+    // Streamed answers go out chunk by chunk as the upstream sends them: with Nagle's
+    // algorithm each chunk after the first waited for the client's delayed ACK (about 40 ms).
+    .tcp_nodelay(true)
     .shutdown_timeout(config.server.shutdown_timeout_s)
     .bind(addr)
     .map_err(|source| ServeError::Bind { addr, source })?

@@ -1,7 +1,7 @@
 //! A small OpenAI-compatible chat upstream on 127.0.0.1, standing in for one vLLM
 //! deployment in the proxy and Envoy tests: it answers `POST /v1/chat/completions` in OpenAI
 //! format (JSON, or SSE when the body asks for `stream: true`), records every body it
-//! received, and can be told to fail (a status, a delay, a stream cut after its first chunk).
+//! received (and the `authorization` header it came with), and can be told to fail (a status, a delay, a stream cut after its first chunk).
 //! It stops when dropped.
 #![allow(dead_code)] // each test binary uses a different part of it
 
@@ -29,6 +29,7 @@ pub struct Behaviour {
 #[derive(Default)]
 struct Shared {
     received: Mutex<Vec<Value>>,
+    authorizations: Mutex<Vec<Option<String>>>,
     behaviour: Mutex<Behaviour>,
     /// Requests whose answer was still being written when the client went away.
     abandoned: std::sync::atomic::AtomicUsize,
@@ -98,9 +99,17 @@ impl Upstream {
         self.shared.received.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
+    /// The `authorization` header of every request received so far, in order.
+    pub fn authorizations(&self) -> Vec<Option<String>> {
+        self.shared.authorizations.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
     /// Forgets what was received.
     pub fn clear(&self) {
         if let Ok(mut r) = self.shared.received.lock() {
+            r.clear();
+        }
+        if let Ok(mut r) = self.shared.authorizations.lock() {
             r.clear();
         }
     }
@@ -133,8 +142,12 @@ async fn models(name: Data<String>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"object": "list", "data": [{"id": name.as_str(), "object": "model"}]}))
 }
 
-async fn chat(body: Bytes, shared: Data<Shared>, name: Data<String>) -> HttpResponse {
+async fn chat(request: actix_web::HttpRequest, body: Bytes, shared: Data<Shared>, name: Data<String>) -> HttpResponse {
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let authorization = request.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+    if let Ok(mut a) = shared.authorizations.lock() {
+        a.push(authorization);
+    }
     if let Ok(mut r) = shared.received.lock() {
         r.push(parsed.clone());
     }
