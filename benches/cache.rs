@@ -5,16 +5,23 @@
 //! 1. The index, in process, through the real [`SemanticCache`]: `CACHE_BENCH_ENTRIES`
 //!    entries (default 100000, 384-d): every MMLU question's real embedding, then
 //!    paraphrase-like variants of them (the real vector plus Gaussian noise, cosine 0.93-0.97
-//!    to it) up to the count. Reports the insert cost, the semantic lookup p50/p99 and its
-//!    recall@1 against a brute-force scan, for queries that are real embeddings of generated
-//!    paraphrases of MMLU questions (the labelled set's `paraphrase` pairs), and the exact
-//!    path p50/p99. The guard is off here: it is measured by the false-hit test.
+//!    to it) up to the count, stored with `insert_batch` (parallel) in batches of
+//!    `CACHE_BENCH_BATCH` (default 10000; 0 inserts one at a time). Reports the insert cost,
+//!    the memory held, the semantic lookup p50/p99 and its recall@1 against a brute-force
+//!    scan, for queries that are real embeddings of generated paraphrases of MMLU questions
+//!    (the labelled set's `paraphrase` pairs), and the exact path p50/p99. Each query is
+//!    timed cold (after 64 MiB streamed through the caches, as after an encoder pass) and
+//!    warm, beside a fixed piece of work whose p99 shows the machine's own noise.
+//!    `CACHE_BENCH_EF` overrides `cache.index.ef_search`; `CACHE_BENCH_SWEEP=M:ef,...` also
+//!    times raw `hnsw_rs` graphs of those parameters on the same data. The guard is off
+//!    here: it is measured by the false-hit test.
 //! 2. `/v1/route` over loopback on the real server with the cache on: MMLU val prompts first
 //!    as misses (encoder, classifier, decision, semantic lookup), then stored with
 //!    `POST /v1/cache` and sent again as exact hits; p50/p99 of each and their ratio.
 //!
 //! Environment: `CACHE_BENCH_ENTRIES`, `CACHE_BENCH_QUERIES` (default 1000),
-//! `CACHE_BENCH_ROUTE` (prompts in phase 2, default 300; 0 skips it).
+//! `CACHE_BENCH_ROUTE` (prompts in phase 2, default 300; 0 skips it), `CACHE_BENCH_BATCH`,
+//! `CACHE_BENCH_EF`, `CACHE_BENCH_SWEEP`.
 
 #[path = "../tests/support/embeddings.rs"]
 mod embeddings;
@@ -26,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use semrouter::cache::{CacheConfig, CachedAnswer, EmbeddingSpace, SemanticCache};
+use semrouter::cache::{BatchItem, CacheConfig, CachedAnswer, EmbeddingSpace, SemanticCache};
 use serde_json::{json, Value};
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -71,9 +78,75 @@ fn answer(i: usize) -> CachedAnswer {
     }
 }
 
+/// Dot product in eight lanes (a plain `zip().sum()` is one chain of dependent additions
+/// that does not vectorise): the brute-force scan over a million vectors is 400M of these.
+fn dot8(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ac.zip(bc) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// Resident memory of this process in MiB (Linux `VmRSS`), 0 where unknown.
+fn rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .map_or(0, |kib| kib >> 10)
+}
+
+/// The exact nearest stored vector of each query (the recall reference), on every core.
+fn brute_force(vectors: &[Vec<f32>], queries: &[Vec<f32>]) -> Vec<usize> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let started = Instant::now();
+    let mut truth = vec![0usize; queries.len()];
+    let chunk = queries.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        for (out, qs) in truth.chunks_mut(chunk).zip(queries.chunks(chunk)) {
+            let done = &done;
+            scope.spawn(move || {
+                for (o, q) in out.iter_mut().zip(qs) {
+                    *o = vectors.iter().enumerate().map(|(i, v)| (dot8(v, q), i)).max_by(|a, b| a.0.total_cmp(&b.0)).map_or(0, |(_, i)| i);
+                    let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    if n % 100 == 0 {
+                        eprintln!("brute force: {n}/{} queries ({:.0} s)", queries.len(), started.elapsed().as_secs_f64());
+                    }
+                }
+            });
+        }
+    });
+    truth
+}
+
+/// Streams 64 MiB (twice the L3 cache) through the caches, as the encoder's forward pass
+/// between two requests does in the server: a lookup after it starts cold.
+fn evict_caches(buffer: &mut [u64]) -> u64 {
+    let mut sum = 0u64;
+    for (i, x) in buffer.iter_mut().enumerate().step_by(8) {
+        *x = x.wrapping_add(i as u64);
+        sum = sum.wrapping_add(*x);
+    }
+    sum
+}
+
+fn report(name: &str, samples: &mut [Duration]) -> (f64, f64) {
+    samples.sort();
+    let (p50, p99) = (us(quantile(samples, 0.5)), us(quantile(samples, 0.99)));
+    println!("  {name:<44} p50 {p50:>7.0} us   p99 {p99:>7.0} us   max {:>7.0} us", us(samples[samples.len() - 1]));
+    (p50, p99)
+}
+
 fn index_phase() {
     let entries = env_usize("CACHE_BENCH_ENTRIES", 100_000);
     let queries = env_usize("CACHE_BENCH_QUERIES", 1000);
+    // Inserts per `insert_batch` call (parallel on every core); 0 inserts one at a time.
+    let batch = env_usize("CACHE_BENCH_BATCH", 10_000);
     let questions = embeddings::mmlu_questions();
     let (model_id, real) = embeddings::embed_cached("mmlu-questions.bin", &questions);
     let dimension = real[0].len();
@@ -90,6 +163,9 @@ fn index_phase() {
         }
         normalise(&mut v);
         vectors.push(v);
+        if i % 250_000 == 249_999 {
+            eprintln!("vectors: {}/{entries}", i + 1);
+        }
     }
 
     // Queries: real embeddings of generated paraphrases of MMLU questions.
@@ -99,7 +175,11 @@ fn index_phase() {
         .take(queries)
         .collect();
     let texts: Vec<String> = pairs.iter().map(|p| p.query.clone()).collect();
-    let (_, query_vectors) = embeddings::embed_cached("bench-paraphrases.bin", &texts);
+    let (_, mut query_vectors) = embeddings::embed_cached("bench-paraphrases.bin", &texts);
+    for q in query_vectors.iter_mut() {
+        normalise(q);
+    }
+    let truth = brute_force(&vectors, &query_vectors);
 
     let mut config = CacheConfig {
         enabled: true,
@@ -110,6 +190,9 @@ fn index_phase() {
     };
     config.guard.enabled = false;
     config.index.maintenance_interval_ms = 3_600_000;
+    if let Some(ef) = std::env::var("CACHE_BENCH_EF").ok().and_then(|v| v.parse().ok()) {
+        config.index.ef_search = ef;
+    }
     let cache = SemanticCache::new(&config, EmbeddingSpace { model_id, dimension }).expect("cache");
     let requests: Vec<_> = (0..entries)
         .map(|i| {
@@ -117,48 +200,96 @@ fn index_phase() {
             cache.request(body.as_object().expect("object"), "auto", None).expect("cacheable")
         })
         .collect();
+    let rss_before = rss_mib();
     let started = Instant::now();
-    for (i, (request, vector)) in requests.iter().zip(&vectors).enumerate() {
-        cache.insert(request, Some(vector), None, answer(i)).expect("stored");
-        if i % 20_000 == 19_999 {
-            eprintln!("inserted {}/{entries} ({:.0} s)", i + 1, started.elapsed().as_secs_f64());
+    let mut last_report = 0;
+    let mut i = 0;
+    while i < entries {
+        let end = if batch == 0 { i + 1 } else { (i + batch).min(entries) };
+        if batch == 0 {
+            cache.insert(&requests[i], Some(&vectors[i]), None, answer(i)).expect("stored");
+        } else {
+            let items = (i..end)
+                .map(|j| BatchItem {
+                    request: &requests[j],
+                    embedding: Some(&vectors[j]),
+                    category: None,
+                    answer: answer(j),
+                })
+                .collect();
+            for result in cache.insert_batch(items) {
+                result.expect("stored");
+            }
+        }
+        i = end;
+        if i - last_report >= 20_000 || i == entries {
+            last_report = i;
+            let elapsed = started.elapsed().as_secs_f64();
+            eprintln!("inserted {i}/{entries} ({elapsed:.0} s, {:.0} us per entry so far)", elapsed * 1e6 / i as f64);
         }
     }
     let insert = started.elapsed();
     let stats = cache.stats();
+    let how = if batch == 0 {
+        "one at a time, one thread".to_string()
+    } else {
+        format!("insert_batch of {batch}, {} threads", std::thread::available_parallelism().map_or(1, |n| n.get()))
+    };
     println!(
-        "cache index: {entries} entries x {dimension}-d inserted in {:.1} s: {:.0} us per insert (one thread); {} MiB held, {} segments",
+        "cache index: {entries} entries x {dimension}-d inserted in {:.1} s: {:.0} us per entry ({how}); ef_construction {}, M {}",
         insert.as_secs_f64(),
         us(insert) / entries as f64,
+        config.index.ef_construction,
+        config.index.max_connections
+    );
+    println!(
+        "memory: cache accounting {} MiB; process resident {} MiB before the inserts, {} MiB after ({} MiB for the index and entries; the bench's own copy of the vectors, {} MiB, is in both); {} segments",
         stats.bytes >> 20,
+        rss_before,
+        rss_mib(),
+        rss_mib().saturating_sub(rss_before),
+        (entries * dimension * 4) >> 20,
         stats.index_segments
     );
 
-    // Semantic lookups against brute force.
+    // Semantic lookups against brute force. Each query is looked up twice: cold, after 64 MiB
+    // streamed through the caches (as after an encoder pass in the server), and at once again
+    // warm. A fixed piece of work (dot products over 2,000 vectors, about a lookup's length)
+    // timed in between shows the machine's own noise.
     let probe = cache.request(chat("a paraphrase").as_object().expect("object"), "auto", None).expect("cacheable");
-    let mut latencies = Vec::with_capacity(query_vectors.len());
+    let mut flush = vec![1u64; 8 << 20];
+    let mut sink = 0u64;
+    let (mut cold, mut warm, mut fixed) = (Vec::new(), Vec::new(), Vec::new());
     let mut agree = 0;
-    for q in &query_vectors {
-        let mut q = q.clone();
-        normalise(&mut q);
-        let truth = vectors.iter().enumerate().map(|(i, v)| (dot(v, &q), i)).max_by(|a, b| a.0.total_cmp(&b.0)).map(|(_, i)| i);
+    let reference_set = &vectors[..vectors.len().min(2000)];
+    for (q, &truth) in query_vectors.iter().zip(&truth) {
+        sink = sink.wrapping_add(evict_caches(&mut flush));
         let t = Instant::now();
-        let hit = cache.lookup_semantic(&probe, &q, None).expect("lookup");
-        latencies.push(t.elapsed());
+        let hit = cache.lookup_semantic(&probe, q, None).expect("lookup");
+        cold.push(t.elapsed());
+        let t = Instant::now();
+        let again = cache.lookup_semantic(&probe, q, None).expect("lookup");
+        warm.push(t.elapsed());
+        let t = Instant::now();
+        let s: f32 = reference_set.iter().map(|v| dot8(v, q)).sum();
+        fixed.push(t.elapsed());
+        sink = sink.wrapping_add(s.to_bits() as u64 + again.is_some() as u64);
         let found = hit.and_then(|h| h.answer.content.parse::<usize>().ok());
         // Ties (a variant identical to its base after noise) count as agreement by similarity.
-        if found == truth || found.zip(truth).is_some_and(|(f, t)| (dot(&vectors[f], &q) - dot(&vectors[t], &q)).abs() < 1e-6) {
+        if found == Some(truth) || found.is_some_and(|f| (dot(&vectors[f], q) - dot(&vectors[truth], q)).abs() < 1e-6) {
             agree += 1;
         }
     }
-    latencies.sort();
     println!(
-        "semantic lookup at {entries} entries, {} real paraphrase queries: p50 {:.0} us, p99 {:.0} us; recall@1 vs brute force {:.4}",
-        latencies.len(),
-        us(quantile(&latencies, 0.5)),
-        us(quantile(&latencies, 0.99)),
+        "semantic lookup at {entries} entries, {} real paraphrase queries, ef_search {}: recall@1 vs brute force {:.4}",
+        query_vectors.len(),
+        config.index.ef_search,
         agree as f64 / query_vectors.len() as f64
     );
+    report("cold (after 64 MiB streamed through caches)", &mut cold);
+    report("warm (the same query again at once)", &mut warm);
+    report("fixed work (2,000 dot products, machine noise)", &mut fixed);
+    std::hint::black_box(sink);
 
     // Exact lookups of stored entries.
     let mut exact = Vec::with_capacity(10_000);
@@ -175,6 +306,61 @@ fn index_phase() {
         us(quantile(&exact, 0.5)),
         us(quantile(&exact, 0.99))
     );
+    sweep(&vectors, &query_vectors, &truth, &config);
+}
+
+/// `CACHE_BENCH_SWEEP=M:ef,M:ef,...`: how recall@1 and lookup time trade against the HNSW
+/// parameters, on raw `hnsw_rs` graphs built like the cache's (same vectors, scaling,
+/// `ef_construction`, k) from the same data; one graph per `M`, searched at each `ef`.
+fn sweep(vectors: &[Vec<f32>], queries: &[Vec<f32>], truth: &[usize], config: &CacheConfig) {
+    use hnsw_rs::prelude::{DistDot, Hnsw};
+    let Ok(spec) = std::env::var("CACHE_BENCH_SWEEP") else {
+        return;
+    };
+    let mut plan: Vec<(usize, Vec<usize>)> = Vec::new();
+    for pair in spec.split(',') {
+        let Some((m, ef)) = pair.split_once(':').and_then(|(m, ef)| Some((m.trim().parse().ok()?, ef.trim().parse().ok()?))) else {
+            eprintln!("CACHE_BENCH_SWEEP: `{pair}` is not M:ef");
+            continue;
+        };
+        match plan.iter_mut().find(|(pm, _)| *pm == m) {
+            Some((_, efs)) => efs.push(ef),
+            None => plan.push((m, vec![ef])),
+        }
+    }
+    // The cache's scaling (semantic::SCALE): hnsw_rs's dot distance asserts dot <= 1.
+    let scale = 1.0 - 1e-4;
+    let scaled: Vec<Vec<f32>> = vectors.iter().map(|v| v.iter().map(|x| x * scale).collect()).collect();
+    let scaled_queries: Vec<Vec<f32>> = queries.iter().map(|v| v.iter().map(|x| x * scale).collect()).collect();
+    for (m, efs) in plan {
+        let started = Instant::now();
+        let hnsw: Hnsw<f32, DistDot> = Hnsw::new(m, vectors.len(), 16, config.index.ef_construction, DistDot {});
+        for (c, chunk) in scaled.chunks(20_000).enumerate() {
+            let data: Vec<(&[f32], usize)> = chunk.iter().enumerate().map(|(i, v)| (v.as_slice(), c * 20_000 + i)).collect();
+            hnsw.parallel_insert_slice(&data);
+            eprintln!("sweep: M {m}: {}/{} inserted ({:.0} s)", (c * 20_000 + chunk.len()), vectors.len(), started.elapsed().as_secs_f64());
+        }
+        println!("sweep M {m}: built in {:.1} s ({:.0} us per entry, parallel)", started.elapsed().as_secs_f64(), us(started.elapsed()) / vectors.len() as f64);
+        for ef in efs {
+            let mut times = Vec::with_capacity(queries.len());
+            let mut agree = 0;
+            for ((q, plain), &t) in scaled_queries.iter().zip(queries).zip(truth) {
+                let started = Instant::now();
+                let found = hnsw.search(q, 8, ef.max(8));
+                times.push(started.elapsed());
+                if found.first().is_some_and(|n| n.d_id == t || (dot(&vectors[n.d_id], plain) - dot(&vectors[t], plain)).abs() < 1e-6) {
+                    agree += 1;
+                }
+            }
+            times.sort();
+            println!(
+                "sweep M {m} ef {ef}: recall@1 {:.4}, warm p50 {:.0} us, p99 {:.0} us",
+                agree as f64 / queries.len() as f64,
+                us(quantile(&times, 0.5)),
+                us(quantile(&times, 0.99))
+            );
+        }
+    }
 }
 
 /// The real server with the cache on, stopped on drop.

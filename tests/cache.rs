@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use semrouter::cache::{
-    directives, CacheConfig, CacheRequest, CachedAnswer, EmbeddingSpace, FlushFilter, HitKind, ManualClock, Reply, SemanticCache, SnapshotError,
+    directives, BatchItem, CacheConfig, CacheRequest, CachedAnswer, EmbeddingSpace, FlushFilter, HitKind, ManualClock, Reply, SemanticCache, SnapshotError,
     WriteSkip,
 };
 use serde_json::{json, Value};
@@ -180,6 +180,51 @@ fn churn(segment_points: Option<usize>, max_dead_fraction: f32, expect_compactio
             assert!(cache.lookup_exact(&request(&cache, &text)).is_some(), "exact {i}");
             assert!(semantic(&cache, &text, &vector(i)).is_some(), "semantic {i}");
         }
+    }
+}
+
+#[test]
+fn a_batch_insert_stores_what_inserts_one_by_one_would() {
+    let mut config = config();
+    config.max_entries = 300;
+    // 400 points over segments of 128: the batch fills and seals segments as it goes.
+    config.index.segment_points = 128;
+    let (cache, _clock) = cache_with(config);
+    let texts: Vec<String> = (0..400).map(|i| format!("batch question {i}")).collect();
+    let requests: Vec<CacheRequest> = texts.iter().map(|t| request(&cache, t)).collect();
+    let vectors: Vec<Vec<f32>> = (0..400).map(|i| vector(5000 + i)).collect();
+    let items = (0..400)
+        .map(|i| BatchItem {
+            request: &requests[i],
+            // One bad embedding (refused and counted), one entry for the exact path only.
+            embedding: match i {
+                7 => Some(&vectors[i][..10]),
+                8 => None,
+                _ => Some(vectors[i].as_slice()),
+            },
+            category: None,
+            answer: answer(&format!("answer to {}", texts[i])),
+        })
+        .collect();
+    let results = cache.insert_batch(items);
+    assert_eq!(results.len(), 400);
+    assert!(matches!(results[7], Err(WriteSkip::BadEmbedding(_))), "{:?}", results[7]);
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 399);
+
+    let stats = cache.stats();
+    assert_eq!(stats.entries, 300, "the LRU bound holds across a batch");
+    assert_eq!(stats.counters.inserts, 399);
+    assert_eq!(stats.counters.evictions, 99);
+    assert_eq!(stats.counters.write_skips.get("bad_embedding"), Some(&1));
+    assert_eq!(stats.index_points, 398, "every stored vector is in the index, once");
+    assert!(stats.index_segments >= 3, "{} segments", stats.index_segments);
+    // The oldest went first, in batch order; the rest are served by both paths.
+    assert!(cache.lookup_exact(&requests[50]).is_none());
+    assert!(cache.lookup_exact(&requests[8]).is_none());
+    for i in (100..400).step_by(7) {
+        let expected = format!("answer to {}", texts[i]);
+        assert_eq!(cache.lookup_exact(&requests[i]).map(|h| h.answer.content.clone()), Some(expected.clone()), "exact {i}");
+        assert_eq!(semantic(&cache, &texts[i], &vectors[i]), Some(expected), "semantic {i}");
     }
 }
 

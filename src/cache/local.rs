@@ -139,6 +139,19 @@ pub struct CacheHit {
     pub ttl_left_ms: u64,
 }
 
+/// One answer for [`SemanticCache::insert_batch`]: the arguments of [`SemanticCache::insert`].
+#[derive(Debug, Clone)]
+pub struct BatchItem<'a> {
+    /// The request the answer is for.
+    pub request: &'a CacheRequest,
+    /// Its embedding (none: exact path only).
+    pub embedding: Option<&'a [f32]>,
+    /// Its category (picks the TTL).
+    pub category: Option<&'a str>,
+    /// The answer.
+    pub answer: CachedAnswer,
+}
+
 /// What a maintenance pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Maintenance {
@@ -297,31 +310,32 @@ impl SemanticCache {
         let features = request.guard_features();
         let ef = self.config.index.ef_search;
 
-        let points = self.index.usage().points;
+        // Ids judged by earlier, narrower searches; empty (no allocation) unless one widens.
         let mut seen = HashSet::new();
         let mut k = CANDIDATES;
         let judged = loop {
             let candidates = self.index.search(&query, k, ef.max(k));
-            let judged = self.judge(&candidates, request, features, threshold, &mut seen, k);
+            let judged = self.judge(&candidates, request, features, threshold, &seen, k);
             // When every candidate taken was above the threshold yet none could be served
             // (other scopes, dead points, guard), the match may lie further down: widen.
-            if judged.hit.is_some() || !judged.crowded || k >= MAX_CANDIDATES || k >= points {
+            if judged.hit.is_some() || !judged.crowded || k >= MAX_CANDIDATES || k >= self.index.usage().points {
                 break judged;
             }
+            seen.extend(candidates.iter().take(judged.above).map(|c| c.id));
             k *= 8;
         };
         self.counters.lookup(HitKind::Semantic, judged.hit.is_some(), started.elapsed());
         Ok(judged.hit)
     }
 
-    fn judge(&self, candidates: &[Candidate], request: &CacheRequest, features: &GuardFeatures, threshold: f32, seen: &mut HashSet<u64>, k: usize) -> Judged {
+    fn judge(&self, candidates: &[Candidate], request: &CacheRequest, features: &GuardFeatures, threshold: f32, seen: &HashSet<u64>, k: usize) -> Judged {
         let now = self.now();
         let mut above = 0;
         let mut expired = Vec::new();
         let mut hit = None;
         for candidate in candidates.iter().take_while(|c| c.similarity >= threshold) {
             above += 1;
-            if !seen.insert(candidate.id) {
+            if seen.contains(&candidate.id) {
                 continue;
             }
             let mut vetoed: Option<GuardCheck> = None;
@@ -352,6 +366,7 @@ impl SemanticCache {
         self.after_removal(&expired);
         Judged {
             hit,
+            above,
             crowded: above >= k,
         }
     }
@@ -398,6 +413,12 @@ impl SemanticCache {
     }
 
     fn insert_checked(&self, request: &CacheRequest, embedding: Option<&[f32]>, category: Option<&str>, answer: CachedAnswer) -> Result<(), WriteSkip> {
+        let (record, vector) = self.local_record(request, embedding, category, answer)?;
+        self.insert_record(record, vector, Origin::Local).map(|_| ())
+    }
+
+    /// The record and prepared vector of an answer stored by this process.
+    fn local_record(&self, request: &CacheRequest, embedding: Option<&[f32]>, category: Option<&str>, answer: CachedAnswer) -> Result<(EntryRecord, Option<Vec<f32>>), WriteSkip> {
         if !self.config.enabled {
             return Err(WriteSkip::Disabled);
         }
@@ -419,15 +440,105 @@ impl SemanticCache {
             answer,
             embedding: None,
         };
-        self.insert_record(record, vector, Origin::Local).map(|_| ())
+        Ok((record, vector))
     }
 
     /// Stores a record with an already prepared vector. Returns whether it was stored (a
     /// record already expired, or from elsewhere and not newer than the entry held, is not).
-    pub(crate) fn insert_record(&self, mut record: EntryRecord, vector: Option<Vec<f32>>, origin: Origin) -> Result<bool, WriteSkip> {
+    pub(crate) fn insert_record(&self, record: EntryRecord, vector: Option<Vec<f32>>, origin: Origin) -> Result<bool, WriteSkip> {
+        let Some(staged) = self.stage(record, vector, origin)? else {
+            return Ok(false);
+        };
+        let segment = match &staged.vector {
+            Some(v) if !self.index.over_hard_bound() => Some(self.index.insert(staged.id, v)),
+            Some(_) => {
+                // Compaction is behind: keep the answer for exact repeats only.
+                self.counters.write_skip("index_backlog");
+                None
+            }
+            None => None,
+        };
+        self.commit(staged, segment);
+        Ok(true)
+    }
+
+    /// Stores many answers as [`SemanticCache::insert`] would one after another (same checks,
+    /// same LRU order, one result per item), but inserts their vectors into the index in
+    /// parallel on rayon's global pool. For bulk loads such as benchmarks and warm starts:
+    /// an HNSW insert costs most of a millisecond, so a million one at a time take a quarter
+    /// of an hour on two cores. Entries of a batch become visible when the whole batch's
+    /// vectors are in.
+    pub fn insert_batch(&self, items: Vec<BatchItem<'_>>) -> Vec<Result<(), WriteSkip>> {
+        let mut results: Vec<Result<(), WriteSkip>> = Vec::with_capacity(items.len());
+        let mut staged = Vec::with_capacity(items.len());
+        for item in items {
+            // A local record is never older than itself: only one already expired (a TTL of
+            // 0) is not staged, and it is not stored, as with `insert`.
+            let result = self
+                .local_record(item.request, item.embedding, item.category, item.answer)
+                .and_then(|(record, vector)| self.stage(record, vector, Origin::Local))
+                .map(|s| staged.extend(s));
+            if let Err(skip) = &result {
+                self.count_skip(skip);
+            }
+            results.push(result);
+        }
+        self.commit_batch(staged);
+        results
+    }
+
+    /// Imports records from a snapshot or another replica as [`SemanticCache::import`] would
+    /// one by one, their vectors inserted in parallel (see [`SemanticCache::insert_batch`]).
+    /// The records' exact keys must differ (as in a snapshot): within one batch a later
+    /// record replaces an earlier one whatever their ages.
+    pub(crate) fn import_batch(&self, records: Vec<EntryRecord>, origin: Origin) -> Vec<Result<bool, WriteSkip>> {
+        let mut results = Vec::with_capacity(records.len());
+        let mut staged = Vec::with_capacity(records.len());
+        for mut record in records {
+            let vector = match record.embedding.take() {
+                Some(v) if self.config.semantic => prepare(&v, self.space.dimension).map(Some).map_err(WriteSkip::BadEmbedding),
+                _ => Ok(None),
+            };
+            results.push(vector.and_then(|vector| self.stage(record, vector, origin)).map(|s| {
+                let stored = s.is_some();
+                staged.extend(s);
+                stored
+            }));
+        }
+        self.commit_batch(staged);
+        results
+    }
+
+    /// Inserts the staged entries' vectors in one parallel batch, then commits them in order.
+    fn commit_batch(&self, staged: Vec<Staged>) {
+        // The hard bound is checked once for the batch: its points count as in flight.
+        let indexed = !self.index.over_hard_bound();
+        let points: Vec<(u64, &[f32])> = if indexed {
+            staged.iter().filter_map(|s| s.vector.as_deref().map(|v| (s.id, v))).collect()
+        } else {
+            Vec::new()
+        };
+        let mut segments = self.index.insert_batch(&points).into_iter();
+        for s in staged {
+            let segment = match s.vector {
+                Some(_) if indexed => segments.next(),
+                Some(_) => {
+                    // Compaction is behind: keep the answer for exact repeats only.
+                    self.counters.write_skip("index_backlog");
+                    None
+                }
+                None => None,
+            };
+            self.commit(s, segment);
+        }
+    }
+
+    /// The first half of an insert: the checks, the bytes charged and the entry id. `None`
+    /// when the record is not to be stored (expired, or not newer than the entry held).
+    fn stage(&self, mut record: EntryRecord, vector: Option<Vec<f32>>, origin: Origin) -> Result<Option<Staged>, WriteSkip> {
         let now = self.now();
         if record.expires_ms <= now || (origin != Origin::Local && self.store.has_same_or_newer(&record.key, record.created_ms)) {
-            return Ok(false);
+            return Ok(None);
         }
         let answer = std::mem::replace(
             &mut record.answer,
@@ -449,15 +560,27 @@ impl SemanticCache {
             return Err(WriteSkip::TooLarge);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let segment = match &vector {
-            Some(v) if !self.index.over_hard_bound() => Some(self.index.insert(id, v)),
-            Some(_) => {
-                // Compaction is behind: keep the answer for exact repeats only.
-                self.counters.write_skip("index_backlog");
-                None
-            }
-            None => None,
-        };
+        Ok(Some(Staged {
+            record,
+            answer,
+            vector,
+            bytes,
+            id,
+            origin,
+        }))
+    }
+
+    /// The second half of an insert, once the vector is in the index at `segment` (or not
+    /// indexed): the entry table, evictions, counters, the shared tier and the gauges.
+    fn commit(&self, staged: Staged, segment: Option<u32>) {
+        let Staged {
+            mut record,
+            answer,
+            vector,
+            bytes,
+            id,
+            origin,
+        } = staged;
         let answer = Arc::new(answer);
         let entry = Entry {
             id,
@@ -484,7 +607,6 @@ impl SemanticCache {
             }
         }
         self.update_gauges();
-        Ok(true)
     }
 
     /// Counts removed entries and marks their points dead.
@@ -669,8 +791,20 @@ impl SemanticCache {
     }
 }
 
+/// An insert between [`SemanticCache::stage`] and [`SemanticCache::commit`].
+struct Staged {
+    record: EntryRecord,
+    answer: CachedAnswer,
+    vector: Option<Vec<f32>>,
+    bytes: usize,
+    id: u64,
+    origin: Origin,
+}
+
 struct Judged {
     hit: Option<CacheHit>,
+    /// Candidates at or above the threshold, judged or seen before.
+    above: usize,
     crowded: bool,
 }
 

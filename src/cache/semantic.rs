@@ -84,6 +84,15 @@ fn similarity(distance: f32) -> f32 {
     ((1.0 - distance) / (SCALE * SCALE)).clamp(-1.0, 1.0)
 }
 
+/// Sorts candidates from several segments by similarity (highest first), keeping each id
+/// once at its best similarity: a point being compacted is briefly in two segments. Sorting
+/// by id first finds the duplicates without a hash set (up to `MAX_CANDIDATES` per segment).
+fn merge(out: &mut Vec<Candidate>) {
+    out.sort_unstable_by(|a, b| a.id.cmp(&b.id).then(b.similarity.total_cmp(&a.similarity)));
+    out.dedup_by_key(|c| c.id);
+    out.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+}
+
 /// One HNSW graph and its point counts.
 pub(crate) struct Segment {
     /// Stable id (entries record it).
@@ -106,6 +115,16 @@ impl Segment {
             dead: AtomicUsize::new(0),
             sealed: AtomicBool::new(false),
         }
+    }
+
+    /// Reserves one more point if the segment has room for it.
+    fn try_reserve(&self, segment_size: usize) -> bool {
+        let taken = self.points.fetch_add(1, Ordering::AcqRel);
+        if taken < segment_size {
+            return true;
+        }
+        self.points.fetch_sub(1, Ordering::AcqRel);
+        false
     }
 
     fn live(&self) -> usize {
@@ -181,16 +200,37 @@ impl SemanticIndex {
         segment.id
     }
 
+    /// Inserts many prepared vectors (entry id, vector) with `hnsw_rs`'s parallel insert on
+    /// rayon's global pool; returns the segment of each, in order. For bulk loads (warm
+    /// starts, benchmarks): one insert costs most of a millisecond, so a million of them one
+    /// after another take a quarter of an hour on two cores. Points are reserved one by one
+    /// as [`SemanticIndex::insert`] does, so a batch that fills the active segment continues
+    /// in a new one.
+    pub(crate) fn insert_batch(&self, items: &[(u64, &[f32])]) -> Vec<u32> {
+        let mut out = Vec::with_capacity(items.len());
+        let mut start = 0;
+        while start < items.len() {
+            let segment = self.reserve();
+            let mut end = start + 1;
+            while end < items.len() && segment.try_reserve(self.segment_size) {
+                end += 1;
+            }
+            let group: Vec<(&[f32], usize)> = items[start..end].iter().map(|&(id, v)| (v, id as usize)).collect();
+            segment.hnsw.parallel_insert_slice(&group);
+            out.extend(std::iter::repeat_n(segment.id, end - start));
+            start = end;
+        }
+        out
+    }
+
     /// The active segment with one point reserved; starts a new segment when it is full.
     fn reserve(&self) -> Arc<Segment> {
         loop {
             let list = self.segments.load();
             if let Some(active) = list.last() {
-                let taken = active.points.fetch_add(1, Ordering::AcqRel);
-                if taken < self.segment_size {
+                if active.try_reserve(self.segment_size) {
                     return Arc::clone(active);
                 }
-                active.points.fetch_sub(1, Ordering::AcqRel);
             }
             let mut next_id = self.changes.lock();
             let current = self.segments.load();
@@ -235,28 +275,25 @@ impl SemanticIndex {
     /// sorted by similarity (highest first), each id once.
     pub(crate) fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<Candidate> {
         let list = self.segments.load();
-        self.search_segments(query, k, ef, list.iter())
-    }
-
-    fn search_segments<'a>(&self, query: &[f32], k: usize, ef: usize, segments: impl Iterator<Item = &'a Arc<Segment>>) -> Vec<Candidate> {
-        let mut out: Vec<Candidate> = Vec::new();
-        for segment in segments {
+        let mut out: Vec<Candidate> = Vec::with_capacity(k * list.len());
+        let mut searched = 0;
+        for segment in list.iter() {
             if segment.points.load(Ordering::Acquire) == 0 {
                 continue;
             }
-            for n in segment.hnsw.search(query, k, ef.max(k)) {
-                out.push(Candidate {
-                    id: n.d_id as u64,
-                    similarity: similarity(n.distance),
-                });
-            }
+            searched += 1;
+            out.extend(segment.hnsw.search(query, k, ef.max(k)).into_iter().map(|n| Candidate {
+                id: n.d_id as u64,
+                similarity: similarity(n.distance),
+            }));
         }
-        out.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
-        let mut seen = std::collections::HashSet::with_capacity(out.len());
-        out.retain(|c| seen.insert(c.id));
+        // One graph (the usual case up to `segment_size` entries) answers sorted by distance
+        // and holds each id once: nothing to merge.
+        if searched > 1 {
+            merge(&mut out);
+        }
         out
     }
-
     /// The sealed segment to compact, if dead points exceed the allowance: the one with the
     /// lowest live fraction (the most dead points reclaimed per point moved).
     pub(crate) fn compaction_victim(&self) -> Option<u32> {
@@ -377,6 +414,42 @@ mod tests {
             index.mark_dead(s);
         }
         assert_eq!(index.usage().segments, 3);
+    }
+
+    #[test]
+    fn a_batch_fills_segments_in_order_and_is_searchable() {
+        let index = SemanticIndex::new(&config(), 64);
+        index.insert(0, &unit(8, 0));
+        let vectors: Vec<Vec<f32>> = (1..150u64).map(|i| unit(8, i as usize)).collect();
+        let items: Vec<(u64, &[f32])> = (1..150u64).zip(&vectors).map(|(i, v)| (i, v.as_slice())).collect();
+        let segments = index.insert_batch(&items);
+        // 1 + 149 points: 63 more fit the first segment, 64 the second, 22 the third.
+        assert_eq!(segments.iter().filter(|&&s| s == 0).count(), 63);
+        assert_eq!(segments.iter().filter(|&&s| s == 1).count(), 64);
+        assert_eq!(segments.iter().filter(|&&s| s == 2).count(), 22);
+        assert!(segments.windows(2).all(|w| w[0] <= w[1]), "in order");
+        let usage = index.usage();
+        assert_eq!((usage.segments, usage.points), (3, 150));
+        // Three segments searched and merged: the exact point first, each id once.
+        let found = index.search(&unit(8, 5), 8, 16);
+        assert_eq!(found[0].id % 8, 5);
+        let mut ids: Vec<u64> = found.iter().map(|c| c.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), found.len());
+        assert!(found.windows(2).all(|w| w[0].similarity >= w[1].similarity));
+    }
+
+    #[test]
+    fn merging_keeps_each_id_once_at_its_best() {
+        let mut out = vec![
+            Candidate { id: 1, similarity: 0.5 },
+            Candidate { id: 2, similarity: 0.9 },
+            Candidate { id: 1, similarity: 0.95 },
+            Candidate { id: 3, similarity: 0.7 },
+        ];
+        merge(&mut out);
+        assert_eq!(out.iter().map(|c| (c.id, c.similarity)).collect::<Vec<_>>(), vec![(1, 0.95), (2, 0.9), (3, 0.7)]);
     }
 
     #[test]

@@ -26,6 +26,9 @@ use super::record::EntryRecord;
 
 /// The format name in the header.
 const FORMAT: &str = "semrouter-cache-snapshot";
+/// Entries per parallel insert batch when loading (large enough to keep every core busy,
+/// small enough that a batch's vectors stay a few MiB).
+const LOAD_BATCH: usize = 4096;
 /// The format version this build writes and reads.
 pub const SNAPSHOT_VERSION: u32 = 1;
 
@@ -197,11 +200,17 @@ impl SemanticCache {
             return Err(corrupt("checksum mismatch".into()));
         }
 
+        // In parallel batches: a snapshot of a full cache holds up to `max_entries` vectors,
+        // and HNSW inserts one by one would hold up the start for minutes.
         let mut report = SnapshotLoaded::default();
-        for record in records {
-            match self.import(record, Origin::Snapshot) {
-                Ok(true) => report.loaded += 1,
-                Ok(false) | Err(_) => report.skipped += 1,
+        let mut records = records.into_iter().peekable();
+        while records.peek().is_some() {
+            let chunk: Vec<EntryRecord> = records.by_ref().take(LOAD_BATCH).collect();
+            for result in self.import_batch(chunk, Origin::Snapshot) {
+                match result {
+                    Ok(true) => report.loaded += 1,
+                    Ok(false) | Err(_) => report.skipped += 1,
+                }
             }
         }
         Ok(report)
