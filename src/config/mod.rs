@@ -4,6 +4,7 @@
 //! documented there. Any key can be overridden from the environment as
 //! `SEMROUTER__SECTION__KEY` (e.g. `SEMROUTER__SERVER__HTTP_ADDR=0.0.0.0:9000`).
 
+mod extproc;
 mod load;
 mod policy;
 mod reasoning;
@@ -19,6 +20,7 @@ use semrouter_onnx::OnnxModelConfig;
 use semrouter_vllm::VllmConfig;
 use serde::Deserialize;
 
+pub use extproc::ExtProcConfig;
 pub use load::{load, load_str, ConfigError, DEFAULT_CONFIG};
 pub use policy::{Condition, PolicyAction, PolicyConfig, Range, ReasoningOverride};
 pub use reasoning::{FamilyTemplate, NeedWeights, ReasoningConfig, ReasoningLevel};
@@ -62,6 +64,9 @@ pub struct Config {
     /// The semantic cache (off unless `cache.enabled`).
     #[serde(default)]
     pub cache: crate::cache::CacheConfig,
+    /// The Envoy ext_proc gRPC front end (off unless `extproc.enabled`).
+    #[serde(default)]
+    pub extproc: ExtProcConfig,
 }
 
 /// HTTP listener and request limits.
