@@ -156,11 +156,16 @@ async fn serve(ctx: Arc<ExtProcContext>, listener: tokio::net::TcpListener, stop
         reporter
     });
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    // Small replies on a long-lived HTTP/2 connection: without TCP_NODELAY each one can wait
+    // for the peer's delayed ACK (40 ms). The builder's own setting only covers listeners it
+    // binds itself, so accepted sockets get it here.
+    let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |accepted| {
+        accepted.and_then(|stream| stream.set_nodelay(true).map(|()| stream))
+    });
     let server = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(health)
         .add_service(ExternalProcessorServer::new(ExtProc { ctx }))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
+        .serve_with_incoming_shutdown(incoming, async {
             let _ = shutdown_rx.await;
         });
     let mut server = tokio::spawn(server);
