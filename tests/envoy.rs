@@ -191,3 +191,42 @@ async fn a_decision_past_its_budget_goes_to_the_default_model() {
     let metrics = client.get(server.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
     assert_eq!(metric(&metrics, "semrouter_extproc_fallbacks_total", &["reason=\"timeout\""]), Some(1.0), "{metrics}");
 }
+
+/// Requests in flight to `model`, as the scorer sees them (its load factor in `/v1/route`).
+async fn in_flight(client: &reqwest::Client, server: &Server, model: &str) -> f64 {
+    let d: Value = client.post(server.url("/v1/route")).json(&chat("auto", SMALL_TALK)).send().await.expect("route").json().await.expect("decision");
+    let candidates = d["candidates"].as_array().cloned().unwrap_or_default();
+    let candidate = candidates.iter().find(|c| c["model"] == model).unwrap_or_else(|| panic!("{model} not a candidate: {d}"));
+    candidate["factors"]["load"]["value"].as_f64().unwrap_or(f64::NAN)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_mid_stream_frees_what_it_held() {
+    let small = Upstream::start("small");
+    let reasoning = Upstream::start("reasoning");
+    let (server, envoy) = start(&small, &reasoning, Vec::new());
+    let client = client();
+    // A slow stream: seven chunks 400 ms apart.
+    small.set(upstream::Behaviour {
+        chunk_gap: Duration::from_millis(400),
+        ..upstream::Behaviour::default()
+    });
+    let mut body = chat("auto", SMALL_TALK);
+    body["stream"] = json!(true);
+    let mut r = post(&client, &envoy, &body).await;
+    assert_eq!(r.status(), 200);
+    let first = r.chunk().await.expect("first chunk").expect("a chunk");
+    assert!(String::from_utf8_lossy(&first).starts_with("data: "), "chunks pass as they come");
+    assert_eq!(in_flight(&client, &server, "qwen3-8b").await, 1.0, "the stream counts as in flight while it runs");
+    drop(r);
+    // Envoy resets the upstream and closes the ext_proc stream; the stream's state goes with it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let load = in_flight(&client, &server, "qwen3-8b").await;
+        if load == 0.0 && small.abandoned() == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still held after the client left: in flight {load}, abandoned {}", small.abandoned());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
