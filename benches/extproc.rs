@@ -8,8 +8,10 @@
 //!   route   `POST /v1/route` on semrouter directly (the decision, over HTTP)
 //!   stub    `POST /v1/chat/completions` on the stub directly
 //!   envoy   `POST /v1/chat/completions` through Envoy, ext_proc deciding, to the stub
+//!   bare    the same through a second Envoy on the same example with every processing mode
+//!           off (SKIP / NONE: the filter sends nothing), i.e. Envoy's own proxy hop
 //! and reports the ext_proc overhead as p50(envoy) - p50(route) - p50(stub) (target: at most
-//! 1 ms). Then throughput at concurrency 32, `/v1/route` alone against Envoy + semrouter + stub,
+//! 1 ms), and apart from Envoy's own hop as p50(envoy) - p50(route) - p50(bare). Then throughput at concurrency 32, `/v1/route` alone against Envoy + semrouter + stub,
 //! alternating over rounds (target: at least 80%).
 //!
 //! Environment: `EXTPROC_PROMPTS` (default 400), `EXTPROC_ROUNDS` (default 3).
@@ -140,6 +142,17 @@ fn main() {
         models: envoy::EXAMPLE_MODELS.iter().map(|(m, _)| (*m, stub.port)).collect(),
         edits: vec![("message_timeout: 0.5s", "message_timeout: 10s")],
     });
+    let bare = envoy::Envoy::start(&envoy::Wiring {
+        extproc,
+        models: envoy::EXAMPLE_MODELS.iter().map(|(m, _)| (*m, stub.port)).collect(),
+        edits: vec![
+            ("request_header_mode: SEND", "request_header_mode: SKIP"),
+            ("request_body_mode: BUFFERED", "request_body_mode: NONE"),
+            ("response_header_mode: SEND", "response_header_mode: SKIP"),
+            ("response_body_mode: BUFFERED", "response_body_mode: NONE"),
+        ],
+    });
+    let bare_url = bare.url("/v1/chat/completions");
     let route_url = server.url("/v1/route");
     let stub_url = format!("{}/v1/chat/completions", stub.base);
     let envoy_url = envoy.url("/v1/chat/completions");
@@ -160,22 +173,23 @@ fn main() {
         }
         println!("{} prompts routed (the rest blocked by policy)", kept.len());
         let prompts = Arc::new(kept);
-        for url in [&route_url, &stub_url, &envoy_url] {
+        for url in [&route_url, &stub_url, &envoy_url, &bare_url] {
             load(&client, url, &prompts, 1, 50).await;
         }
 
         // Concurrency 1, the three paths taking the same prompts in alternating chunks.
-        let (mut route, mut direct, mut through) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut route, mut direct, mut through, mut hop) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut done = 0;
         for chunk in prompts.chunks(50) {
             let chunk = Arc::new(chunk.to_vec());
             route.push(load(&client, &route_url, &chunk, 1, chunk.len()).await);
             direct.push(load(&client, &stub_url, &chunk, 1, chunk.len()).await);
             through.push(load(&client, &envoy_url, &chunk, 1, chunk.len()).await);
+            hop.push(load(&client, &bare_url, &chunk, 1, chunk.len()).await);
             done += chunk.len();
             eprintln!("  concurrency 1: {done}/{} prompts on each path", prompts.len());
         }
-        let (route, direct, through) = (Summary::pooled(route), Summary::pooled(direct), Summary::pooled(through));
+        let (route, direct, through, hop) = (Summary::pooled(route), Summary::pooled(direct), Summary::pooled(through), Summary::pooled(hop));
 
         // Concurrency 32: /v1/route alone against the whole Envoy path, alternating rounds.
         let (mut route32, mut through32) = (Vec::new(), Vec::new());
@@ -190,8 +204,11 @@ fn main() {
         route.line("/v1/route direct (the decision)");
         direct.line("stub upstream direct");
         through.line("Envoy + ext_proc + stub");
+        hop.line("Envoy (processing off) + stub");
         let overhead = ms(through.at(0.5)) - ms(route.at(0.5)) - ms(direct.at(0.5));
         println!("  ext_proc round trip over the decision and the upstream: {overhead:+.3} ms at p50");
+        let envoy_hop = ms(hop.at(0.5)) - ms(direct.at(0.5));
+        println!("  of which Envoy's own proxy hop: {envoy_hop:+.3} ms; the ext_proc messages: {:+.3} ms", overhead - envoy_hop);
         println!("concurrency 32");
         route32.line("/v1/route direct");
         through32.line("Envoy + ext_proc + stub");
@@ -201,6 +218,7 @@ fn main() {
         println!("  ext_proc adds <= 1 ms at p50 over the decision: {overhead:+.3} ms  {}", verdict(overhead <= 1.0));
         println!("  >= 80% of /v1/route throughput at concurrency 32: {:.0}%  {}", share * 100.0, verdict(share >= 0.8));
     });
+    drop(bare);
     drop(envoy);
     drop(server);
 }
