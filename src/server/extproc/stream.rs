@@ -179,7 +179,6 @@ impl Exchange {
             // Envoy sends no chunk before this reply, and routes on the headers it gets back:
             // the body cannot choose the route in this mode (README, Envoy ext_proc).
             tracing::warn!("ext_proc request body mode STREAMED without send_body_without_waiting_for_header_response: passing through unrouted");
-            metrics::counter!("semrouter_extproc_requests_total", "outcome" => "passthrough").increment(1);
             self.route = false;
         }
         if self.route && self.request_mode.defers_headers() {
