@@ -230,3 +230,13 @@ async fn a_client_that_goes_away_mid_stream_frees_what_it_held() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[test]
+fn extproc_config_is_checked_at_load() {
+    let (status, stderr) = common::serve_expecting_failure(None, &[("SEMROUTER__EXTPROC__DEFAULT_MODEL", "gpt-9")]);
+    assert!(!status.success());
+    assert!(stderr.contains("extproc.default_model") && stderr.contains("gpt-9"), "{stderr}");
+    let (status, stderr) = common::serve_expecting_failure(None, &[("SEMROUTER__EXTPROC__DECISION_TIMEOUT_MS", "0")]);
+    assert!(!status.success());
+    assert!(stderr.contains("extproc.decision_timeout_ms"), "{stderr}");
+}
