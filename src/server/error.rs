@@ -143,6 +143,32 @@ impl ApiError {
     }
 }
 
+/// What a front end that does not answer through actix (the ext_proc callout) needs to render
+/// an error itself.
+impl ApiError {
+    /// The OpenAI envelope this error renders as.
+    pub fn envelope(&self) -> ErrorEnvelope {
+        ErrorEnvelope {
+            error: ErrorBody {
+                message: self.message.clone(),
+                kind: self.kind.to_string(),
+                param: self.param.clone(),
+                code: Some(self.code.to_string()),
+            },
+        }
+    }
+
+    /// Seconds a client should wait before retrying (429, 503), when set.
+    pub fn retry_after_s(&self) -> Option<u64> {
+        self.retry_after
+    }
+
+    /// The error code (`invalid_request`, `queue_full`, ...), as metrics label it.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
 impl From<InvalidRequest> for ApiError {
     fn from(request: InvalidRequest) -> Self {
         Self::invalid(request)

@@ -7,6 +7,7 @@
 mod body;
 mod cache;
 mod error;
+mod extproc;
 mod http;
 mod metrics;
 mod pii_screen;
@@ -50,6 +51,9 @@ pub enum ServeError {
     /// The proxy's upstreams could not be set up (a missing token, the HTTP client).
     #[error("proxy: {0}")]
     Upstream(#[from] upstream::UpstreamSetupError),
+    /// The ext_proc gRPC server could not start.
+    #[error("{0}")]
+    ExtProc(#[from] extproc::ExtProcError),
     /// The engine could not be built from the configuration.
     #[error("{0}")]
     Load(String),
@@ -113,6 +117,7 @@ pub async fn serve(config: Config, addr: SocketAddr) -> Result<(), ServeError> {
     .map_err(|source| ServeError::Bind { addr, source })?
     .run();
     tracing::info!(%addr, workers, "listening; loading models");
+    let extproc = if config.extproc.enabled { Some(extproc::ExtProcServer::start(&config, state.clone())?) } else { None };
 
     actix_web::rt::spawn(async move {
         let mut tick = tokio::time::interval(metrics::UPKEEP_INTERVAL);
@@ -165,7 +170,11 @@ pub async fn serve(config: Config, addr: SocketAddr) -> Result<(), ServeError> {
         }
     });
 
-    server.await?;
+    let served = server.await;
+    if let Some(extproc) = extproc {
+        extproc.stop();
+    }
+    served?;
     if let Some(service) = loaded.cache.swap(None) {
         service.shutdown();
     }
