@@ -129,7 +129,8 @@ mod tests {
         let config = crate::config::load_str(crate::config::DEFAULT_CONFIG, "test").unwrap();
         assert_eq!(config.proxy, ProxyConfig::default());
         assert!(config.models.iter().all(|m| m.upstream.is_none()), "the example fleet has no upstreams");
-        let typo = format!("{}\n  max_retry: 1\n", crate::config::DEFAULT_CONFIG.trim_end());
+        let typo = crate::config::DEFAULT_CONFIG.replacen("\nproxy:\n", "\nproxy:\n  max_retry: 1\n", 1);
+        assert_ne!(typo, crate::config::DEFAULT_CONFIG, "the default file has a top-level proxy: section");
         let e = crate::config::load_str(&typo, "test").map(|_| ()).unwrap_err().to_string();
         assert!(e.contains("proxy") && e.contains("max_retry"), "{e}");
     }
