@@ -12,16 +12,18 @@
 //!    (the labelled set's `paraphrase` pairs), and the exact path p50/p99. Each query is
 //!    timed cold (after 64 MiB streamed through the caches, as after an encoder pass) and
 //!    warm, beside a fixed piece of work whose p99 shows the machine's own noise.
-//!    `CACHE_BENCH_EF` overrides `cache.index.ef_search`; `CACHE_BENCH_SWEEP=M:ef,...` also
-//!    times raw `hnsw_rs` graphs of those parameters on the same data. The guard is off
-//!    here: it is measured by the false-hit test.
+//!    `CACHE_BENCH_EF` overrides `cache.index.ef_search`; `CACHE_BENCH_SWEEP=M:ef[:efc],...`
+//!    also times raw `hnsw_rs` graphs of those parameters (`efc`: `ef_construction`, default
+//!    the cache's) on the same data. The guard is off here: it is measured by the false-hit
+//!    test.
 //! 2. `/v1/route` over loopback on the real server with the cache on: MMLU val prompts first
 //!    as misses (encoder, classifier, decision, semantic lookup), then stored with
 //!    `POST /v1/cache` and sent again as exact hits; p50/p99 of each and their ratio.
 //!
 //! Environment: `CACHE_BENCH_ENTRIES`, `CACHE_BENCH_QUERIES` (default 1000),
 //! `CACHE_BENCH_ROUTE` (prompts in phase 2, default 300; 0 skips it), `CACHE_BENCH_BATCH`,
-//! `CACHE_BENCH_EF`, `CACHE_BENCH_SWEEP`.
+//! `CACHE_BENCH_EF`, `CACHE_BENCH_SWEEP`, `CACHE_BENCH_CACHE` (0: only the sweep's raw graphs,
+//! not the cache).
 
 #[path = "../tests/support/embeddings.rs"]
 mod embeddings;
@@ -193,6 +195,10 @@ fn index_phase() {
     if let Some(ef) = std::env::var("CACHE_BENCH_EF").ok().and_then(|v| v.parse().ok()) {
         config.index.ef_search = ef;
     }
+    if env_usize("CACHE_BENCH_CACHE", 1) == 0 {
+        sweep(&vectors, real.len(), &query_vectors, &truth, &config);
+        return;
+    }
     let cache = SemanticCache::new(&config, EmbeddingSpace { model_id, dimension }).expect("cache");
     let requests: Vec<_> = (0..entries)
         .map(|i| {
@@ -306,58 +312,79 @@ fn index_phase() {
         us(quantile(&exact, 0.5)),
         us(quantile(&exact, 0.99))
     );
-    sweep(&vectors, &query_vectors, &truth, &config);
+    sweep(&vectors, real.len(), &query_vectors, &truth, &config);
 }
 
 /// `CACHE_BENCH_SWEEP=M:ef,M:ef,...`: how recall@1 and lookup time trade against the HNSW
 /// parameters, on raw `hnsw_rs` graphs built like the cache's (same vectors, scaling,
 /// `ef_construction`, k) from the same data; one graph per `M`, searched at each `ef`.
-fn sweep(vectors: &[Vec<f32>], queries: &[Vec<f32>], truth: &[usize], config: &CacheConfig) {
+fn sweep(vectors: &[Vec<f32>], bases: usize, queries: &[Vec<f32>], truth: &[usize], config: &CacheConfig) {
     use hnsw_rs::prelude::{DistDot, Hnsw};
     let Ok(spec) = std::env::var("CACHE_BENCH_SWEEP") else {
         return;
     };
-    let mut plan: Vec<(usize, Vec<usize>)> = Vec::new();
-    for pair in spec.split(',') {
-        let Some((m, ef)) = pair.split_once(':').and_then(|(m, ef)| Some((m.trim().parse().ok()?, ef.trim().parse().ok()?))) else {
-            eprintln!("CACHE_BENCH_SWEEP: `{pair}` is not M:ef");
-            continue;
+    // One graph per (M, ef_construction), searched at each of its ef.
+    let mut plan: Vec<((usize, usize), Vec<usize>)> = Vec::new();
+    for item in spec.split(',') {
+        let parts: Option<Vec<usize>> = item.split(':').map(|p| p.trim().parse().ok()).collect();
+        let (graph, ef) = match parts.as_deref() {
+            Some(&[m, ef]) => ((m, config.index.ef_construction), ef),
+            Some(&[m, ef, efc]) => ((m, efc), ef),
+            _ => {
+                eprintln!("CACHE_BENCH_SWEEP: `{item}` is not M:ef or M:ef:efc");
+                continue;
+            }
         };
-        match plan.iter_mut().find(|(pm, _)| *pm == m) {
+        match plan.iter_mut().find(|(g, _)| *g == graph) {
             Some((_, efs)) => efs.push(ef),
-            None => plan.push((m, vec![ef])),
+            None => plan.push((graph, vec![ef])),
         }
     }
     // The cache's scaling (semantic::SCALE): hnsw_rs's dot distance asserts dot <= 1.
     let scale = 1.0 - 1e-4;
     let scaled: Vec<Vec<f32>> = vectors.iter().map(|v| v.iter().map(|x| x * scale).collect()).collect();
     let scaled_queries: Vec<Vec<f32>> = queries.iter().map(|v| v.iter().map(|x| x * scale).collect()).collect();
-    for (m, efs) in plan {
+    for ((m, efc), efs) in plan {
         let started = Instant::now();
-        let hnsw: Hnsw<f32, DistDot> = Hnsw::new(m, vectors.len(), 16, config.index.ef_construction, DistDot {});
+        let hnsw: Hnsw<f32, DistDot> = Hnsw::new(m, vectors.len(), 16, efc, DistDot {});
         for (c, chunk) in scaled.chunks(20_000).enumerate() {
             let data: Vec<(&[f32], usize)> = chunk.iter().enumerate().map(|(i, v)| (v.as_slice(), c * 20_000 + i)).collect();
             hnsw.parallel_insert_slice(&data);
-            eprintln!("sweep: M {m}: {}/{} inserted ({:.0} s)", (c * 20_000 + chunk.len()), vectors.len(), started.elapsed().as_secs_f64());
+            eprintln!("sweep: M {m} efc {efc}: {}/{} inserted ({:.0} s)", (c * 20_000 + chunk.len()), vectors.len(), started.elapsed().as_secs_f64());
         }
-        println!("sweep M {m}: built in {:.1} s ({:.0} us per entry, parallel)", started.elapsed().as_secs_f64(), us(started.elapsed()) / vectors.len() as f64);
+        println!("sweep M {m} efc {efc}: built in {:.1} s ({:.0} us per entry, parallel)", started.elapsed().as_secs_f64(), us(started.elapsed()) / vectors.len() as f64);
         for ef in efs {
             let mut times = Vec::with_capacity(queries.len());
             let mut agree = 0;
+            // For each miss: how much less similar the returned point is than the true nearest,
+            // and whether both come from the same MMLU question (the same stored answer).
+            let (mut gaps, mut same_question) = (Vec::new(), 0);
             for ((q, plain), &t) in scaled_queries.iter().zip(queries).zip(truth) {
                 let started = Instant::now();
                 let found = hnsw.search(q, 8, ef.max(8));
                 times.push(started.elapsed());
-                if found.first().is_some_and(|n| n.d_id == t || (dot(&vectors[n.d_id], plain) - dot(&vectors[t], plain)).abs() < 1e-6) {
+                let Some(first) = found.first() else { continue };
+                let gap = dot(&vectors[t], plain) - dot(&vectors[first.d_id], plain);
+                if first.d_id == t || gap.abs() < 1e-6 {
                     agree += 1;
+                } else {
+                    gaps.push(gap);
+                    same_question += usize::from(first.d_id % bases == t % bases);
                 }
             }
             times.sort();
+            gaps.sort_by(f32::total_cmp);
+            let gap_at = |q: f64| gaps.get(((gaps.len().max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or(0.0);
             println!(
-                "sweep M {m} ef {ef}: recall@1 {:.4}, warm p50 {:.0} us, p99 {:.0} us",
+                "sweep M {m} efc {efc} ef {ef}: recall@1 {:.4}, warm p50 {:.0} us, p99 {:.0} us; {} misses: {} from the same question, similarity short by p50 {:.4} p90 {:.4} max {:.4}",
                 agree as f64 / queries.len() as f64,
                 us(quantile(&times, 0.5)),
-                us(quantile(&times, 0.99))
+                us(quantile(&times, 0.99)),
+                gaps.len(),
+                same_question,
+                gap_at(0.5),
+                gap_at(0.9),
+                gap_at(1.0)
             );
         }
     }
