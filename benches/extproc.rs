@@ -3,15 +3,18 @@
 //!     cargo bench --bench extproc          (part of `make bench`; needs `make setup`)
 //!
 //! One semrouter (ext_proc on, cache off so every request is decided), one stub OpenAI upstream
-//! behind every model cluster, and Envoy on the shipped config/envoy/envoy.yaml. On the same MMLU
-//! val prompts it measures, at concurrency 1, in alternating chunks (a shared machine drifts):
+//! behind every model cluster, and Envoy on the shipped config/envoy/envoy.yaml, beside further
+//! Envoys on the same example with other processing modes ([`variants`]: processing off, i.e.
+//! Envoy's own proxy hop; BUFFERED bodies; FULL_DUPLEX_STREAMED; the response unobserved). At
+//! concurrency 1 each MMLU val prompt goes down every path in turn (a shared machine drifts):
 //!   route   `POST /v1/route` on semrouter directly (the decision, over HTTP)
 //!   stub    `POST /v1/chat/completions` on the stub directly
 //!   envoy   `POST /v1/chat/completions` through Envoy, ext_proc deciding, to the stub
-//!   bare    the same through a second Envoy on the same example with every processing mode
-//!           off (SKIP / NONE: the filter sends nothing), i.e. Envoy's own proxy hop
+//!   ...     the same through each variant
 //! and reports the ext_proc overhead as p50(envoy) - p50(route) - p50(stub) (target: at most
-//! 1 ms), and apart from Envoy's own hop as p50(envoy) - p50(route) - p50(bare). Then throughput at concurrency 32, `/v1/route` alone against Envoy + semrouter + stub,
+//! 1 ms), Envoy's own hop as p50(processing off) - p50(stub), and for every Envoy path the
+//! median over prompts of (its time - /v1/route's time for the same prompt) less p50(stub).
+//! Then throughput at concurrency 32, `/v1/route` alone against Envoy + semrouter + stub,
 //! alternating over rounds (target: at least 80%).
 //!
 //! Environment: `EXTPROC_PROMPTS` (default 400), `EXTPROC_ROUNDS` (default 3).
@@ -182,7 +185,6 @@ fn main() {
         // so the paths see the same prompts at the same moment of a drifting shared machine, and
         // the Envoy path's cost over the decision can be taken prompt by prompt.
         let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(prompts.len()); paths.len()];
-        let started = Instant::now();
         for (i, prompt) in prompts.iter().enumerate() {
             let one = Arc::new(vec![prompt.clone()]);
             for k in 0..paths.len() {
@@ -193,7 +195,6 @@ fn main() {
                 eprintln!("  concurrency 1: {}/{} prompts on each path", i + 1, prompts.len());
             }
         }
-        let elapsed = started.elapsed();
         let summaries: Vec<Summary> = samples
             .iter()
             .map(|s| Summary {
@@ -201,7 +202,6 @@ fn main() {
                 samples: s.clone(),
             })
             .collect();
-        let _ = elapsed;
         let (route, direct, through) = (&summaries[0], &summaries[1], &summaries[2]);
 
         // Concurrency 32: /v1/route alone against the whole Envoy path, alternating rounds.
@@ -220,6 +220,8 @@ fn main() {
         let stub_p50 = ms(direct.at(0.5));
         let overhead = ms(through.at(0.5)) - ms(route.at(0.5)) - stub_p50;
         println!("  ext_proc round trip over the decision and the upstream: {overhead:+.3} ms at p50");
+        let envoy_hop = ms(summaries[3].at(0.5)) - stub_p50;
+        println!("  of which Envoy's own proxy hop: {envoy_hop:+.3} ms; the ext_proc messages: {:+.3} ms", overhead - envoy_hop);
         let paired = |path: &Summary| {
             let mut d: Vec<f64> = path.samples.iter().zip(&route.samples).map(|(p, r)| ms(*p) - ms(*r)).collect();
             d.sort_by(f64::total_cmp);
@@ -229,7 +231,6 @@ fn main() {
         for (summary, (label, _)) in summaries.iter().zip(&paths).skip(2) {
             println!("    {label:<40} {:+.3} ms", paired(summary));
         }
-        let _ = overhead;
         println!("concurrency 32");
         route32.line("/v1/route direct");
         through32.line("Envoy + ext_proc + stub");
