@@ -5,7 +5,8 @@
 //! One semrouter (ext_proc on, cache off so every request is decided), one stub OpenAI upstream
 //! behind every model cluster, and Envoy on the shipped config/envoy/envoy.yaml, beside further
 //! Envoys on the same example with other processing modes ([`variants`]: processing off, i.e.
-//! Envoy's own proxy hop; BUFFERED bodies; FULL_DUPLEX_STREAMED; the response unobserved). At
+//! Envoy's own proxy hop; STREAMED bodies sent without waiting; FULL_DUPLEX_STREAMED; the response
+//! unobserved). At
 //! concurrency 1 each MMLU val prompt goes down every path in turn (a shared machine drifts):
 //!   route   `POST /v1/route` on semrouter directly (the decision, over HTTP)
 //!   stub    `POST /v1/chat/completions` on the stub directly
@@ -253,26 +254,25 @@ fn variants() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
             "Envoy (processing off) + stub",
             vec![
                 ("request_header_mode: SEND", "request_header_mode: SKIP"),
-                ("request_body_mode: STREAMED", "request_body_mode: NONE"),
+                ("request_body_mode: BUFFERED", "request_body_mode: NONE"),
                 ("response_header_mode: SEND", "response_header_mode: SKIP"),
-                ("response_body_mode: STREAMED", "response_body_mode: NONE"),
+                ("response_body_mode: BUFFERED", "response_body_mode: NONE"),
             ],
         ),
-        // The earlier example: each of the four messages waits for its reply.
+        // Headers and body sent at once (one round trip each way instead of two).
         (
-            "Envoy, BUFFERED bodies + stub",
+            "Envoy, STREAMED without waiting",
             vec![
-                ("request_body_mode: STREAMED", "request_body_mode: BUFFERED"),
-                ("response_body_mode: STREAMED", "response_body_mode: BUFFERED"),
-                ("send_body_without_waiting_for_header_response: true", "send_body_without_waiting_for_header_response: false"),
+                ("request_body_mode: BUFFERED", "request_body_mode: STREAMED"),
+                ("response_body_mode: BUFFERED", "response_body_mode: STREAMED"),
+                ("failure_mode_allow: true", "failure_mode_allow: true\n                      send_body_without_waiting_for_header_response: true"),
             ],
         ),
-        // Overlaps like the example, but Envoy hands the bodies over (no fail-open).
         (
             "Envoy, FULL_DUPLEX_STREAMED + stub",
             vec![
-                ("request_body_mode: STREAMED", "request_body_mode: FULL_DUPLEX_STREAMED"),
-                ("response_body_mode: STREAMED", "response_body_mode: FULL_DUPLEX_STREAMED"),
+                ("request_body_mode: BUFFERED", "request_body_mode: FULL_DUPLEX_STREAMED"),
+                ("response_body_mode: BUFFERED", "response_body_mode: FULL_DUPLEX_STREAMED"),
                 ("request_trailer_mode: SKIP", "request_trailer_mode: SEND"),
                 ("response_trailer_mode: SKIP", "response_trailer_mode: SEND"),
             ],
@@ -283,7 +283,7 @@ fn variants() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
             "Envoy, response unobserved + stub",
             vec![
                 ("response_header_mode: SEND", "response_header_mode: SKIP"),
-                ("response_body_mode: STREAMED", "response_body_mode: NONE"),
+                ("response_body_mode: BUFFERED", "response_body_mode: NONE"),
             ],
         ),
     ]
