@@ -3,15 +3,19 @@
 //!     cargo bench --bench extproc          (part of `make bench`; needs `make setup`)
 //!
 //! One semrouter (ext_proc on, cache off so every request is decided), one stub OpenAI upstream
-//! behind every model cluster, and Envoy on the shipped config/envoy/envoy.yaml. On the same MMLU
-//! val prompts it measures, at concurrency 1, in alternating chunks (a shared machine drifts):
+//! behind every model cluster, and Envoy on the shipped config/envoy/envoy.yaml, beside further
+//! Envoys on the same example with other processing modes ([`variants`]: processing off, i.e.
+//! Envoy's own proxy hop; STREAMED bodies sent without waiting; FULL_DUPLEX_STREAMED; the response
+//! unobserved). At
+//! concurrency 1 each MMLU val prompt goes down every path in turn (a shared machine drifts):
 //!   route   `POST /v1/route` on semrouter directly (the decision, over HTTP)
 //!   stub    `POST /v1/chat/completions` on the stub directly
 //!   envoy   `POST /v1/chat/completions` through Envoy, ext_proc deciding, to the stub
-//!   bare    the same through a second Envoy on the same example with every processing mode
-//!           off (SKIP / NONE: the filter sends nothing), i.e. Envoy's own proxy hop
+//!   ...     the same through each variant
 //! and reports the ext_proc overhead as p50(envoy) - p50(route) - p50(stub) (target: at most
-//! 1 ms), and apart from Envoy's own hop as p50(envoy) - p50(route) - p50(bare). Then throughput at concurrency 32, `/v1/route` alone against Envoy + semrouter + stub,
+//! 1 ms), Envoy's own hop as p50(processing off) - p50(stub), and for every Envoy path the
+//! median over prompts of (its time - /v1/route's time for the same prompt) less p50(stub).
+//! Then throughput at concurrency 32, `/v1/route` alone against Envoy + semrouter + stub,
 //! alternating over rounds (target: at least 80%).
 //!
 //! Environment: `EXTPROC_PROMPTS` (default 400), `EXTPROC_ROUNDS` (default 3).
@@ -137,25 +141,26 @@ fn main() {
             ("SEMROUTER__EXTPROC__DECISION_TIMEOUT_MS", "10000".into()),
         ],
     });
-    let envoy = envoy::Envoy::start(&envoy::Wiring {
-        extproc,
-        models: envoy::EXAMPLE_MODELS.iter().map(|(m, _)| (*m, stub.port)).collect(),
-        edits: vec![("message_timeout: 0.5s", "message_timeout: 10s")],
-    });
-    let bare = envoy::Envoy::start(&envoy::Wiring {
-        extproc,
-        models: envoy::EXAMPLE_MODELS.iter().map(|(m, _)| (*m, stub.port)).collect(),
-        edits: vec![
-            ("request_header_mode: SEND", "request_header_mode: SKIP"),
-            ("request_body_mode: BUFFERED", "request_body_mode: NONE"),
-            ("response_header_mode: SEND", "response_header_mode: SKIP"),
-            ("response_body_mode: BUFFERED", "response_body_mode: NONE"),
-        ],
-    });
-    let bare_url = bare.url("/v1/chat/completions");
+    let wire = |edits: Vec<(&'static str, &'static str)>| {
+        let mut all = vec![("message_timeout: 0.5s", "message_timeout: 10s")];
+        all.extend(edits);
+        envoy::Envoy::start(&envoy::Wiring {
+            extproc,
+            models: envoy::EXAMPLE_MODELS.iter().map(|(m, _)| (*m, stub.port)).collect(),
+            edits: all,
+        })
+    };
+    let envoy = wire(Vec::new());
+    let variants: Vec<(&str, envoy::Envoy)> = variants().into_iter().map(|(label, edits)| (label, wire(edits))).collect();
     let route_url = server.url("/v1/route");
     let stub_url = format!("{}/v1/chat/completions", stub.base);
     let envoy_url = envoy.url("/v1/chat/completions");
+    let mut paths: Vec<(&str, String)> = vec![
+        ("/v1/route direct (the decision)", route_url.clone()),
+        ("stub upstream direct", stub_url),
+        ("Envoy + ext_proc + stub", envoy_url.clone()),
+    ];
+    paths.extend(variants.iter().map(|(label, e)| (*label, e.url("/v1/chat/completions"))));
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
@@ -173,23 +178,32 @@ fn main() {
         }
         println!("{} prompts routed (the rest blocked by policy)", kept.len());
         let prompts = Arc::new(kept);
-        for url in [&route_url, &stub_url, &envoy_url, &bare_url] {
+        for (_, url) in &paths {
             load(&client, url, &prompts, 1, 50).await;
         }
 
-        // Concurrency 1, the three paths taking the same prompts in alternating chunks.
-        let (mut route, mut direct, mut through, mut hop) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut done = 0;
-        for chunk in prompts.chunks(50) {
-            let chunk = Arc::new(chunk.to_vec());
-            route.push(load(&client, &route_url, &chunk, 1, chunk.len()).await);
-            direct.push(load(&client, &stub_url, &chunk, 1, chunk.len()).await);
-            through.push(load(&client, &envoy_url, &chunk, 1, chunk.len()).await);
-            hop.push(load(&client, &bare_url, &chunk, 1, chunk.len()).await);
-            done += chunk.len();
-            eprintln!("  concurrency 1: {done}/{} prompts on each path", prompts.len());
+        // Concurrency 1: each prompt goes down every path in turn (the starting path rotating),
+        // so the paths see the same prompts at the same moment of a drifting shared machine, and
+        // the Envoy path's cost over the decision can be taken prompt by prompt.
+        let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(prompts.len()); paths.len()];
+        for (i, prompt) in prompts.iter().enumerate() {
+            let one = Arc::new(vec![prompt.clone()]);
+            for k in 0..paths.len() {
+                let p = (i + k) % paths.len();
+                samples[p].extend(load(&client, &paths[p].1, &one, 1, 1).await.samples);
+            }
+            if (i + 1) % 50 == 0 || i + 1 == prompts.len() {
+                eprintln!("  concurrency 1: {}/{} prompts on each path", i + 1, prompts.len());
+            }
         }
-        let (route, direct, through, hop) = (Summary::pooled(route), Summary::pooled(direct), Summary::pooled(through), Summary::pooled(hop));
+        let summaries: Vec<Summary> = samples
+            .iter()
+            .map(|s| Summary {
+                per_second: s.len() as f64 / s.iter().sum::<Duration>().as_secs_f64().max(1e-9),
+                samples: s.clone(),
+            })
+            .collect();
+        let (route, direct, through) = (&summaries[0], &summaries[1], &summaries[2]);
 
         // Concurrency 32: /v1/route alone against the whole Envoy path, alternating rounds.
         let (mut route32, mut through32) = (Vec::new(), Vec::new());
@@ -201,14 +215,23 @@ fn main() {
         let (route32, through32) = (Summary::pooled(route32), Summary::pooled(through32));
 
         println!("concurrency 1");
-        route.line("/v1/route direct (the decision)");
-        direct.line("stub upstream direct");
-        through.line("Envoy + ext_proc + stub");
-        hop.line("Envoy (processing off) + stub");
-        let overhead = ms(through.at(0.5)) - ms(route.at(0.5)) - ms(direct.at(0.5));
+        for (summary, (label, _)) in summaries.iter().zip(&paths) {
+            summary.line(label);
+        }
+        let stub_p50 = ms(direct.at(0.5));
+        let overhead = ms(through.at(0.5)) - ms(route.at(0.5)) - stub_p50;
         println!("  ext_proc round trip over the decision and the upstream: {overhead:+.3} ms at p50");
-        let envoy_hop = ms(hop.at(0.5)) - ms(direct.at(0.5));
+        let envoy_hop = ms(summaries[3].at(0.5)) - stub_p50;
         println!("  of which Envoy's own proxy hop: {envoy_hop:+.3} ms; the ext_proc messages: {:+.3} ms", overhead - envoy_hop);
+        let paired = |path: &Summary| {
+            let mut d: Vec<f64> = path.samples.iter().zip(&route.samples).map(|(p, r)| ms(*p) - ms(*r)).collect();
+            d.sort_by(f64::total_cmp);
+            d.get(d.len() / 2).copied().unwrap_or(0.0) - stub_p50
+        };
+        println!("  the same, prompt by prompt (median of Envoy path - /v1/route, less the stub's p50):");
+        for (summary, (label, _)) in summaries.iter().zip(&paths).skip(2) {
+            println!("    {label:<40} {:+.3} ms", paired(summary));
+        }
         println!("concurrency 32");
         route32.line("/v1/route direct");
         through32.line("Envoy + ext_proc + stub");
@@ -218,7 +241,50 @@ fn main() {
         println!("  ext_proc adds <= 1 ms at p50 over the decision: {overhead:+.3} ms  {}", verdict(overhead <= 1.0));
         println!("  >= 80% of /v1/route throughput at concurrency 32: {:.0}%  {}", share * 100.0, verdict(share >= 0.8));
     });
-    drop(bare);
+    drop(variants);
     drop(envoy);
     drop(server);
+}
+
+/// Envoy on the example with some processing modes changed, measured beside it in the same run.
+fn variants() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
+    vec![
+        // The filter sends nothing: Envoy's own proxy hop.
+        (
+            "Envoy (processing off) + stub",
+            vec![
+                ("request_header_mode: SEND", "request_header_mode: SKIP"),
+                ("request_body_mode: BUFFERED", "request_body_mode: NONE"),
+                ("response_header_mode: SEND", "response_header_mode: SKIP"),
+                ("response_body_mode: BUFFERED", "response_body_mode: NONE"),
+            ],
+        ),
+        // Headers and body sent at once (one round trip each way instead of two).
+        (
+            "Envoy, STREAMED without waiting",
+            vec![
+                ("request_body_mode: BUFFERED", "request_body_mode: STREAMED"),
+                ("response_body_mode: BUFFERED", "response_body_mode: STREAMED"),
+                ("failure_mode_allow: true", "failure_mode_allow: true\n                      send_body_without_waiting_for_header_response: true"),
+            ],
+        ),
+        (
+            "Envoy, FULL_DUPLEX_STREAMED + stub",
+            vec![
+                ("request_body_mode: BUFFERED", "request_body_mode: FULL_DUPLEX_STREAMED"),
+                ("response_body_mode: BUFFERED", "response_body_mode: FULL_DUPLEX_STREAMED"),
+                ("request_trailer_mode: SKIP", "request_trailer_mode: SEND"),
+                ("response_trailer_mode: SKIP", "response_trailer_mode: SEND"),
+            ],
+        ),
+        // The request side alone: what leaving the answer unobserved would cost (a bound for
+        // any scheme that takes the response off the critical path).
+        (
+            "Envoy, response unobserved + stub",
+            vec![
+                ("response_header_mode: SEND", "response_header_mode: SKIP"),
+                ("response_body_mode: BUFFERED", "response_body_mode: NONE"),
+            ],
+        ),
+    ]
 }

@@ -1,7 +1,8 @@
 //! The Envoy external-processing front end: a gRPC server implementing
 //! `envoy.service.ext_proc.v3.ExternalProcessor` beside the HTTP server, with `grpc.health.v1`
 //! health that reports SERVING once the engine is warm. Each gRPC stream is one HTTP request
-//! through Envoy, driven by [`stream::run`] through the same route flow as `/v1/route`.
+//! through Envoy, answered inline by [`stream::replies`] through the same route flow as
+//! `/v1/route`.
 //!
 //! It runs on its own multi-threaded runtime (the actix system runtime it starts from is
 //! single-threaded and hosts the HTTP accept loop), so the streams of many concurrent requests
@@ -11,23 +12,20 @@ mod render;
 mod stream;
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web::Data;
 use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::{ExternalProcessor, ExternalProcessorServer};
 use envoy_types::pb::envoy::service::ext_proc::v3::{ProcessingRequest, ProcessingResponse};
-use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::ReceiverStream;
+use futures_util::Stream;
+use tokio::sync::oneshot;
 use tonic::{Request, Response, Status, Streaming};
 use tonic_health::ServingStatus;
 
 use super::AppState;
 use crate::config::{Config, DecisionHeader};
-
-/// Replies a stream may have queued before Envoy reads them (a routed request needs at most a
-/// few; more only with many STREAMED chunks).
-const REPLY_QUEUE: usize = 16;
 
 /// How often readiness is polled until the engine is loaded.
 const READY_POLL: Duration = Duration::from_millis(50);
@@ -49,13 +47,10 @@ struct ExtProc {
 
 #[tonic::async_trait]
 impl ExternalProcessor for ExtProc {
-    type ProcessStream = ReceiverStream<Result<ProcessingResponse, Status>>;
+    type ProcessStream = Pin<Box<dyn Stream<Item = Result<ProcessingResponse, Status>> + Send + 'static>>;
 
     async fn process(&self, request: Request<Streaming<ProcessingRequest>>) -> Result<Response<Self::ProcessStream>, Status> {
-        let (tx, rx) = mpsc::channel(REPLY_QUEUE);
-        // The task ends when Envoy closes the stream or stops reading it; its state goes with it.
-        tokio::spawn(stream::run(Arc::clone(&self.ctx), request.into_inner(), tx));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(Box::pin(stream::replies(Arc::clone(&self.ctx), request.into_inner()))))
     }
 }
 

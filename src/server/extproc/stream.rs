@@ -3,14 +3,15 @@
 //! the request holds (buffers, the in-flight count, the pending cache write) lives in
 //! [`Exchange`] and is dropped with the gRPC stream, also when the client goes away.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::config::core::v3::HeaderMap;
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::BodySendMode;
 use envoy_types::pb::envoy::service::ext_proc::v3::{processing_request::Request, HttpBody, HttpHeaders, ProcessingRequest, ProcessingResponse};
+use futures_util::Stream;
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use super::render;
@@ -88,9 +89,11 @@ struct Exchange {
     answer: Option<Answer>,
 }
 
-/// Drives one stream until Envoy closes it or stops listening.
-pub async fn run(ctx: Arc<ExtProcContext>, mut inbound: Streaming<ProcessingRequest>, out: mpsc::Sender<Result<ProcessingResponse, Status>>) {
-    let mut exchange = Exchange {
+/// The replies of one stream. Each inbound message is handled inline, in the task that writes
+/// the gRPC response (no task or channel of its own: a hop less per exchange); the stream ends
+/// when Envoy closes its side, and its state is dropped with it, also on a reset.
+pub fn replies(ctx: Arc<ExtProcContext>, inbound: Streaming<ProcessingRequest>) -> impl Stream<Item = Result<ProcessingResponse, Status>> + Send + 'static {
+    let exchange = Exchange {
         ctx,
         request_mode: BodyMode::Buffered,
         response_mode: BodyMode::Buffered,
@@ -102,47 +105,23 @@ pub async fn run(ctx: Arc<ExtProcContext>, mut inbound: Streaming<ProcessingRequ
         pending: None,
         answer: None,
     };
-    loop {
-        let message = match inbound.message().await {
-            Ok(Some(message)) => message,
-            // Envoy closed the stream (the request ended, or the client went away).
-            Ok(None) => return,
-            Err(status) => {
-                tracing::debug!(%status, "ext_proc stream ended");
-                return;
+    futures_util::stream::unfold((exchange, inbound, VecDeque::new()), |(mut exchange, mut inbound, mut queued)| async move {
+        loop {
+            if let Some(reply) = queued.pop_front() {
+                return Some((Ok(reply), (exchange, inbound, queued)));
             }
-        };
-        if let Some(config) = &message.protocol_config {
-            exchange.request_mode = BodyMode::from_config(config.request_body_mode, config.send_body_without_waiting_for_header_response);
-            exchange.response_mode = BodyMode::from_config(config.response_body_mode, config.send_body_without_waiting_for_header_response);
+            let message = match inbound.message().await {
+                Ok(Some(message)) => message,
+                // Envoy closed the stream (the request ended, or the client went away).
+                Ok(None) => return None,
+                Err(status) => {
+                    tracing::debug!(%status, "ext_proc stream ended");
+                    return None;
+                }
+            };
+            queued.extend(exchange.handle(message).await);
         }
-        let replies = match message.request {
-            Some(Request::RequestHeaders(headers)) => exchange.request_headers(headers),
-            Some(Request::RequestBody(body)) => exchange.request_body(body).await,
-            Some(Request::RequestTrailers(_)) => {
-                let mut replies = if exchange.route && exchange.pending.is_none() && exchange.headers_owed {
-                    // The body ended with trailers rather than an end-of-stream chunk.
-                    exchange.decide().await
-                } else {
-                    Vec::new()
-                };
-                replies.push(render::request_trailers());
-                replies
-            }
-            Some(Request::ResponseHeaders(headers)) => exchange.response_headers(&headers),
-            Some(Request::ResponseBody(body)) => exchange.response_body(body),
-            Some(Request::ResponseTrailers(_)) => {
-                exchange.finish();
-                vec![render::response_trailers()]
-            }
-            None => Vec::new(),
-        };
-        for reply in replies {
-            if out.send(Ok(reply)).await.is_err() {
-                return;
-            }
-        }
-    }
+    })
 }
 
 /// Header names and values of an Envoy header map; values that are not UTF-8 are dropped.
@@ -169,6 +148,35 @@ fn is_chat_path(path: &str) -> bool {
 }
 
 impl Exchange {
+    /// The replies to one message from Envoy.
+    async fn handle(&mut self, message: ProcessingRequest) -> Vec<ProcessingResponse> {
+        if let Some(config) = &message.protocol_config {
+            self.request_mode = BodyMode::from_config(config.request_body_mode, config.send_body_without_waiting_for_header_response);
+            self.response_mode = BodyMode::from_config(config.response_body_mode, config.send_body_without_waiting_for_header_response);
+        }
+        match message.request {
+            Some(Request::RequestHeaders(headers)) => self.request_headers(headers),
+            Some(Request::RequestBody(body)) => self.request_body(body).await,
+            Some(Request::RequestTrailers(_)) => {
+                let mut replies = if self.route && self.pending.is_none() && self.headers_owed {
+                    // The body ended with trailers rather than an end-of-stream chunk.
+                    self.decide().await
+                } else {
+                    Vec::new()
+                };
+                replies.push(render::request_trailers());
+                replies
+            }
+            Some(Request::ResponseHeaders(headers)) => self.response_headers(&headers),
+            Some(Request::ResponseBody(body)) => self.response_body(body),
+            Some(Request::ResponseTrailers(_)) => {
+                self.finish();
+                vec![render::response_trailers()]
+            }
+            None => Vec::new(),
+        }
+    }
+
     fn request_headers(&mut self, message: HttpHeaders) -> Vec<ProcessingResponse> {
         let pairs = header_pairs(message.headers.as_ref());
         self.headers = RequestHeaders::from_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
