@@ -29,12 +29,18 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().expect("local addr").port()
 }
 
+/// The admin token every test server gets (`SEMROUTER_ADMIN_TOKEN`) unless its `Launch::env`
+/// sets another; admin requests send it as `Authorization: Bearer`.
+pub const ADMIN_TOKEN: &str = "test-admin-token-4f1c9e";
+
 /// A running `semrouter serve`.
 pub struct Server {
     child: Option<Child>,
     /// `http://127.0.0.1:PORT`
     pub base: String,
     stderr: PathBuf,
+    /// The `--config` file, when one was given.
+    pub config_path: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -45,6 +51,8 @@ pub struct Launch<'a> {
     pub config: Option<String>,
     /// Extra environment variables (e.g. `SEMROUTER__...` overrides).
     pub env: Vec<(&'a str, String)>,
+    /// A config file the test manages itself (rewrites, symlink swaps), instead of `config`.
+    pub config_file: Option<PathBuf>,
 }
 
 impl Server {
@@ -67,16 +75,23 @@ impl Server {
         let port = free_port();
         let mut command = Command::new(binary());
         command.current_dir(repo()).arg("serve").arg("--http-addr").arg(format!("127.0.0.1:{port}"));
-        if let Some(config) = &launch.config {
-            let path = dir.path().join("config.yaml");
-            std::fs::write(&path, config).expect("write config");
-            command.arg("--config").arg(&path);
+        let config_path = match (&launch.config_file, &launch.config) {
+            (Some(path), _) => Some(path.clone()),
+            (None, Some(config)) => {
+                let path = dir.path().join("config.yaml");
+                std::fs::write(&path, config).expect("write config");
+                Some(path)
+            }
+            (None, None) => None,
+        };
+        if let Some(path) = &config_path {
+            command.arg("--config").arg(path);
         }
+        command.env("SEMROUTER_ADMIN_TOKEN", ADMIN_TOKEN).env("RUST_LOG", "info");
         for (key, value) in &launch.env {
             command.env(key, value);
         }
         command
-            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).expect("stderr file"));
         let child = command.spawn().expect("spawn semrouter");
@@ -84,6 +99,7 @@ impl Server {
             child: Some(child),
             base: format!("http://127.0.0.1:{port}"),
             stderr,
+            config_path,
             _dir: dir,
         }
     }
