@@ -188,11 +188,13 @@ async fn the_watcher_reloads_a_rewritten_file_and_a_configmap_symlink_swap() {
     swap_data_to("..v1");
     std::os::unix::fs::symlink("..data/config.yaml", root.join("config.yaml")).unwrap();
 
-    let server = Server::start(Launch {
-        config_file: Some(root.join("config.yaml")),
-        env: vec![("SEMROUTER__SERVER__RELOAD__POLL_INTERVAL_MS", "200".into())],
-        ..Launch::default()
-    });
+    let server = Server::start_on_file(
+        root.join("config.yaml"),
+        Launch {
+            env: vec![("SEMROUTER__SERVER__RELOAD__POLL_INTERVAL_MS", "200".into())],
+            ..Launch::default()
+        },
+    );
     let client = reqwest::Client::new();
     let first = routed_model(&client, &server).await;
     let (first, second) = (first.as_str(), other(&first));

@@ -51,8 +51,6 @@ pub struct Launch<'a> {
     pub config: Option<String>,
     /// Extra environment variables (e.g. `SEMROUTER__...` overrides).
     pub env: Vec<(&'a str, String)>,
-    /// A config file the test manages itself (rewrites, symlink swaps), instead of `config`.
-    pub config_file: Option<PathBuf>,
 }
 
 impl Server {
@@ -68,15 +66,27 @@ impl Server {
         server
     }
 
+    /// Starts the server on a config file the test manages itself (rewrites it, swaps
+    /// symlinks), with `launch.env`, and waits until it is ready.
+    pub fn start_on_file(path: PathBuf, launch: Launch) -> Self {
+        let mut server = Self::spawn_on(launch, Some(path));
+        server.wait_ready(Duration::from_secs(120));
+        server
+    }
+
     /// Starts the server without waiting.
     pub fn spawn(launch: Launch) -> Self {
+        Self::spawn_on(launch, None)
+    }
+
+    fn spawn_on(launch: Launch, config_file: Option<PathBuf>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let stderr = dir.path().join("stderr.log");
         let port = free_port();
         let mut command = Command::new(binary());
         command.current_dir(repo()).arg("serve").arg("--http-addr").arg(format!("127.0.0.1:{port}"));
-        let config_path = match (&launch.config_file, &launch.config) {
-            (Some(path), _) => Some(path.clone()),
+        let config_path = match (config_file, &launch.config) {
+            (Some(path), _) => Some(path),
             (None, Some(config)) => {
                 let path = dir.path().join("config.yaml");
                 std::fs::write(&path, config).expect("write config");
