@@ -95,6 +95,8 @@ pub struct ServerConfig {
     pub admin: AdminConfig,
     /// Whether the config file is watched and reloaded when it changes.
     pub reload: ReloadConfig,
+    /// TLS on the REST listener (absent: plain HTTP).
+    pub tls: Option<TlsConfig>,
     /// Logs prompt text at debug level. Off by default: prompts, API keys and PII values
     /// never reach the log unless an operator asks for prompts explicitly.
     pub log_prompts: bool,
@@ -112,8 +114,19 @@ impl Default for ServerConfig {
             admin: AdminConfig::default(),
             reload: ReloadConfig::default(),
             log_prompts: false,
+            tls: None,
         }
     }
+}
+
+/// TLS on the REST listener: a PEM certificate chain and its private key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the server certificate first, then any intermediates.
+    pub cert_file: PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 /// The admin endpoints: on only when the environment variable `token_env` holds a token.

@@ -15,6 +15,7 @@ mod pii_screen;
 mod proxy;
 mod reload;
 mod routing;
+mod tls;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -57,6 +58,9 @@ pub enum ServeError {
     /// The ext_proc gRPC server could not start.
     #[error("{0}")]
     ExtProc(#[from] extproc::ExtProcError),
+    /// The TLS certificate or key could not be used.
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
     /// The engine could not be built from the configuration.
     #[error("{0}")]
     Load(String),
@@ -130,11 +134,14 @@ pub async fn serve(config: Config, addr: SocketAddr, config_path: Option<PathBuf
     // Streamed answers go out chunk by chunk as the upstream sends them: with Nagle's
     // algorithm each chunk after the first waited for the client's delayed ACK (about 40 ms).
     .tcp_nodelay(true)
-    .shutdown_timeout(config.server.shutdown_timeout_s)
-    .bind(addr)
+    .shutdown_timeout(config.server.shutdown_timeout_s);
+    let server = match &config.server.tls {
+        Some(tls) => server.bind_rustls_0_23(addr, tls::server_config(&tls.cert_file, &tls.key_file)?),
+        None => server.bind(addr),
+    }
     .map_err(|source| ServeError::Bind { addr, source })?
     .run();
-    tracing::info!(%addr, workers, "listening; loading models");
+    tracing::info!(%addr, workers, tls = config.server.tls.is_some(), "listening; loading models");
     let extproc = if config.extproc.enabled { Some(extproc::ExtProcServer::start(&config, state.clone())?) } else { None };
 
     actix_web::rt::spawn(async move {

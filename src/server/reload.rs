@@ -276,6 +276,7 @@ fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
     check("server.admin", o.admin != n.admin);
     check("server.reload", o.reload != n.reload);
     check("server.log_prompts", o.log_prompts != n.log_prompts);
+    check("server.tls", o.tls != n.tls);
     check("runtime", differs(&old.runtime, &new.runtime));
     check("embedding", differs(&old.embedding, &new.embedding));
     check("routing.tenant_header", old.routing.tenant_header != new.routing.tenant_header);
