@@ -38,6 +38,9 @@ use rand_chacha::ChaCha8Rng;
 use semrouter::cache::{BatchItem, CacheConfig, CachedAnswer, EmbeddingSpace, SemanticCache};
 use serde_json::{json, Value};
 
+/// The admin token the served router gets; `POST /v1/cache` needs it.
+const ADMIN_TOKEN: &str = "bench-admin-token";
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -410,6 +413,8 @@ async fn route_phase() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["serve", "--http-addr", &format!("127.0.0.1:{port}")])
         .env("SEMROUTER__CACHE__ENABLED", "true")
+        // POST /v1/cache is an admin endpoint.
+        .env("SEMROUTER_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -449,7 +454,7 @@ async fn route_phase() {
         }
         let entry = json!({"request": chat(text), "response": {"object": "chat.completion", "model": "m",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "cached"}, "finish_reason": "stop"}]}});
-        client.post(format!("{}/v1/cache", server.1)).json(&entry).send().await.expect("store");
+        client.post(format!("{}/v1/cache", server.1)).bearer_auth(ADMIN_TOKEN).json(&entry).send().await.expect("store");
     }
     let mut hits = Vec::new();
     for text in &texts {

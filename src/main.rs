@@ -103,14 +103,12 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config: path, http_addr } => {
-            let mut config = config::load(path.as_deref())?;
+            let config = config::load(path.as_deref())?;
             init_logging(config.server.log_format);
-            if let Some(addr) = http_addr {
-                config.server.http_addr = addr;
-            }
-            let addr = config.server.http_addr;
+            // The config keeps the file's address, so a reload does not see it as changed.
+            let addr = http_addr.unwrap_or(config.server.http_addr);
             actix_web::rt::System::new()
-                .block_on(semrouter::server::serve(config, addr))
+                .block_on(semrouter::server::serve(config, addr, path))
                 .context("semrouter stopped")?;
             tracing::info!("stopped");
             Ok(())

@@ -27,7 +27,7 @@ fn cached_server_with(extra: &[(&'static str, &str)]) -> Server {
 
 /// `POST /v1/cache` of `answer` for `request`: (stored, reason).
 async fn store(client: &reqwest::Client, server: &Server, request: &Value, answer: Value) -> (bool, Option<String>) {
-    let reply = client.post(server.url("/v1/cache")).json(&json!({"request": request, "response": answer})).send().await.unwrap();
+    let reply = client.post(server.url("/v1/cache")).bearer_auth(common::ADMIN_TOKEN).json(&json!({"request": request, "response": answer})).send().await.unwrap();
     assert_eq!(reply.status(), 200);
     let body: Value = reply.json().await.unwrap();
     (body["stored"].as_bool().expect("stored"), body["reason"].as_str().map(str::to_string))
@@ -64,10 +64,10 @@ async fn route_misses_then_serves_stored_answers_exactly_and_semantically() {
     // An incomplete answer is refused, a complete one stored.
     let cut = json!({"request": chat("auto", question), "response": {"choices": [{"index": 0,
         "message": {"role": "assistant", "content": "Canb"}, "finish_reason": "length"}]}});
-    let refused: Value = client.post(server.url("/v1/cache")).json(&cut).send().await.unwrap().json().await.unwrap();
+    let refused: Value = client.post(server.url("/v1/cache")).bearer_auth(common::ADMIN_TOKEN).json(&cut).send().await.unwrap().json().await.unwrap();
     assert_eq!(refused["stored"], false, "{refused}");
     let entry = json!({"request": chat("auto", question), "response": completion("Canberra.")});
-    let stored: Value = client.post(server.url("/v1/cache")).json(&entry).send().await.unwrap().json().await.unwrap();
+    let stored: Value = client.post(server.url("/v1/cache")).bearer_auth(common::ADMIN_TOKEN).json(&entry).send().await.unwrap().json().await.unwrap();
     assert_eq!(stored["stored"], true, "{stored}");
 
     let (header, hit) = route(&client, &server, &chat("auto", question), &[]).await;
@@ -106,17 +106,17 @@ async fn route_misses_then_serves_stored_answers_exactly_and_semantically() {
     assert!(stats["hits"]["semantic"].as_u64().unwrap() >= 1, "{stats}");
 
     // Bad input: the OpenAI envelope.
-    let bad = client.post(server.url("/v1/cache")).json(&json!({"request": chat("auto", question)})).send().await.unwrap();
+    let bad = client.post(server.url("/v1/cache")).bearer_auth(common::ADMIN_TOKEN).json(&json!({"request": chat("auto", question)})).send().await.unwrap();
     assert_eq!(bad.status(), 400);
     let envelope: Value = bad.json().await.unwrap();
     assert_eq!(envelope["error"]["type"], "invalid_request_error");
-    let bad_scope = client.delete(server.url("/v1/cache?scope=zz")).send().await.unwrap();
+    let bad_scope = client.delete(server.url("/v1/cache?scope=zz")).bearer_auth(common::ADMIN_TOKEN).send().await.unwrap();
     assert_eq!(bad_scope.status(), 400);
 
     // Flush by model (another model: nothing), then all.
-    let none: Value = client.delete(server.url("/v1/cache?model=other")).send().await.unwrap().json().await.unwrap();
+    let none: Value = client.delete(server.url("/v1/cache?model=other")).bearer_auth(common::ADMIN_TOKEN).send().await.unwrap().json().await.unwrap();
     assert_eq!(none["flushed"], 0);
-    let all: Value = client.delete(server.url("/v1/cache")).send().await.unwrap().json().await.unwrap();
+    let all: Value = client.delete(server.url("/v1/cache")).bearer_auth(common::ADMIN_TOKEN).send().await.unwrap().json().await.unwrap();
     assert_eq!(all["flushed"], 1);
     let (header, _) = route(&client, &server, &chat("auto", question), &[]).await;
     assert_eq!(header.as_deref(), Some("miss"));

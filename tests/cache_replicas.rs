@@ -57,7 +57,7 @@ impl Client {
 
     async fn store(&self, server: &Server, prompt: &str, answer: &str) {
         let entry = json!({"request": chat("auto", prompt), "response": completion(answer)});
-        let reply = self.http.post(server.url("/v1/cache")).json(&entry).send().await.unwrap();
+        let reply = self.http.post(server.url("/v1/cache")).bearer_auth(common::ADMIN_TOKEN).json(&entry).send().await.unwrap();
         assert_eq!(reply.status(), 200);
         let body: Value = reply.json().await.unwrap();
         assert_eq!(body["stored"], true, "{body}");

@@ -6,6 +6,7 @@
 
 mod extproc;
 mod load;
+mod locate;
 mod policy;
 mod proxy;
 mod reasoning;
@@ -90,6 +91,15 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// Which decision headers the proxy and ext_proc front ends emit (default: all).
     pub decision_headers: Vec<DecisionHeader>,
+    /// The admin endpoints (reload, cache store and flush) and their bearer token.
+    pub admin: AdminConfig,
+    /// Whether the config file is watched and reloaded when it changes.
+    pub reload: ReloadConfig,
+    /// TLS on the REST listener (absent: plain HTTP).
+    pub tls: Option<TlsConfig>,
+    /// Logs prompt text at debug level. Off by default: prompts, API keys and PII values
+    /// never reach the log unless an operator asks for prompts explicitly.
+    pub log_prompts: bool,
 }
 
 impl Default for ServerConfig {
@@ -101,6 +111,57 @@ impl Default for ServerConfig {
             shutdown_timeout_s: 30,
             log_format: LogFormat::Text,
             decision_headers: DecisionHeader::ALL.to_vec(),
+            admin: AdminConfig::default(),
+            reload: ReloadConfig::default(),
+            log_prompts: false,
+            tls: None,
+        }
+    }
+}
+
+/// TLS on the REST listener: a PEM certificate chain and its private key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the server certificate first, then any intermediates.
+    pub cert_file: PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+/// The admin endpoints: on only when the environment variable `token_env` holds a token.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Environment variable holding the bearer token; unset or empty turns the endpoints off
+    /// (403 `admin_disabled`), never open.
+    pub token_env: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            token_env: "SEMROUTER_ADMIN_TOKEN".to_string(),
+        }
+    }
+}
+
+/// Watching the config file (`serve --config FILE`) for changes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadConfig {
+    /// Reload when the file's content changes (also through a swapped symlink, as a Kubernetes
+    /// ConfigMap update does); `POST /admin/reload` works either way.
+    pub watch: bool,
+    /// How often the file is checked, in milliseconds.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            poll_interval_ms: 1000,
         }
     }
 }

@@ -29,6 +29,20 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
     if server.workers > 1024 {
         return Err(invalid("server.workers", "must be at most 1024"));
     }
+    let token_env = &server.admin.token_env;
+    if token_env.is_empty() || !token_env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(invalid("server.admin.token_env", "must name an environment variable (letters, digits, `_`)"));
+    }
+    if let Some(tls) = &server.tls {
+        for (key, path) in [("server.tls.cert_file", &tls.cert_file), ("server.tls.key_file", &tls.key_file)] {
+            if !path.is_file() {
+                return Err(invalid(key, format!("{} is not a file", path.display())));
+            }
+        }
+    }
+    if server.reload.poll_interval_ms < 100 {
+        return Err(invalid("server.reload.poll_interval_ms", "must be at least 100"));
+    }
 
     match config.embedding.backend {
         EmbeddingBackend::Onnx => {

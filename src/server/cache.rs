@@ -5,7 +5,8 @@
 //! configured, the shared tier on Redis. `/v1/route` consults it (the exact path before the
 //! encoder, the semantic path with the request's one embedding), `POST /v1/cache` and the
 //! response paths fill it (through [`CacheService::store_reply`], after the [`PiiScreen`]),
-//! `DELETE /v1/cache` flushes it, `GET /v1/cache/stats` reports it. On shutdown the snapshot
+//! `DELETE /v1/cache` flushes it, `GET /v1/cache/stats` reports it. Store and flush are admin
+//! endpoints (a bearer token, see [`super::admin`]). On shutdown the snapshot
 //! is written.
 
 use std::sync::Arc;
@@ -303,6 +304,7 @@ struct StoreReply {
 /// themselves). Only complete, successful answers without personal data are stored; the
 /// reply says whether it was, and why not.
 async fn store(request: HttpRequest, payload: Payload, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.admin.check(&request)?;
     let bytes = read_json(&request, payload, state.max_body_bytes).await?;
     let body: StoreBody = serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid_param("body", format!("invalid cache entry: {e}")))?;
     let service = service(&state)?;
@@ -382,6 +384,7 @@ struct FlushQuery {
 /// `DELETE /v1/cache[?scope=&model=&tenant=]`: flushes matching entries, here and (through
 /// the shared tier) on every replica.
 async fn flush(request: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.admin.check(&request)?;
     let query = Query::<FlushQuery>::from_query(request.query_string()).map_err(|e| ApiError::invalid_param("query", e.to_string()))?;
     let service = service(&state)?;
     let scope = match query.scope.as_deref() {
@@ -397,7 +400,7 @@ async fn flush(request: HttpRequest, state: Data<AppState>) -> Result<HttpRespon
     Ok(HttpResponse::Ok().json(serde_json::json!({ "flushed": flushed })))
 }
 
-/// `GET /v1/cache/stats`.
+/// `GET /v1/cache/stats`: open, like `/metrics` (counts only, nothing a client sent).
 async fn stats(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let service = service(&state)?;
     Ok(HttpResponse::Ok().json(service.cache().stats()))

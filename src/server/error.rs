@@ -24,6 +24,8 @@ pub struct ApiError {
     message: String,
     param: Option<String>,
     retry_after: Option<u64>,
+    /// Whether the reply carries `www-authenticate: Bearer` (a 401).
+    bearer_challenge: bool,
 }
 
 impl ApiError {
@@ -35,6 +37,7 @@ impl ApiError {
             message: message.into(),
             param: None,
             retry_after: None,
+            bearer_challenge: false,
         }
     }
 
@@ -137,6 +140,58 @@ impl ApiError {
         Self::new(StatusCode::GATEWAY_TIMEOUT, "server_error", "upstream_timeout", message)
     }
 
+    /// 401 for an admin request without a bearer token.
+    pub fn admin_unauthorized() -> Self {
+        let mut e = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "missing_admin_token",
+            "this admin endpoint needs `Authorization: Bearer <token>`",
+        );
+        e.bearer_challenge = true;
+        e
+    }
+
+    /// 403 for an admin request whose token is wrong.
+    pub fn admin_forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "invalid_request_error", "invalid_admin_token", "the admin token is not valid")
+    }
+
+    /// 403 for any admin request while no token is configured: the endpoints are off, not open.
+    pub fn admin_disabled(token_env: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            "admin_disabled",
+            format!("admin endpoints are disabled: set the environment variable `{token_env}` (config key `server.admin.token_env`) to a token"),
+        )
+    }
+
+    /// 400 for a reload whose config does not validate; `key` names the key at fault.
+    pub fn invalid_config(key: Option<&str>, message: impl Into<String>) -> Self {
+        let e = Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_config", message);
+        match key {
+            Some(key) => e.with_param(key),
+            None => e,
+        }
+    }
+
+    /// 422 for a reload whose config validates but cannot be built (a missing head file, a
+    /// model that does not load); the old config keeps serving.
+    pub fn reload_failed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_error", "reload_failed", message)
+    }
+
+    /// 409 for a reload of a router that runs on the built-in default (no file to re-read).
+    pub fn no_config_file() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "invalid_request_error",
+            "no_config_file",
+            "the router runs on the built-in default config; start it with `--config FILE` to reload",
+        )
+    }
+
     /// 500 for a failure that is not the client's.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error", message)
@@ -222,6 +277,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status);
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
+        }
+        if self.bearer_challenge {
+            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
         let mut response = response.json(envelope);
         response.extensions_mut().insert(ErrorCode(self.code));

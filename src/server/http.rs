@@ -32,6 +32,7 @@ pub fn routes(config: &mut ServiceConfig) {
         .service(web::resource("/ready").route(web::get().to(ready)).default_service(web::to(method_not_allowed)))
         .service(web::resource("/metrics").route(web::get().to(metrics)).default_service(web::to(method_not_allowed)))
         .configure(super::cache::routes)
+        .configure(super::admin::routes)
         .configure(super::proxy::routes);
 }
 
@@ -232,6 +233,7 @@ async fn embeddings(request: HttpRequest, payload: Payload, state: Data<AppState
 async fn models(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let engine = state.engine()?;
     let created = state.started_unix;
+    let upstreams = state.upstreams.load();
     let mut data: Vec<Value> = engine
         .auto_models()
         .iter()
@@ -239,7 +241,7 @@ async fn models(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
         .collect();
     data.extend(engine.fleet().models().iter().map(|m| {
         json!({"id": m.name, "object": "model", "created": created, "owned_by": "semrouter",
-               "semrouter": {"kind": "upstream", "reasoning_family": m.family, "proxied": state.upstreams.has(&m.name)}})
+               "semrouter": {"kind": "upstream", "reasoning_family": m.family, "proxied": upstreams.has(&m.name)}})
     }));
     let info = engine.embedder().info();
     data.push(json!({"id": info.model_id, "object": "model", "created": created, "owned_by": "semrouter",

@@ -68,5 +68,8 @@ pub fn describe() {
     describe_counter!("semrouter_model_tokens_total", "Tokens each model's answers reported in `usage`, by kind (prompt, completion)");
     describe_counter!("semrouter_proxy_upstream_attempts_total", "Proxy calls to upstreams by model and outcome (2xx, 4xx, 5xx, connect_error, timeout, ...)");
     describe_counter!("semrouter_proxy_stream_errors_total", "Streamed answers that ended in error after their first byte, by model and reason");
+    describe_counter!("semrouter_config_reloads_total", "Config reloads by result (ok, invalid, failed) and trigger (endpoint, watch)");
+    describe_gauge!("semrouter_config_hash", "First 48 bits of the SHA-256 of the config file serving now");
+    describe_gauge!("semrouter_config_loaded_timestamp_seconds", "Unix time the serving config was loaded");
     describe_counter!("semrouter_proxy_cancelled_total", "Streamed answers abandoned by their client (the upstream call was cancelled)");
 }

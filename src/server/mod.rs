@@ -4,6 +4,7 @@
 //! is assembled on a blocking thread and swapped in when warm. SIGTERM stops accepting and
 //! lets in-flight requests finish within `server.shutdown_timeout_s`.
 
+mod admin;
 mod body;
 mod cache;
 mod error;
@@ -12,17 +13,20 @@ mod http;
 mod metrics;
 mod pii_screen;
 mod proxy;
+mod reload;
 mod routing;
+mod tls;
 mod upstream;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::middleware::from_fn;
 use actix_web::web::{self, Data};
 use actix_web::{App, HttpServer};
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::assemble::assemble;
@@ -54,6 +58,9 @@ pub enum ServeError {
     /// The ext_proc gRPC server could not start.
     #[error("{0}")]
     ExtProc(#[from] extproc::ExtProcError),
+    /// The TLS certificate or key could not be used.
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
     /// The engine could not be built from the configuration.
     #[error("{0}")]
     Load(String),
@@ -68,10 +75,16 @@ pub struct AppState {
     max_body_bytes: usize,
     tenant_header: String,
     started_unix: u64,
-    /// The proxy's upstreams (`models[].upstream`) and its timeouts.
-    upstreams: upstream::Upstreams,
+    /// The proxy's upstreams (`models[].upstream`) and its timeouts; swapped on reload.
+    upstreams: ArcSwap<upstream::Upstreams>,
     /// Which decision headers the proxy emits (`server.decision_headers`).
     decision_headers: Vec<DecisionHeader>,
+    /// The admin endpoints' token check.
+    admin: admin::AdminAuth,
+    /// The config file and the config serving now, for reloads.
+    reloader: reload::Reloader,
+    /// `server.log_prompts`: prompt text may be logged at debug level.
+    log_prompts: bool,
 }
 
 impl AppState {
@@ -82,7 +95,9 @@ impl AppState {
 }
 
 /// Runs the HTTP server on `addr` until SIGTERM/SIGINT, loading the engine in the background.
-pub async fn serve(config: Config, addr: SocketAddr) -> Result<(), ServeError> {
+/// `config` was loaded from `config_path` (the built-in default when `None`), which
+/// `POST /admin/reload` and the file watcher re-read.
+pub async fn serve(config: Config, addr: SocketAddr, config_path: Option<PathBuf>) -> Result<(), ServeError> {
     let upstreams = upstream::Upstreams::new(&config.models, &config.proxy)?;
     let metrics_handle = metrics::install()?;
     metrics::describe();
@@ -93,9 +108,16 @@ pub async fn serve(config: Config, addr: SocketAddr) -> Result<(), ServeError> {
         max_body_bytes: config.server.max_body_bytes,
         tenant_header: config.routing.tenant_header.clone(),
         started_unix: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-        upstreams,
+        upstreams: ArcSwap::from_pointee(upstreams),
         decision_headers: config.server.decision_headers.clone(),
+        admin: admin::AdminAuth::from_env(&config.server.admin),
+        reloader: reload::Reloader::new(&config, config_path.clone()),
+        log_prompts: config.server.log_prompts,
     });
+    if !state.admin.enabled() {
+        tracing::info!(token_env = %config.server.admin.token_env, "no admin token configured: admin endpoints (reload, cache store and flush) are off");
+    }
+    let watch = (config.server.reload.watch && config_path.is_some()).then(|| Duration::from_millis(config.server.reload.poll_interval_ms));
     let workers = match config.server.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -112,11 +134,14 @@ pub async fn serve(config: Config, addr: SocketAddr) -> Result<(), ServeError> {
     // Streamed answers go out chunk by chunk as the upstream sends them: with Nagle's
     // algorithm each chunk after the first waited for the client's delayed ACK (about 40 ms).
     .tcp_nodelay(true)
-    .shutdown_timeout(config.server.shutdown_timeout_s)
-    .bind(addr)
+    .shutdown_timeout(config.server.shutdown_timeout_s);
+    let server = match &config.server.tls {
+        Some(tls) => server.bind_rustls_0_23(addr, tls::server_config(&tls.cert_file, &tls.key_file)?),
+        None => server.bind(addr),
+    }
     .map_err(|source| ServeError::Bind { addr, source })?
     .run();
-    tracing::info!(%addr, workers, "listening; loading models");
+    tracing::info!(%addr, workers, tls = config.server.tls.is_some(), "listening; loading models");
     let extproc = if config.extproc.enabled { Some(extproc::ExtProcServer::start(&config, state.clone())?) } else { None };
 
     actix_web::rt::spawn(async move {
@@ -158,6 +183,9 @@ pub async fn serve(config: Config, addr: SocketAddr) -> Result<(), ServeError> {
                 ::metrics::gauge!("semrouter_ready").set(1.0);
                 tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "models loaded and warmed; ready");
                 state.engine.store(Some(Arc::new(router)));
+                if let Some(interval) = watch {
+                    actix_web::rt::spawn(reload::watch(state.clone(), interval));
+                }
             }
             Ok(Err(error)) => {
                 let _ = failure.set(error.to_string());

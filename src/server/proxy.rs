@@ -106,7 +106,8 @@ async fn forward(
     write: Option<PendingWrite>,
     received: Instant,
 ) -> Result<HttpResponse, ApiError> {
-    let upstreams = &state.upstreams;
+    // One snapshot for the whole request, so that a reload mid-request does not mix them.
+    let upstreams = state.upstreams.load_full();
     let config = upstreams.config();
     let deadline = received + Duration::from_millis(config.total_timeout_ms);
     let chosen = decision.model.as_deref().ok_or_else(|| ApiError::internal("a routed decision without a model"))?;
@@ -209,7 +210,7 @@ async fn relay(state: &AppState, decision: &Decision, cache_label: Option<&'stat
     for (name, value) in decision_headers(decision, cache_label, &state.decision_headers) {
         reply.insert_header((name, value));
     }
-    let idle = Duration::from_millis(state.upstreams.config().idle_timeout_ms);
+    let idle = Duration::from_millis(state.upstreams.load().config().idle_timeout_ms);
     if sse && status.is_success() {
         reply.insert_header((CACHE_CONTROL, "no-cache"));
         return Ok(reply.streaming(ObservedStream::new(response, answer, idle, deadline)));

@@ -127,6 +127,11 @@ pub async fn route_chat(state: &AppState, engine: &Router, chat: &ChatRequest, h
             format!("unknown preference `{p}`; use one of: {}", engine.preferences().join(", ")),
         ));
     }
+    if state.log_prompts {
+        // Only with `server.log_prompts: true`: prompts may hold secrets and personal data.
+        let messages = chat.body.get("messages").map(ToString::to_string).unwrap_or_default();
+        tracing::debug!(model = %chat.model, %messages, "routing request (server.log_prompts is on)");
+    }
     let service = state.cache.load_full();
     let store_allowed = directives(headers.iter()).store;
     let mut prepared = service.as_ref().map(|s| s.prepare(headers, chat, options.tenant.as_deref()));

@@ -29,12 +29,18 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().expect("local addr").port()
 }
 
+/// The admin token every test server gets (`SEMROUTER_ADMIN_TOKEN`) unless its `Launch::env`
+/// sets another; admin requests send it as `Authorization: Bearer`.
+pub const ADMIN_TOKEN: &str = "test-admin-token-4f1c9e";
+
 /// A running `semrouter serve`.
 pub struct Server {
     child: Option<Child>,
     /// `http://127.0.0.1:PORT`
     pub base: String,
     stderr: PathBuf,
+    /// The `--config` file, when one was given.
+    pub config_path: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -60,23 +66,42 @@ impl Server {
         server
     }
 
+    /// Starts the server on a config file the test manages itself (rewrites it, swaps
+    /// symlinks), with `launch.env`, and waits until it is ready.
+    pub fn start_on_file(path: PathBuf, launch: Launch) -> Self {
+        let mut server = Self::spawn_on(launch, Some(path));
+        server.wait_ready(Duration::from_secs(120));
+        server
+    }
+
     /// Starts the server without waiting.
     pub fn spawn(launch: Launch) -> Self {
+        Self::spawn_on(launch, None)
+    }
+
+    fn spawn_on(launch: Launch, config_file: Option<PathBuf>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let stderr = dir.path().join("stderr.log");
         let port = free_port();
         let mut command = Command::new(binary());
         command.current_dir(repo()).arg("serve").arg("--http-addr").arg(format!("127.0.0.1:{port}"));
-        if let Some(config) = &launch.config {
-            let path = dir.path().join("config.yaml");
-            std::fs::write(&path, config).expect("write config");
-            command.arg("--config").arg(&path);
+        let config_path = match (config_file, &launch.config) {
+            (Some(path), _) => Some(path),
+            (None, Some(config)) => {
+                let path = dir.path().join("config.yaml");
+                std::fs::write(&path, config).expect("write config");
+                Some(path)
+            }
+            (None, None) => None,
+        };
+        if let Some(path) = &config_path {
+            command.arg("--config").arg(path);
         }
+        command.env("SEMROUTER_ADMIN_TOKEN", ADMIN_TOKEN).env("RUST_LOG", "info");
         for (key, value) in &launch.env {
             command.env(key, value);
         }
         command
-            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).expect("stderr file"));
         let child = command.spawn().expect("spawn semrouter");
@@ -84,6 +109,7 @@ impl Server {
             child: Some(child),
             base: format!("http://127.0.0.1:{port}"),
             stderr,
+            config_path,
             _dir: dir,
         }
     }
