@@ -137,6 +137,7 @@ pub async fn route_chat(state: &AppState, engine: &Router, chat: &ChatRequest, h
     let mut prepared = service.as_ref().map(|s| s.prepare(headers, chat, options.tenant.as_deref()));
     if let (Some(service), Some(Prepared::Ready(cache_request))) = (&service, &prepared) {
         if let Some(hit) = service.cache().lookup_exact(cache_request) {
+            log_hit(&chat.model, &hit);
             return Ok(Routed::Cached {
                 hit,
                 request: cache_request.clone(),
@@ -167,6 +168,7 @@ pub async fn route_chat(state: &AppState, engine: &Router, chat: &ChatRequest, h
             // A near neighbour's answer is served only to a prompt the engine would let
             // through: a blocked prompt must not read what was stored for a harmless one.
             if let Some(hit) = semantic_hit.filter(|_| decision.action != crate::engine::Action::Block) {
+                log_hit(&chat.model, &hit);
                 return Ok(Routed::Cached {
                     hit,
                     request: cache_request.clone(),
@@ -201,7 +203,9 @@ pub async fn route_chat(state: &AppState, engine: &Router, chat: &ChatRequest, h
         Prepared::Ready(_) => CacheReport::miss(),
         Prepared::Skipped(reason) => CacheReport::skipped(reason),
     });
-    tracing::debug!(
+    // One info line per decision (what was decided, never the prompt): operators follow
+    // routing from the log, and `server.log_format: json` makes it a record.
+    tracing::info!(
         model = decision.model.as_deref().unwrap_or("none"),
         action = ?decision.action,
         routed = decision.routed,
@@ -210,6 +214,11 @@ pub async fn route_chat(state: &AppState, engine: &Router, chat: &ChatRequest, h
         "decision"
     );
     Ok(Routed::Decided { decision, cache, write })
+}
+
+/// The info line of a request answered from the cache (in place of the decision line).
+fn log_hit(requested: &str, hit: &crate::cache::CacheHit) {
+    tracing::info!(requested, cache = hit.kind.label(), similarity = hit.similarity, age_ms = hit.age_ms, "cache hit");
 }
 
 /// The decision headers a proxy or ext_proc reply carries, those in `emitted` only. `cache`
