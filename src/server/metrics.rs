@@ -72,4 +72,11 @@ pub fn describe() {
     describe_gauge!("semrouter_config_hash", "First 48 bits of the SHA-256 of the config file serving now");
     describe_gauge!("semrouter_config_loaded_timestamp_seconds", "Unix time the serving config was loaded");
     describe_counter!("semrouter_proxy_cancelled_total", "Streamed answers abandoned by their client (the upstream call was cancelled)");
+    describe_counter!("semrouter_policy_matches_total", "Requests each policy matched, by policy");
+    describe_counter!("semrouter_jailbreak_detected_total", "Prompts the jailbreak signal flagged, by the policy that acted on it");
+    describe_counter!("semrouter_pii_detections_total", "Personal data found in prompts, by type");
+    describe_counter!("semrouter_scoring_fallbacks_total", "Decisions that fell back to scoring.default_model (no candidate scored)");
+    describe_counter!("semrouter_degraded_decisions_total", "Decisions made without an embedding (the embedding backend unavailable)");
+    describe_counter!("semrouter_tools_removed_total", "Tools removed from requests as irrelevant to the prompt");
+    crate::cache::metrics::describe();
 }
