@@ -176,7 +176,11 @@ async fn envoy_routes_caches_streams_and_fails_open() {
 async fn a_decision_past_its_budget_goes_to_the_default_model() {
     let small = Upstream::start("small");
     let reasoning = Upstream::start("reasoning");
-    // No decision of a real encoder takes under a millisecond here.
+    // No decision of a real encoder takes under a millisecond here, and this prompt fills the
+    // encoder's 256 tokens (tens of milliseconds), so the runtime's 1 ms timer surely fires
+    // first even on a loaded machine (a decision that completes before the timer is seen
+    // counts as in time).
+    let prompt = format!("{MATH} {}", "Show every step of the working and check the result. ".repeat(40));
     let (server, envoy) = start(
         &small,
         &reasoning,
@@ -186,7 +190,7 @@ async fn a_decision_past_its_budget_goes_to_the_default_model() {
         ],
     );
     let client = client();
-    let r = post(&client, &envoy, &chat("auto", MATH)).await;
+    let r = post(&client, &envoy, &chat("auto", &prompt)).await;
     assert_eq!(r.status(), 200, "{}", envoy.log());
     assert_eq!(content(&r.json::<Value>().await.expect("JSON")), answer_text("small"));
     let got = small.received();
@@ -266,9 +270,11 @@ async fn body_mode_routes_and_rewrites(modes: Vec<(&'static str, &'static str)>,
 
     // A body of about 300 kB reaches the upstream whole (and semrouter in many chunks, when
     // the mode streams).
-    let long: String = (0..12_000).map(|i| format!("w{i} hello there friend, ")).collect::<String>();
+    // (a shopping list: long repetitive chatter can read as a jailbreak to the head, and a
+    // blocked prompt never reaches an upstream)
+    let long: String = (0..10_000).map(|i| format!("item {i}: apples, bread, milk; ")).collect::<String>();
     let sent_before = envoy_stat(&envoy, "stream_msgs_sent");
-    let r = post(&client, &envoy, &chat("auto", &format!("Hi there! {long}"))).await;
+    let r = post(&client, &envoy, &chat("auto", &format!("Summarise this shopping list: {long}"))).await;
     assert_eq!(r.status(), 200, "{}", envoy.log());
     assert!(content(&r.json::<Value>().await.expect("JSON")).starts_with("answer from"));
     let sent = envoy_stat(&envoy, "stream_msgs_sent") - sent_before;
@@ -281,8 +287,8 @@ async fn body_mode_routes_and_rewrites(modes: Vec<(&'static str, &'static str)>,
     assert_eq!(received.len(), 2);
     let long_one = received.iter().find(|b| b["messages"][0]["content"] != MATH).expect("the long request reached an upstream");
     let text = long_one["messages"][0]["content"].as_str().unwrap_or_default();
-    assert_eq!(text.len(), long.len() + "Hi there! ".len(), "the long body arrived intact");
-    assert!(text.starts_with("Hi there! w0 ") && text.ends_with("w11999 hello there friend, "));
+    assert_eq!(text.len(), long.len() + "Summarise this shopping list: ".len(), "the long body arrived intact");
+    assert!(text.starts_with("Summarise this shopping list: item 0: ") && text.ends_with("item 9999: apples, bread, milk; "));
     assert!(["qwen3-8b", "gpt-oss-120b", "deepseek-v3.1"].contains(&long_one["model"].as_str().unwrap_or_default()), "rewritten: {}", long_one["model"]);
 
     // The response path saw the answer: the question again comes from the cache.
