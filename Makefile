@@ -33,10 +33,11 @@ data: fetch build
 
 ## Debian's redis-server, pinned (the shared-tier test starts its own on 127.0.0.1 and stops
 ## it after); installed with apt-get when missing or of another version (needs root), with
-## redis-tools at the same version (the security archive's newer one would not fit it)
+## redis-tools at the same version (the security archive's newer one would not fit it); the
+## install status is checked too, as for prometheus below
 REDIS_VERSION := 5:7.0.15-1~deb12u7
 redis:
-	@if [ "$$(dpkg-query -W -f='$${Version}' redis-server 2>/dev/null)" = "$(REDIS_VERSION)" ]; then \
+	@if [ "$$(dpkg-query -W -f='$${db:Status-Status} $${Version}' redis-server 2>/dev/null)" = "installed $(REDIS_VERSION)" ]; then \
 		echo "redis-server $(REDIS_VERSION) installed"; \
 	else \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \

@@ -101,6 +101,8 @@ pub async fn serve(config: Config, addr: SocketAddr, config_path: Option<PathBuf
     let upstreams = upstream::Upstreams::new(&config.models, &config.proxy)?;
     let metrics_handle = metrics::install()?;
     metrics::describe();
+    // 0 from the first scrape: a replica stuck loading shows as not ready, not as missing.
+    ::metrics::gauge!("semrouter_ready").set(0.0);
     let state = Data::new(AppState {
         engine: ArcSwapOption::empty(),
         cache: ArcSwapOption::empty(),
