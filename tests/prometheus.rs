@@ -48,6 +48,11 @@ const EVENT_ONLY: &[&str] = &[
     "semrouter_onnx_queue_rejections_total",
 ];
 
+/// GET `url` as JSON; `None` until Prometheus answers with a JSON body (polled by `wait_for`).
+async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {
+    client.get(url).send().await.ok()?.json().await.ok()
+}
+
 /// Series Prometheus makes itself, not semrouter.
 const PROMETHEUS_OWN: &[&str] = &["up"];
 
@@ -459,7 +464,7 @@ async fn real_prometheus_scrapes_semrouter_runs_the_rules_and_the_dashboard() {
             let url = rules_url.clone();
             let expected = rule_names.clone();
             async move {
-                let body: Value = client.get(url).send().await.ok()?.json().await.ok()?;
+                let body = get_json(&client, &url).await?;
                 let rules: Vec<Value> = body["data"]["groups"].as_array()?.iter().flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default()).collect();
                 let healthy: BTreeSet<String> = rules.iter().filter(|r| r["health"] == "ok").filter_map(|r| r["name"].as_str().map(String::from)).collect();
                 (healthy == expected).then_some(rules)
@@ -481,7 +486,7 @@ async fn real_prometheus_scrapes_semrouter_runs_the_rules_and_the_dashboard() {
             let url = alerts_url.clone();
             let target = target.clone();
             async move {
-                let body: Value = client.get(url).send().await.ok()?.json().await.ok()?;
+                let body = get_json(&client, &url).await?;
                 let alerts = body["data"]["alerts"].as_array()?.clone();
                 let active = |name: &str| alerts.iter().any(|a| a["labels"]["alertname"] == name && a["labels"]["instance"] == target.as_str());
                 (active("SemrouterHighErrorRate") && active("SemrouterUpstreamFailing")).then_some(alerts)

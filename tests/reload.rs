@@ -61,14 +61,19 @@ async fn wait_for_model(client: &reqwest::Client, server: &Server, model: &str, 
     }
 }
 
-#[tokio::test]
-async fn the_reload_endpoint_changes_routing_and_refuses_bad_configs() {
-    let server = Server::start(Launch {
+/// A server on a config file it does not watch: only the endpoint reloads it (the watcher
+/// would pick up the test's rewrites by itself).
+fn start_without_watcher() -> Server {
+    Server::start(Launch {
         config: Some(default_config_with(&[])),
-        // The endpoint alone: the watcher would pick up the rewrites by itself.
         env: vec![("SEMROUTER__SERVER__RELOAD__WATCH", "false".into())],
         ..Launch::default()
-    });
+    })
+}
+
+#[tokio::test]
+async fn the_reload_endpoint_changes_routing_and_refuses_bad_configs() {
+    let server = start_without_watcher();
     let path = server.config_path.clone().unwrap();
     let client = reqwest::Client::new();
     let first = routed_model(&client, &server).await;
@@ -127,11 +132,7 @@ async fn the_reload_endpoint_changes_routing_and_refuses_bad_configs() {
 
 #[tokio::test]
 async fn requests_during_reloads_all_succeed() {
-    let server = Server::start(Launch {
-        config: Some(default_config_with(&[])),
-        env: vec![("SEMROUTER__SERVER__RELOAD__WATCH", "false".into())],
-        ..Launch::default()
-    });
+    let server = start_without_watcher();
     let path = server.config_path.clone().unwrap();
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let first = routed_model(&client, &server).await;
