@@ -1235,7 +1235,7 @@ impl<'b, T: Clone + Send + Sync, D: Distance<T> + Send + Sync> Hnsw<'b, T, D> {
     } // end of parallel_insert
 
     /// insert new_point in neighbourhood info of point
-    fn reverse_update_neighborhood_simple(&self, new_point: Arc<Point<T>>) {
+    fn reverse_update_neighborhood_simple(&self, new_point: Arc<Point<'b, T>>) {
         //  println!("reverse update neighbourhood for  new point {:?} ", new_point.p_id);
         trace!(
             "reverse update neighbourhood for  new point {:?} ",
@@ -1276,7 +1276,10 @@ impl<'b, T: Clone + Send + Sync, D: Distance<T> + Send + Sync> Hnsw<'b, T, D> {
                         // sort and shring if necessary
                         q_point_neighbours[l_n].sort_unstable();
                         if shrink {
-                            q_point_neighbours[l_n].pop();
+                            // semrouter patch (PATCH.md): prune with the same heuristic as a
+                            // new point's own links, not by dropping the farthest link, which
+                            // in clustered data cut every link leaving a cluster.
+                            self.shrink_neighbourhood(&mut q_point_neighbours[l_n], threshold_shrinking);
                         }
                     }
                 } // end protection against point identity
@@ -1284,6 +1287,27 @@ impl<'b, T: Clone + Send + Sync, D: Distance<T> + Send + Sync> Hnsw<'b, T, D> {
         }
         //   println!("     exitingreverse update neighbourhood for  new point {:?} ", new_point.p_id);
     } // end of reverse_update_neighborhood_simple
+
+    /// semrouter patch (PATCH.md): shrink an overfull, distance-sorted neighbour list with the
+    /// HNSW heuristic (algorithm 4 of the paper, as hnswlib does on reverse links): keep a
+    /// neighbour only when it is nearer the point than every neighbour already kept, so that
+    /// links towards other regions survive instead of the nearest `max` in one cluster.
+    fn shrink_neighbourhood(&self, neighbours: &mut Vec<Arc<PointWithOrder<'b, T>>>, max: usize) {
+        let mut kept: Vec<Arc<PointWithOrder<'b, T>>> = Vec::with_capacity(max);
+        for e in neighbours.drain(..) {
+            if kept.len() >= max {
+                break;
+            }
+            let e_v = e.point_ref.data.get_v();
+            let diverse = kept
+                .iter()
+                .all(|d| self.dist_f.eval(e_v, d.point_ref.data.get_v()) > e.dist_to_ref);
+            if diverse {
+                kept.push(e);
+            }
+        }
+        *neighbours = kept;
+    }
 
     pub fn get_point_indexation(&self) -> &PointIndexation<'b, T> {
         &self.layer_indexed_points
