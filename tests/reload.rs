@@ -2,7 +2,8 @@
 //! a restart; an invalid or unbuildable config is refused naming the key and the old one keeps
 //! serving; keys that need a restart are reported; a rewritten file and a ConfigMap-style
 //! symlink swap are picked up by the watcher; requests during reloads all succeed; the reload
-//! metrics count each outcome. Also `check-config` naming the line, and list-valued env overrides.
+//! metrics count each outcome. Also `check-config` naming the line, and env overrides of list
+//! keys and of items of lists of sections.
 
 mod common;
 
@@ -274,5 +275,34 @@ fn environment_overrides_reach_nested_and_list_keys() {
     // A value from the environment has no line in the file.
     let (status, _, stderr) = check(&[("SEMROUTER__SERVER__WORKERS", "abc")]);
     assert!(!status.success() && stderr.contains("in the environment") && !stderr.contains(" line "), "{stderr}");
+    // Items of lists of sections by index: a bad value names the item's key, and a value that
+    // fails validation is not blamed on the file's line for that key.
+    let (status, _, stderr) = check(&[("SEMROUTER__MODELS__0__CONTEXT_WINDOW", "abc")]);
+    assert!(!status.success() && stderr.contains("models[0].context_window") && stderr.contains("in the environment") && !stderr.contains(" line "), "{stderr}");
+    let (status, _, stderr) = check(&[("SEMROUTER__MODELS__1__QUALITY__LAW", "1.82")]);
+    assert!(!status.success() && stderr.contains("key `models[1].quality.law`") && !stderr.contains(" line "), "{stderr}");
+    let (status, _, stderr) = check(&[("SEMROUTER__MODELS__1__BASE_URL", "http://127.0.0.1:8001")]);
+    assert!(!status.success() && stderr.contains("key `models[1].base_url`: unknown field") && !stderr.contains(" line "), "{stderr}");
+    let (status, _, stderr) = check(&[("SEMROUTER__MODELS__1__UPSTREAM__BASE_URL", "http://127.0.0.1:8001"), ("SEMROUTER__REASONING__LEVELS__1__BUDGET_TOKENS", "2048")]);
+    assert!(status.success(), "{stderr}");
     assert!(Path::new(path).exists());
+}
+
+/// An indexed override reaches the running server: a model the default config does not proxy
+/// gains an upstream from the environment alone (a section the file does not have).
+#[tokio::test]
+async fn an_indexed_environment_override_reaches_the_server() {
+    let server = Server::start(Launch {
+        env: vec![("SEMROUTER__MODELS__1__UPSTREAM__BASE_URL", "http://127.0.0.1:9".into())],
+        ..Launch::default()
+    });
+    let models: Value = reqwest::get(server.url("/v1/models")).await.unwrap().json().await.unwrap();
+    let proxied: Vec<(&str, bool)> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["semrouter"]["kind"] == "upstream")
+        .map(|m| (m["id"].as_str().unwrap(), m["semrouter"]["proxied"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(proxied, [("qwen3-8b", false), ("gpt-oss-120b", true), ("deepseek-v3.1", false)]);
 }

@@ -65,9 +65,56 @@ fn key_prefix(key: Option<&str>) -> String {
 }
 
 /// Keys whose value is a list of scalars: from the environment they take a comma-separated
-/// list (`SEMROUTER__ROUTING__AUTO_MODELS=auto,router`). Lists of sections (`models`,
-/// `policies`, ...) can only be written in the file.
+/// list (`SEMROUTER__ROUTING__AUTO_MODELS=auto,router`). Items of lists of sections (`models`,
+/// `policies`, ...) are reached by index instead (see [`indexed_key`]).
 const LIST_KEYS: [&str; 4] = ["server.decision_headers", "routing.auto_models", "tools.always_keep", "embedding.vllm.same_model_ids"];
+
+/// Environment variables read as config overrides start with this (`SEMROUTER__SERVER__WORKERS`).
+const ENV_PREFIX: &str = "SEMROUTER__";
+
+/// The config key of an override that indexes into a list of sections, as `config` writes it:
+/// `SEMROUTER__MODELS__0__BASE_URL` is `models[0].base_url`, `SEMROUTER__MODELS__1__QUALITY__LAW`
+/// is `models[1].quality.law`. `None` for a variable without a numeric segment (those go to
+/// `Environment`).
+fn indexed_key(name: &str) -> Option<String> {
+    env_key(name).and_then(|(key, indexed)| indexed.then_some(key))
+}
+
+/// The config key a `SEMROUTER__*` variable sets, and whether it indexes into a list; `None`
+/// for other variables and malformed names (an empty segment, or a leading index).
+fn env_key(name: &str) -> Option<(String, bool)> {
+    let rest = name.strip_prefix(ENV_PREFIX)?;
+    let mut key = String::new();
+    let mut indexed = false;
+    for segment in rest.split("__") {
+        if segment.is_empty() {
+            return None;
+        }
+        if segment.bytes().all(|b| b.is_ascii_digit()) {
+            if key.is_empty() {
+                return None;
+            }
+            key.push('[');
+            key.push_str(segment);
+            key.push(']');
+            indexed = true;
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(&segment.to_ascii_lowercase());
+        }
+    }
+    Some((key, indexed))
+}
+
+/// Whether `key` (as validation names it, `models[1].quality.law`) or a section above it is
+/// set by a `SEMROUTER__*` variable.
+fn from_environment(key: &str) -> bool {
+    std::env::vars().filter_map(|(name, _)| env_key(&name)).any(|(env, _)| {
+        key == env || key.strip_prefix(env.as_str()).is_some_and(|rest| rest.starts_with(['.', '[']))
+    })
+}
 
 /// Loads `path` (or the built-in default when `None`), applies `SEMROUTER__*` environment
 /// overrides, and validates the result.
@@ -95,20 +142,32 @@ pub fn load_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
         line: None,
         message,
     };
-    let layered = config::Config::builder()
-        .add_source(File::from_str(text, FileFormat::Yaml))
-        .add_source(
-            LIST_KEYS.iter().fold(
-                Environment::with_prefix("SEMROUTER")
-                    .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true)
-                    .list_separator(","),
-                |env, key| env.with_list_parse_key(key),
-            ),
-        )
-        .build()
-        .map_err(|e| parse_error(e.to_string()))?;
+    // Variables that index into a list of sections go in as overrides of that item's key; the
+    // rest through `Environment`, which can only build maps.
+    let (indexed, plain): (Vec<_>, Vec<_>) = std::env::vars()
+        .filter(|(name, _)| name.starts_with(ENV_PREFIX))
+        .map(|(name, value)| (indexed_key(&name), name, value))
+        .partition(|(key, _, _)| key.is_some());
+    let mut builder = config::Config::builder().add_source(File::from_str(text, FileFormat::Yaml)).add_source(
+        LIST_KEYS.iter().fold(
+            Environment::with_prefix("SEMROUTER")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .source(Some(plain.into_iter().map(|(_, name, value)| (name, value)).collect())),
+            |env, key| env.with_list_parse_key(key),
+        ),
+    );
+    // The origin `Environment` gives its values, so errors say where the value came from.
+    let origin_env = "the environment".to_string();
+    for (key, name, value) in indexed {
+        let key = key.unwrap_or_default();
+        builder = builder
+            .set_override(key.as_str(), config::Value::new(Some(&origin_env), config::ValueKind::String(value)))
+            .map_err(|e| parse_error(format!("{name}: {e}")))?;
+    }
+    let layered = builder.build().map_err(|e| parse_error(e.to_string()))?;
     let config: Config = serde_path_to_error::deserialize(layered).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
@@ -116,7 +175,11 @@ pub fn load_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
             parse_error(inner)
         } else {
             // A value from the environment is not in the file: no line to point at.
-            let line = if inner.ends_with("in the environment") { None } else { super::locate::line_of(text, &path) };
+            let line = if inner.ends_with("in the environment") || from_environment(&path) {
+                None
+            } else {
+                super::locate::line_of(text, &path)
+            };
             ConfigError::Parse {
                 origin: origin.to_string(),
                 line,
@@ -127,9 +190,30 @@ pub fn load_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
     })?;
     super::validate::validate(&config).map_err(|(key, message)| ConfigError::Invalid {
         origin: origin.to_string(),
-        line: super::locate::line_of(text, &key),
+        // A key set from the environment is not the file's line, even when the file has it.
+        line: if from_environment(&key) { None } else { super::locate::line_of(text, &key) },
         key,
         message,
     })?;
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::indexed_key;
+
+    #[test]
+    fn indexed_variables_name_the_list_item() {
+        assert_eq!(indexed_key("SEMROUTER__MODELS__0__BASE_URL").as_deref(), Some("models[0].base_url"));
+        assert_eq!(indexed_key("SEMROUTER__MODELS__12__QUALITY__LAW").as_deref(), Some("models[12].quality.law"));
+        assert_eq!(indexed_key("SEMROUTER__REASONING__LEVELS__1__EFFORT").as_deref(), Some("reasoning.levels[1].effort"));
+    }
+
+    #[test]
+    fn plain_and_malformed_variables_are_not_indexed() {
+        assert_eq!(indexed_key("SEMROUTER__SERVER__WORKERS"), None);
+        assert_eq!(indexed_key("SEMROUTER__0__NAME"), None);
+        assert_eq!(indexed_key("SEMROUTER__MODELS____0"), None);
+        assert_eq!(indexed_key("SEMROUTER_ADMIN_TOKEN"), None);
+    }
 }

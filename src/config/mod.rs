@@ -2,7 +2,8 @@
 //!
 //! The example file `config/semrouter.yaml` is compiled in and is the default; every key is
 //! documented there. Any key can be overridden from the environment as
-//! `SEMROUTER__SECTION__KEY` (e.g. `SEMROUTER__SERVER__HTTP_ADDR=0.0.0.0:9000`).
+//! `SEMROUTER__SECTION__KEY` (e.g. `SEMROUTER__SERVER__HTTP_ADDR=0.0.0.0:9000`), items of lists
+//! by index (`SEMROUTER__MODELS__0__UPSTREAM__BASE_URL`).
 
 mod extproc;
 mod load;
