@@ -227,6 +227,11 @@ impl Exchange {
         let Some(engine) = ctx.state.engine.load_full() else {
             return self.fall_back(&body, "not_ready");
         };
+        // Held while the router works on this request; Envoy answers the client the 429.
+        let _admitted = match ctx.state.admission.admit("extproc") {
+            Ok(admitted) => admitted,
+            Err(overloaded) => return vec![self.count_error(&overloaded)],
+        };
         if let Some(content_type) = self.headers.get("content-type") {
             let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
             if essence != "application/json" && !essence.ends_with("+json") {
