@@ -214,7 +214,9 @@ impl Exchange {
         if self.request_mode == BodyMode::StreamedEarly {
             self.chunks_owed += 1;
         }
-        if !message.end_of_stream {
+        // BUFFERED sends the whole body in one message; when trailers follow it, its
+        // end_of_stream is false and Envoy waits for this reply before it sends them.
+        if !message.end_of_stream && self.request_mode != BodyMode::Buffered {
             return Vec::new();
         }
         self.decide().await
