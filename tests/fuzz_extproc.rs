@@ -283,9 +283,19 @@ impl BodyKind {
     }
 }
 
+/// Prompts a user means, so that many exchanges get routed.
+const QUESTIONS: [&str; 6] = [
+    "What is the capital of France?",
+    "Can you recommend a movie for tonight?",
+    "Prove that the square root of two is irrational.",
+    "How do vaccines train the immune system?",
+    "Explain the difference between TCP and UDP.",
+    "What does a central bank do when inflation rises?",
+];
+
 fn body_kind() -> impl Strategy<Value = BodyKind> {
     prop_oneof![
-        4 => prop_oneof!["[a-z ,.?]{3,120}", fuzz::prompt_text()].prop_map(BodyKind::Chat),
+        6 => prop_oneof![3 => prop::sample::select(QUESTIONS.to_vec()).prop_map(str::to_string), 1 => fuzz::prompt_text()].prop_map(BodyKind::Chat),
         2 => prop::collection::vec(any::<u8>(), 0..300).prop_map(BodyKind::Bytes),
         2 => fuzz::json_value(3).prop_map(BodyKind::Json),
         1 => (0usize..3000).prop_map(BodyKind::Oversize),
@@ -311,14 +321,22 @@ struct Exchange {
 }
 
 fn exchange() -> impl Strategy<Value = Exchange> {
-    let mode = prop::sample::select(vec![Mode::Buffered, Mode::Buffered, Mode::Streamed, Mode::StreamedEarly, Mode::FullDuplex]);
-    let method = prop::sample::select(vec!["POST", "POST", "POST", "GET", "PUT"]);
-    let path = prop::sample::select(vec!["/v1/chat/completions", "/v1/chat/completions", "/openai/v1/chat/completions?x=1", "/v1/models", "/"]);
+    let mode = prop::sample::select(vec![Mode::Buffered, Mode::Buffered, Mode::Buffered, Mode::Streamed, Mode::StreamedEarly, Mode::StreamedEarly, Mode::FullDuplex, Mode::FullDuplex]);
+    let method = prop::sample::select(vec!["POST", "POST", "POST", "POST", "POST", "POST", "POST", "GET", "PUT"]);
+    let path = prop::sample::select(vec!["/v1/chat/completions", "/v1/chat/completions", "/v1/chat/completions", "/openai/v1/chat/completions?x=1", "/v1/models", "/"]);
     let content_type = proptest::option::of(prop::sample::select(vec!["application/json", "application/json; charset=utf-8", "text/plain"]));
-    let extra = prop::collection::vec(
-        (prop::sample::select(vec!["x-semrouter-cost-weight", "x-semrouter-preference", "x-semrouter-explain", "cache-control", "x-tenant"]), prop_oneof!["[0-9.]{0,4}", "[a-z]{0,8}", ".{0,8}"]),
-        0..3,
-    );
+    // Mostly headers a client means (so that many requests get routed), sometimes any value.
+    let meant = prop::sample::select(vec![
+        ("x-semrouter-cost-weight", "0.3"),
+        ("x-semrouter-preference", "cost"),
+        ("x-semrouter-preference", "quality"),
+        ("x-semrouter-explain", "true"),
+        ("cache-control", "no-store"),
+        ("x-semrouter-tenant", "team-a"),
+    ])
+    .prop_map(|(k, v)| (k, v.to_string()));
+    let any_value = (prop::sample::select(vec!["x-semrouter-cost-weight", "x-semrouter-preference", "x-semrouter-explain", "cache-control", "x-tenant"]), prop_oneof!["[0-9.]{0,4}", "[a-z]{0,8}", ".{0,8}"]);
+    let extra = prop::collection::vec(prop_oneof![4 => meant, 1 => any_value], 0..3);
     let answer = prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..3);
     (mode, method, path, content_type, extra, prop::bool::weighted(0.1), body_kind(), prop::collection::vec(any::<usize>(), 0..4), any::<bool>(), (any::<bool>(), answer, any::<bool>()))
         .prop_map(|(mode, method, path, content_type, extra, no_body, body, cuts, trailers, (answer_sse, answer_chunks, answer_trailers))| Exchange {
@@ -579,7 +597,8 @@ fn envoy_shaped_exchanges_get_every_reply_and_well_formed_refusals() {
     let h = harness();
     let progress = fuzz::Progress::new("extproc_exchanges");
     let tally = std::sync::Mutex::new(std::collections::HashMap::<Outcome, usize>::new());
-    fuzz::runner(file!(), 64)
+    // 128 cases: about one in ten is routed, so `make test` reaches every path.
+    fuzz::runner(file!(), 128)
         .run(&exchange(), |x| {
             if !progress.tick() {
                 return Ok(());
