@@ -6,11 +6,12 @@ PYTHON ?= python3
 BIN := target/release/semrouter
 CONFIG ?= config/semrouter.yaml
 
-.PHONY: setup fetch build data redis prometheus run test bench eval help
+.PHONY: setup fetch build data redis prometheus run test fuzz bench eval help
 
 help:
 	@echo "make run    set everything up and run the service on the default config"
 	@echo "make test   set everything up and run all tests"
+	@echo "make fuzz   the property tests of request parsing and ext_proc with many more cases (FUZZ_CASES, FUZZ_SECONDS)"
 	@echo "make bench  criterion benches of each stage, then the load run against raw ONNX Runtime"
 	@echo "make eval   the labelled eval sets replayed through the default config (README, Evaluation)"
 
@@ -68,6 +69,19 @@ run: setup
 ## need them fail rather than skip without them)
 test: setup
 	SEMROUTER_REQUIRE_REDIS=1 SEMROUTER_REQUIRE_PROMETHEUS=1 $(CARGO) test --release --locked --workspace
+
+## the property tests (tests/fuzz_*.rs: request parsing, the JSON endpoints, the ext_proc
+## protocol) with FUZZ_CASES cases per property instead of `make test`'s few dozen, each
+## property stopping after FUZZ_SECONDS; progress lines on stderr. A failing case is shrunk,
+## saved under proptest-regressions/ (commit it) and replayed first by every later run.
+FUZZ_CASES ?= 20000
+FUZZ_SECONDS ?= 120
+FUZZ_TARGETS := fuzz_request fuzz_extproc
+fuzz: setup
+	@for target in $(FUZZ_TARGETS); do \
+		echo "fuzz: $$target, $(FUZZ_CASES) cases per property, at most $(FUZZ_SECONDS) s each"; \
+		PROPTEST_CASES=$(FUZZ_CASES) FUZZ_SECONDS=$(FUZZ_SECONDS) $(CARGO) test --release --locked --test $$target -- --nocapture --test-threads 1 || exit 1; \
+	done
 
 EVAL := onnx/fetched/eval
 

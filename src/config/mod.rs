@@ -88,6 +88,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Seconds in-flight requests get to finish after SIGTERM.
     pub shutdown_timeout_s: u64,
+    /// Most requests worked on at once (REST decision endpoints, proxy, ext_proc together);
+    /// one more is refused at once with 429 and `Retry-After` instead of queueing.
+    pub max_in_flight: usize,
     /// Log format: `text` or `json`.
     pub log_format: LogFormat,
     /// Which decision headers the proxy and ext_proc front ends emit (default: all).
@@ -110,6 +113,7 @@ impl Default for ServerConfig {
             workers: 0,
             max_body_bytes: 1 << 20,
             shutdown_timeout_s: 30,
+            max_in_flight: 1024,
             log_format: LogFormat::Text,
             decision_headers: DecisionHeader::ALL.to_vec(),
             admin: AdminConfig::default(),

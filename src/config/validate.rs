@@ -29,6 +29,9 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
     if server.workers > 1024 {
         return Err(invalid("server.workers", "must be at most 1024"));
     }
+    if server.max_in_flight == 0 || server.max_in_flight > 1_000_000 {
+        return Err(invalid("server.max_in_flight", "must be from 1 to 1000000"));
+    }
     let token_env = &server.admin.token_env;
     if token_env.is_empty() || !token_env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(invalid("server.admin.token_env", "must name an environment variable (letters, digits, `_`)"));
@@ -322,6 +325,15 @@ mod tests {
 
     fn with_embedding(section: &str) -> Result<crate::config::Config, String> {
         load_str(&DEFAULT_CONFIG.replacen(ONNX, section, 1), "test").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_admission_limit_is_read_and_checked_by_key() {
+        assert_eq!(load_str(DEFAULT_CONFIG, "test").unwrap().server.max_in_flight, 1024);
+        let c = load_str(&DEFAULT_CONFIG.replacen("max_in_flight: 1024", "max_in_flight: 8", 1), "test").unwrap();
+        assert_eq!(c.server.max_in_flight, 8);
+        let e = load_str(&DEFAULT_CONFIG.replacen("max_in_flight: 1024", "max_in_flight: 0", 1), "test").unwrap_err().to_string();
+        assert!(e.contains("server.max_in_flight"), "{e}");
     }
 
     #[test]

@@ -103,6 +103,18 @@ impl ApiError {
         )
     }
 
+    /// 429 when `server.max_in_flight` requests are already being worked on: refused at once,
+    /// not queued.
+    pub fn overloaded(limit: usize) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "overloaded",
+            format!("the router is at its limit of {limit} requests in flight (config key `server.max_in_flight`); retry shortly"),
+        )
+        .with_retry_after()
+    }
+
     /// 503 while the models are loading.
     pub fn not_ready() -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", "not_ready", "the router is loading its models; retry shortly")

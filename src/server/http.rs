@@ -113,6 +113,7 @@ const CACHE_HEADER: &str = "x-semrouter-cache";
 async fn route(request: HttpRequest, payload: Payload, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let received = Instant::now();
     let bytes = read_json(&request, payload, state.max_body_bytes).await?;
+    let _admitted = state.admission.admit("rest")?;
     let chat = openai::parse_chat_request(&bytes)?;
     let parse = received.elapsed();
     let engine = state.engine()?;
@@ -142,6 +143,7 @@ async fn route(request: HttpRequest, payload: Payload, state: Data<AppState>) ->
 async fn classify(request: HttpRequest, payload: Payload, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let received = Instant::now();
     let bytes = read_json(&request, payload, state.max_body_bytes).await?;
+    let _admitted = state.admission.admit("rest")?;
     let body = openai::parse_classify_request(&bytes)?;
     let parse = received.elapsed();
     let engine = state.engine()?;
@@ -175,6 +177,7 @@ struct ClassifyReply {
 /// `POST /v1/embeddings`: OpenAI-compatible embeddings from the configured backend.
 async fn embeddings(request: HttpRequest, payload: Payload, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let bytes = read_json(&request, payload, state.max_body_bytes).await?;
+    let _admitted = state.admission.admit("rest")?;
     let body = openai::parse_embeddings_request(&bytes)?;
     let engine = state.engine()?;
     let info = engine.embedder().info().clone();

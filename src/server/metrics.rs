@@ -55,6 +55,7 @@ pub async fn record_requests(request: ServiceRequest, next: Next<impl MessageBod
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!("semrouter_http_requests_total", "HTTP requests by endpoint pattern and status");
+    describe_counter!("semrouter_admission_rejections_total", "Requests refused with 429 because server.max_in_flight were in flight, by front end (rest, proxy, extproc)");
     describe_counter!("semrouter_http_errors_total", "HTTP error replies by endpoint pattern, status and error code");
     describe_histogram!("semrouter_http_request_duration_seconds", Unit::Seconds, "HTTP request latency by endpoint pattern");
     describe_histogram!("semrouter_stage_duration_seconds", Unit::Seconds, "Latency per pipeline stage: tokenize, queue, infer, decide");

@@ -5,6 +5,7 @@
 //! lets in-flight requests finish within `server.shutdown_timeout_s`.
 
 mod admin;
+mod admission;
 mod body;
 mod cache;
 mod error;
@@ -85,6 +86,8 @@ pub struct AppState {
     reloader: reload::Reloader,
     /// `server.log_prompts`: prompt text may be logged at debug level.
     log_prompts: bool,
+    /// `server.max_in_flight`: the front door every request that does work passes.
+    admission: admission::Admission,
 }
 
 impl AppState {
@@ -115,6 +118,7 @@ pub async fn serve(config: Config, addr: SocketAddr, config_path: Option<PathBuf
         admin: admin::AdminAuth::from_env(&config.server.admin),
         reloader: reload::Reloader::new(&config, config_path.clone()),
         log_prompts: config.server.log_prompts,
+        admission: admission::Admission::new(config.server.max_in_flight),
     });
     if !state.admin.enabled() {
         tracing::info!(token_env = %config.server.admin.token_env, "no admin token configured: admin endpoints (reload, cache store and flush) are off");

@@ -52,6 +52,10 @@ pub(super) fn routes(config: &mut web::ServiceConfig) {
 async fn chat_completions(request: HttpRequest, payload: Payload, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let received = Instant::now();
     let bytes = read_json(&request, payload, state.max_body_bytes).await?;
+    // Taken once the body is in (a slow client holds no slot; reading an unread body is what
+    // keeps the connection usable for the 429) and held until the reply's head is ready: a
+    // streamed answer's body then flows on without a slot.
+    let _admitted = state.admission.admit("proxy")?;
     let chat = openai::parse_chat_request(&bytes)?;
     let engine = state.engine()?;
     let headers = RequestHeaders::from_actix(request.headers());

@@ -271,6 +271,7 @@ fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
     check("server.workers", o.workers != n.workers);
     check("server.max_body_bytes", o.max_body_bytes != n.max_body_bytes);
     check("server.shutdown_timeout_s", o.shutdown_timeout_s != n.shutdown_timeout_s);
+    check("server.max_in_flight", o.max_in_flight != n.max_in_flight);
     check("server.log_format", o.log_format != n.log_format);
     check("server.decision_headers", o.decision_headers != n.decision_headers);
     check("server.admin", o.admin != n.admin);

@@ -214,7 +214,9 @@ impl Exchange {
         if self.request_mode == BodyMode::StreamedEarly {
             self.chunks_owed += 1;
         }
-        if !message.end_of_stream {
+        // BUFFERED sends the whole body in one message; when trailers follow it, its
+        // end_of_stream is false and Envoy waits for this reply before it sends them.
+        if !message.end_of_stream && self.request_mode != BodyMode::Buffered {
             return Vec::new();
         }
         self.decide().await
@@ -226,6 +228,11 @@ impl Exchange {
         let ctx = Arc::clone(&self.ctx);
         let Some(engine) = ctx.state.engine.load_full() else {
             return self.fall_back(&body, "not_ready");
+        };
+        // Held while the router works on this request; Envoy answers the client the 429.
+        let _admitted = match ctx.state.admission.admit("extproc") {
+            Ok(admitted) => admitted,
+            Err(overloaded) => return vec![self.count_error(&overloaded)],
         };
         if let Some(content_type) = self.headers.get("content-type") {
             let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
