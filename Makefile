@@ -6,11 +6,12 @@ PYTHON ?= python3
 BIN := target/release/semrouter
 CONFIG ?= config/semrouter.yaml
 
-.PHONY: setup fetch build data redis prometheus run test fuzz bench eval help
+.PHONY: setup fetch build data redis prometheus run test fuzz soak bench eval help
 
 help:
 	@echo "make run    set everything up and run the service on the default config"
 	@echo "make test   set everything up and run all tests"
+	@echo "make soak   a few minutes of steady mixed traffic with reloads and an embedding-server restart (SOAK_SECS, SOAK_RATE)"
 	@echo "make fuzz   the property tests of request parsing and ext_proc with many more cases (FUZZ_CASES, FUZZ_SECONDS)"
 	@echo "make bench  criterion benches of each stage, then the load run against raw ONNX Runtime"
 	@echo "make eval   the labelled eval sets replayed through the default config (README, Evaluation)"
@@ -82,6 +83,12 @@ fuzz: setup
 		echo "fuzz: $$target, $(FUZZ_CASES) cases per property, at most $(FUZZ_SECONDS) s each"; \
 		PROPTEST_CASES=$(FUZZ_CASES) FUZZ_SECONDS=$(FUZZ_SECONDS) $(CARGO) test --release --locked --test $$target -- --nocapture --test-threads 1 || exit 1; \
 	done
+
+## steady mixed traffic on loopback for SOAK_SECS (default 180) with cache churn, a reload
+## every few seconds and the embedding server restarted halfway (benches/soak.rs); fails on
+## any error but 429s, or on resident memory growing over 10% after warm-up
+soak: setup
+	$(CARGO) bench --locked --bench soak
 
 EVAL := onnx/fetched/eval
 
