@@ -12,6 +12,7 @@ mod proxy;
 mod reasoning;
 mod scoring;
 mod signals;
+mod telemetry;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ pub use proxy::{ProxyConfig, UpstreamConfig};
 pub use reasoning::{FamilyTemplate, NeedWeights, ReasoningConfig, ReasoningLevel};
 pub use scoring::{Fallback, ScoringConfig, Weights};
 pub use signals::{HeadSignalConfig, KeywordRuleConfig, PiiConfig, PiiViolation, SignalsConfig};
+pub use telemetry::TelemetryConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -73,6 +75,9 @@ pub struct Config {
     /// The Envoy ext_proc gRPC front end (off unless `extproc.enabled`).
     #[serde(default)]
     pub extproc: ExtProcConfig,
+    /// OpenTelemetry traces (off unless `telemetry.enabled`).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
 }
 
 /// HTTP listener and request limits.
