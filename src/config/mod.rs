@@ -124,7 +124,7 @@ impl Default for ServerConfig {
     }
 }
 
-/// TLS on the REST listener: a PEM certificate chain and its private key.
+/// TLS on a listener (`server.tls`, `extproc.tls`): a PEM certificate chain and its private key.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
