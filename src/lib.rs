@@ -16,3 +16,4 @@ pub mod engine;
 pub mod heads;
 pub mod openai;
 pub mod server;
+pub mod telemetry;

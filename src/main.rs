@@ -8,6 +8,10 @@ mod commands;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use semrouter::config::{self, LogFormat};
+use semrouter::telemetry::Telemetry;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry};
 
 /// A semantic router for LLM inference.
 #[derive(Parser)]
@@ -104,12 +108,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config: path, http_addr } => {
             let config = config::load(path.as_deref())?;
-            init_logging(config.server.log_format);
+            let telemetry = Telemetry::start(&config.telemetry)?;
+            init_logging(config.server.log_format, telemetry.as_ref());
+            if telemetry.is_some() {
+                tracing::info!(endpoint = %config.telemetry.otlp_endpoint, sample_ratio = config.telemetry.sample_ratio, "exporting traces");
+            }
             // The config keeps the file's address, so a reload does not see it as changed.
             let addr = http_addr.unwrap_or(config.server.http_addr);
-            actix_web::rt::System::new()
-                .block_on(semrouter::server::serve(config, addr, path))
-                .context("semrouter stopped")?;
+            let served = actix_web::rt::System::new().block_on(semrouter::server::serve(config, addr, path));
+            // Buffered spans go out on every exit, the failed ones included.
+            if let Some(telemetry) = telemetry {
+                telemetry.shutdown();
+            }
+            served.context("semrouter stopped")?;
             tracing::info!("stopped");
             Ok(())
         }
@@ -119,7 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Train { head } => {
-            init_logging(LogFormat::Text);
+            init_logging(LogFormat::Text, None);
             runtime()?.block_on(async {
                 match head {
                     TrainHead::Domain(args) => commands::train::domain(args).await,
@@ -129,7 +140,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Eval { head, replay } => {
-            init_logging(LogFormat::Text);
+            init_logging(LogFormat::Text, None);
             runtime()?.block_on(async {
                 match (head, replay) {
                     (Some(EvalHead::Domain(args)), _) => commands::eval::domain(args).await,
@@ -153,13 +164,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Logs to stderr; `RUST_LOG` refines the level (default `info`).
-fn init_logging(format: LogFormat) {
+/// Logs to stderr; `RUST_LOG` refines the level (default `info`). With `telemetry` the spans
+/// also go to its exporter; the log filter applies to the log alone.
+fn init_logging(format: LogFormat, telemetry: Option<&Telemetry>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let log: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Text => log.with_filter(filter).boxed(),
+        LogFormat::Json => log.json().with_filter(filter).boxed(),
+    };
+    tracing_subscriber::registry().with(log).with(telemetry.map(|t| t.layer())).init();
 }

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+use super::TlsConfig;
+
 /// The Envoy external-processing (ext_proc v3) gRPC server.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -23,6 +25,9 @@ pub struct ExtProcConfig {
     /// Most bytes of an upstream answer kept to observe it (usage, cache write); a longer
     /// answer still passes through whole, it is only neither stored nor counted.
     pub max_response_bytes: usize,
+    /// TLS on the gRPC listener, with the same kind of files as `server.tls` (absent:
+    /// plaintext HTTP/2).
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ExtProcConfig {
@@ -33,6 +38,7 @@ impl Default for ExtProcConfig {
             decision_timeout_ms: 50,
             default_model: None,
             max_response_bytes: 4 << 20,
+            tls: None,
         }
     }
 }
@@ -45,6 +51,13 @@ impl ExtProcConfig {
         }
         if self.max_response_bytes < 1024 {
             return Err((format!("{key}.max_response_bytes"), "must be at least 1024".into()));
+        }
+        if let Some(tls) = &self.tls {
+            for (name, path) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
+                if !path.is_file() {
+                    return Err((format!("{key}.tls.{name}"), format!("{} is not a file", path.display())));
+                }
+            }
         }
         if let Some(model) = self.default_model.as_deref().filter(|m| !models.contains(m)) {
             return Err((format!("{key}.default_model"), format!("`{model}` is not one of `models`: {}", models.join(", "))));

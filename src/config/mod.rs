@@ -13,6 +13,7 @@ mod proxy;
 mod reasoning;
 mod scoring;
 mod signals;
+mod telemetry;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,7 @@ pub use proxy::{ProxyConfig, UpstreamConfig};
 pub use reasoning::{FamilyTemplate, NeedWeights, ReasoningConfig, ReasoningLevel};
 pub use scoring::{Fallback, ScoringConfig, Weights};
 pub use signals::{HeadSignalConfig, KeywordRuleConfig, PiiConfig, PiiViolation, SignalsConfig};
+pub use telemetry::TelemetryConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -74,6 +76,9 @@ pub struct Config {
     /// The Envoy ext_proc gRPC front end (off unless `extproc.enabled`).
     #[serde(default)]
     pub extproc: ExtProcConfig,
+    /// OpenTelemetry traces (off unless `telemetry.enabled`).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
 }
 
 /// HTTP listener and request limits.
@@ -124,7 +129,7 @@ impl Default for ServerConfig {
     }
 }
 
-/// TLS on the REST listener: a PEM certificate chain and its private key.
+/// TLS on a listener (`server.tls`, `extproc.tls`): a PEM certificate chain and its private key.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {

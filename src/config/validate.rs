@@ -177,6 +177,7 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
     config.proxy.validate()?;
     let model_names: Vec<&str> = config.models.iter().map(|m| m.name.as_str()).collect();
     config.extproc.validate("extproc", &model_names)?;
+    config.telemetry.validate("telemetry")?;
     validate_decision(config)
 }
 

@@ -278,6 +278,7 @@ impl Router {
                 None => Ok(None),
             }
         };
+        let embed_started = std::time::SystemTime::now();
         let (embedding, pii) = futures_util::future::join(self.embed_one(&text), scan).await;
         let pii = pii?;
         let embedding = match embedding {
@@ -287,10 +288,12 @@ impl Router {
             }
             Err(e) => return Err(e),
         };
+        crate::telemetry::record_backend_stages(embed_started, &embedding.timing);
         let signals_started = Instant::now();
-        let (domain, sequence) = self.parts.classifier.classify(&embedding.values, &text).await?;
+        let span = tracing::debug_span!("signals");
+        let (domain, sequence) = tracing::Instrument::instrument(self.parts.classifier.classify(&embedding.values, &text), span.clone()).await?;
         let context = Context::of(request, options.tenant.clone());
-        let mut signals = self.parts.signals.compute(domain, &embedding.values, &text, context);
+        let mut signals = span.in_scope(|| self.parts.signals.compute(domain, &embedding.values, &text, context));
         signals.pii = pii.as_ref().map(|p| p.signal.clone());
         let signals_time = signals_started.elapsed() - sequence.as_ref().map_or(Duration::ZERO, |s| s.timing.infer + s.timing.queue + s.timing.tokenize);
         metrics::histogram!("semrouter_stage_duration_seconds", "stage" => "signals").record(signals_time.as_secs_f64());
@@ -360,6 +363,7 @@ impl Router {
     }
 
     /// Turns an [`Analysis`] into a decision: policy, limits, scoring, rewrite, tools.
+    #[tracing::instrument(name = "decide", level = "debug", skip_all)]
     pub async fn decide_with(&self, request: &ChatRequest, analysis: &Analysis, options: &RequestOptions) -> Result<Decision, EngineError> {
         let started = Instant::now();
         let p = &self.parts;

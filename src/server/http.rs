@@ -111,6 +111,11 @@ const CACHE_HEADER: &str = "x-semrouter-cache";
 
 /// `POST /v1/route`: the routing decision for a chat-completions request.
 async fn route(request: HttpRequest, payload: Payload, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let span = crate::telemetry::request_span("/v1/route", super::proxy::header_pairs(request.headers()));
+    tracing::Instrument::instrument(decide_route(request, payload, state), span).await
+}
+
+async fn decide_route(request: HttpRequest, payload: Payload, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let received = Instant::now();
     let bytes = read_json(&request, payload, state.max_body_bytes).await?;
     let _admitted = state.admission.admit("rest")?;

@@ -22,6 +22,7 @@ use actix_web::web::{self, Bytes, Data, Payload};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::body::read_json;
 use super::cache::CacheService;
@@ -34,6 +35,7 @@ use crate::config::DecisionHeader;
 use crate::engine::stats::InFlight;
 use crate::engine::{Action, Decision, Router};
 use crate::openai;
+use crate::telemetry;
 
 /// The largest answer the proxy keeps for the cache and for a non-streamed reply; a longer
 /// SSE answer still streams through, it is just not cached.
@@ -50,6 +52,16 @@ pub(super) fn routes(config: &mut web::ServiceConfig) {
 
 /// `POST /v1/chat/completions`: decide, then answer from the cache or the chosen upstream.
 async fn chat_completions(request: HttpRequest, payload: Payload, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let span = telemetry::request_span("/v1/chat/completions", header_pairs(request.headers()));
+    proxy_chat(request, payload, state).instrument(span).await
+}
+
+/// `(name, value)` pairs of the headers whose values are text.
+pub(super) fn header_pairs(headers: &actix_web::http::header::HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers.iter().filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str(), v)))
+}
+
+async fn proxy_chat(request: HttpRequest, payload: Payload, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let received = Instant::now();
     let bytes = read_json(&request, payload, state.max_body_bytes).await?;
     // Taken once the body is in (a slow client holds no slot; reading an unread body is what
@@ -134,7 +146,13 @@ async fn forward(
         let body = serde_json::to_vec(body).map_err(|e| ApiError::internal(format!("the rewritten body could not be written: {e}")))?;
         let in_flight = engine.stats().start(model);
         let sent = Instant::now();
-        match upstreams.send(model, body, deadline).await {
+        // Until the response head: a streamed answer goes on after the span ends.
+        let span = tracing::debug_span!("upstream", model, attempt, http.status = tracing::field::Empty);
+        let result = upstreams.send(model, body, deadline).instrument(span.clone()).await;
+        if let Ok(response) = &result {
+            span.record("http.status", response.status().as_u16());
+        }
+        match result {
             Ok(response) if response.status().is_server_error() && !last => {
                 count_attempt(model, status_class(response.status()));
                 tracing::warn!(model, status = response.status().as_u16(), "upstream failed before its first byte; trying the next candidate");

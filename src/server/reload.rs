@@ -285,6 +285,7 @@ fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
     // The cache screens writes with the detector it started with.
     check("signals.pii", old.cache.enabled && differs(&old.signals.pii, &new.signals.pii));
     check("extproc", differs(&old.extproc, &new.extproc));
+    check("telemetry", old.telemetry != new.telemetry);
     keys
 }
 

@@ -136,7 +136,8 @@ pub async fn route_chat(state: &AppState, engine: &Router, chat: &ChatRequest, h
     let store_allowed = directives(headers.iter()).store;
     let mut prepared = service.as_ref().map(|s| s.prepare(headers, chat, options.tenant.as_deref()));
     if let (Some(service), Some(Prepared::Ready(cache_request))) = (&service, &prepared) {
-        if let Some(hit) = service.cache().lookup_exact(cache_request) {
+        let exact = tracing::debug_span!("cache_lookup", kind = "exact").in_scope(|| service.cache().lookup_exact(cache_request));
+        if let Some(hit) = exact {
             log_hit(&chat.model, &hit);
             return Ok(Routed::Cached {
                 hit,
@@ -158,9 +159,11 @@ pub async fn route_chat(state: &AppState, engine: &Router, chat: &ChatRequest, h
                 None
             } else {
                 let category = analysis.signals.domain.top().0.name();
-                service.cache().lookup_semantic(cache_request, &analysis.embedding.values, Some(category)).unwrap_or_else(|error| {
-                    tracing::warn!(%error, "cache lookup skipped: unusable embedding");
-                    None
+                tracing::debug_span!("cache_lookup", kind = "semantic").in_scope(|| {
+                    service.cache().lookup_semantic(cache_request, &analysis.embedding.values, Some(category)).unwrap_or_else(|error| {
+                        tracing::warn!(%error, "cache lookup skipped: unusable embedding");
+                        None
+                    })
                 })
             };
             let mut decision = engine.decide_with(chat, &analysis, options).await?;

@@ -175,7 +175,9 @@ impl Upstreams {
     /// `proxy.first_byte_timeout_ms` and never past `deadline`.
     pub async fn send(&self, model: &str, body: Vec<u8>, deadline: Instant) -> Result<reqwest::Response, CallError> {
         let target = self.targets.get(model).ok_or_else(|| CallError::NotConfigured { model: model.to_string() })?;
-        let mut request = self.http.post(&target.url).header(CONTENT_TYPE, "application/json").body(body);
+        let mut trace_headers = reqwest::header::HeaderMap::new();
+        crate::telemetry::inject(&mut trace_headers);
+        let mut request = self.http.post(&target.url).header(CONTENT_TYPE, "application/json").headers(trace_headers).body(body);
         if let Some(auth) = &target.auth {
             request = request.header(AUTHORIZATION, auth.clone());
         }

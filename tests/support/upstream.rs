@@ -1,7 +1,7 @@
 //! A small OpenAI-compatible chat upstream on 127.0.0.1, standing in for one vLLM
 //! deployment in the proxy and Envoy tests: it answers `POST /v1/chat/completions` in OpenAI
 //! format (JSON, or SSE when the body asks for `stream: true`), records every body it
-//! received (and the `authorization` header it came with), and can be told to fail (a status, a delay, a stream cut after its first chunk).
+//! received (and the `authorization` and `traceparent` headers it came with), and can be told to fail (a status, a delay, a stream cut after its first chunk).
 //! It stops when dropped.
 #![allow(dead_code)] // each test binary uses a different part of it
 
@@ -30,6 +30,7 @@ pub struct Behaviour {
 struct Shared {
     received: Mutex<Vec<Value>>,
     authorizations: Mutex<Vec<Option<String>>>,
+    traceparents: Mutex<Vec<Option<String>>>,
     behaviour: Mutex<Behaviour>,
     /// Requests whose answer was still being written when the client went away.
     abandoned: std::sync::atomic::AtomicUsize,
@@ -104,6 +105,11 @@ impl Upstream {
         self.shared.authorizations.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
+    /// The `traceparent` header of every request received so far, in order.
+    pub fn traceparents(&self) -> Vec<Option<String>> {
+        self.shared.traceparents.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
     /// Forgets what was received.
     pub fn clear(&self) {
         if let Ok(mut r) = self.shared.received.lock() {
@@ -147,6 +153,10 @@ async fn chat(request: actix_web::HttpRequest, body: Bytes, shared: Data<Shared>
     let authorization = request.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
     if let Ok(mut a) = shared.authorizations.lock() {
         a.push(authorization);
+    }
+    let traceparent = request.headers().get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_string);
+    if let Ok(mut t) = shared.traceparents.lock() {
+        t.push(traceparent);
     }
     if let Ok(mut r) = shared.received.lock() {
         r.push(parsed.clone());

@@ -21,6 +21,7 @@ use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::{E
 use envoy_types::pb::envoy::service::ext_proc::v3::{ProcessingRequest, ProcessingResponse};
 use futures_util::Stream;
 use tokio::sync::oneshot;
+use tonic::transport::{Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 use tonic_health::ServingStatus;
 
@@ -60,6 +61,9 @@ pub enum ExtProcError {
     /// Its thread could not be started.
     #[error("ext_proc thread: {0}")]
     Runtime(std::io::Error),
+    /// The certificate or key of `extproc.tls` could not be used.
+    #[error("{0}")]
+    Tls(#[from] super::tls::TlsError),
     /// The listen address is unusable.
     #[error("ext_proc cannot listen on {addr}: {source}")]
     Bind {
@@ -80,6 +84,7 @@ impl ExtProcServer {
     /// Binds `config.extproc.addr` and serves on a thread of its own.
     pub(super) fn start(config: &Config, state: Data<AppState>) -> Result<Self, ExtProcError> {
         let addr = config.extproc.addr;
+        let identity = config.extproc.tls.as_ref().map(|tls| super::tls::grpc_identity(&tls.cert_file, &tls.key_file)).transpose()?;
         // Bound here so a bad address fails start-up; the runtime is built on the server's own
         // thread (a runtime may be neither started nor dropped inside the actix one).
         let listener = std::net::TcpListener::bind(addr)
@@ -110,7 +115,7 @@ impl ExtProcServer {
                 match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).thread_name("semrouter-extproc").enable_all().build() {
                     Ok(runtime) => runtime.block_on(async move {
                         match tokio::net::TcpListener::from_std(listener) {
-                            Ok(listener) => serve(ctx, listener, stopped, grace).await,
+                            Ok(listener) => serve(ctx, listener, identity, stopped, grace).await,
                             Err(error) => tracing::error!(%error, "ext_proc listener unusable"),
                         }
                     }),
@@ -118,7 +123,7 @@ impl ExtProcServer {
                 }
             })
             .map_err(ExtProcError::Runtime)?;
-        tracing::info!(%addr, "ext_proc listening");
+        tracing::info!(%addr, tls = config.extproc.tls.is_some(), "ext_proc listening");
         Ok(Self {
             stop: Some(stop),
             thread: Some(thread),
@@ -136,7 +141,7 @@ impl ExtProcServer {
     }
 }
 
-async fn serve(ctx: Arc<ExtProcContext>, listener: tokio::net::TcpListener, stopped: oneshot::Receiver<()>, grace: Duration) {
+async fn serve(ctx: Arc<ExtProcContext>, listener: tokio::net::TcpListener, identity: Option<Identity>, stopped: oneshot::Receiver<()>, grace: Duration) {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_service_status("", ServingStatus::NotServing).await;
     reporter.set_not_serving::<ExternalProcessorServer<ExtProc>>().await;
@@ -157,7 +162,18 @@ async fn serve(ctx: Arc<ExtProcContext>, listener: tokio::net::TcpListener, stop
     let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |accepted| {
         accepted.and_then(|stream| stream.set_nodelay(true).map(|()| stream))
     });
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(identity) = identity {
+        builder = match builder.tls_config(ServerTlsConfig::new().identity(identity)) {
+            Ok(builder) => builder,
+            Err(error) => {
+                // The files were checked at start-up; this is tonic refusing them after all.
+                tracing::error!(%error, "extproc.tls: the gRPC listener cannot use the certificate");
+                return;
+            }
+        };
+    }
+    let server = builder
         .add_service(health)
         .add_service(ExternalProcessorServer::new(ExtProc { ctx }))
         .serve_with_incoming_shutdown(incoming, async {

@@ -248,7 +248,9 @@ impl Exchange {
             Ok(options) => options,
             Err(error) => return vec![self.count_error(&error)],
         };
-        let routed = tokio::time::timeout(ctx.decision_timeout, route_chat(&ctx.state, &engine, &chat, &self.headers, &options)).await;
+        let span = crate::telemetry::request_span("ext_proc", self.headers.iter());
+        let decide = tracing::Instrument::instrument(route_chat(&ctx.state, &engine, &chat, &self.headers, &options), span);
+        let routed = tokio::time::timeout(ctx.decision_timeout, decide).await;
         match routed {
             Err(_elapsed) => self.fall_back(&body, "timeout"),
             Ok(Err(error)) => vec![self.count_error(&error)],
