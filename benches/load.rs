@@ -20,6 +20,9 @@
 //! `LOAD_PROMPTS` (prompts used, default all 1531), `LOAD_ROUNDS`, `LOAD_SKIP_RAW=1` to skip the
 //! raw phase.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -217,13 +220,7 @@ impl ServerProcess {
     }
 
     fn rss_mb(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
+        common::rss_mb(self.child.id())
     }
 }
 

@@ -108,16 +108,6 @@ fn config(embedding_url: &str, min_need: &str) -> String {
     ])
 }
 
-fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// What one request ended as.
 #[derive(Clone, Copy, PartialEq)]
 enum Outcome {
@@ -250,7 +240,7 @@ fn main() {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
     let started = Instant::now();
     let (mut rss_warm, mut reloads, mut reload_failures, mut restarted) = (0.0, 0usize, 0usize, false);
-    let rss_start = rss_mb(pid);
+    let rss_start = common::rss_mb(pid);
 
     runtime.block_on(async {
         let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
@@ -326,7 +316,7 @@ fn main() {
                 });
             }
             if rss_warm == 0.0 && started.elapsed() >= warmup {
-                rss_warm = rss_mb(pid);
+                rss_warm = common::rss_mb(pid);
             }
             if now >= next_report {
                 next_report += Duration::from_secs(10);
@@ -343,7 +333,7 @@ fn main() {
                         w.blocked,
                         ms(quantile(&mut w.latencies, 0.5)),
                         ms(quantile(&mut w.latencies, 0.99)),
-                        rss_mb(pid)
+                        common::rss_mb(pid)
                     );
                 }
                 stub.clear();
@@ -352,7 +342,7 @@ fn main() {
         while in_flight.join_next().await.is_some() {}
     });
 
-    let rss_end = rss_mb(pid);
+    let rss_end = common::rss_mb(pid);
     let windows = windows.lock().map(|mut w| std::mem::take(&mut *w)).unwrap_or_default();
     let errors: usize = windows.iter().map(|w| w.errors).sum();
     let overloaded: usize = windows.iter().map(|w| w.overloaded).sum();

@@ -4,51 +4,20 @@
 //! nothing, and an unusable key stops start-up naming the key.
 
 mod common;
+#[path = "support/extproc.rs"]
+mod extproc;
 
 use std::time::{Duration, Instant};
 
 use common::{free_port, serve_expecting_failure, Launch, Server};
-use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
 use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_client::ExternalProcessorClient;
-use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request;
-use envoy_types::pb::envoy::service::ext_proc::v3::{HttpBody, HttpHeaders, ProcessingRequest};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-fn header(key: &str, value: &str) -> HeaderValue {
-    HeaderValue {
-        key: key.to_string(),
-        raw_value: value.as_bytes().to_vec(),
-        ..Default::default()
-    }
-}
-
-/// A chat request as Envoy sends it in the default (buffered) mode: headers, then the body.
-fn chat_request() -> Vec<ProcessingRequest> {
-    let headers = HttpHeaders {
-        headers: Some(HeaderMap {
-            headers: vec![header(":method", "POST"), header(":path", "/v1/chat/completions"), header("content-type", "application/json")],
-        }),
-        end_of_stream: false,
-        ..Default::default()
-    };
-    let body = serde_json::to_vec(&common::chat("auto", "What is the capital of Australia?")).unwrap();
-    vec![
-        ProcessingRequest {
-            request: Some(Request::RequestHeaders(headers)),
-            ..Default::default()
-        },
-        ProcessingRequest {
-            request: Some(Request::RequestBody(HttpBody {
-                body,
-                end_of_stream: true,
-                ..Default::default()
-            })),
-            ..Default::default()
-        },
-    ]
+fn chat_body() -> Vec<u8> {
+    serde_json::to_vec(&common::chat("auto", "What is the capital of Australia?")).unwrap()
 }
 
 async fn serving(channel: Channel) -> Result<i32, tonic::Status> {
@@ -59,10 +28,7 @@ async fn serving(channel: Channel) -> Result<i32, tonic::Status> {
 #[tokio::test]
 async fn the_grpc_listener_serves_ext_proc_and_health_over_tls_only() {
     let dir = tempfile::tempdir().unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let (cert, key, pem) = common::self_signed(dir.path(), &["localhost", "127.0.0.1"]);
     let port = free_port();
     let server = Server::start(Launch {
         env: vec![
@@ -74,7 +40,7 @@ async fn the_grpc_listener_serves_ext_proc_and_health_over_tls_only() {
         ..Launch::default()
     });
 
-    let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(certified.cert.pem())).domain_name("localhost");
+    let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&pem)).domain_name("localhost");
     let channel = Endpoint::from_shared(format!("https://127.0.0.1:{port}"))
         .unwrap()
         .tls_config(tls)
@@ -91,7 +57,7 @@ async fn the_grpc_listener_serves_ext_proc_and_health_over_tls_only() {
     }
 
     let mut client = ExternalProcessorClient::new(channel);
-    let mut replies = client.process(tokio_stream::iter(chat_request())).await.unwrap().into_inner();
+    let mut replies = client.process(tokio_stream::iter(extproc::buffered_chat(chat_body()))).await.unwrap().into_inner();
     let mut seen = Vec::new();
     while let Some(reply) = tokio::time::timeout(Duration::from_secs(10), replies.message()).await.expect("an ext_proc reply in time").unwrap() {
         seen.push(format!("{reply:?}"));
@@ -114,11 +80,9 @@ async fn the_grpc_listener_serves_ext_proc_and_health_over_tls_only() {
 #[test]
 fn an_unusable_grpc_key_stops_start_up_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    let (cert, key, pem) = common::self_signed(dir.path(), &["localhost"]);
     // A certificate where the key should be.
-    std::fs::write(&key, certified.cert.pem()).unwrap();
+    std::fs::write(&key, pem).unwrap();
     let (cert, key) = (cert.display().to_string(), key.display().to_string());
     let addr = format!("127.0.0.1:{}", free_port());
     let env = |key_file: &str| {

@@ -10,12 +10,13 @@
 //! `make test` runs a few dozen cases; `make fuzz` many more (PROPTEST_CASES, FUZZ_SECONDS).
 
 mod common;
+#[path = "support/extproc.rs"]
+mod extproc;
 #[path = "support/fuzz.rs"]
 mod fuzz;
 
 use std::time::Duration;
 
-use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::BodySendMode;
 use envoy_types::pb::envoy::service::ext_proc::v3::body_mutation::Mutation;
 use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_client::ExternalProcessorClient;
@@ -69,19 +70,6 @@ impl Mode {
     }
 }
 
-fn header_map(pairs: &[(String, String)]) -> HeaderMap {
-    HeaderMap {
-        headers: pairs
-            .iter()
-            .map(|(k, v)| HeaderValue {
-                key: k.clone(),
-                raw_value: v.as_bytes().to_vec(),
-                ..HeaderValue::default()
-            })
-            .collect(),
-    }
-}
-
 fn message(request: Request, config: Option<ProtocolConfiguration>) -> ProcessingRequest {
     ProcessingRequest {
         request: Some(request),
@@ -92,7 +80,7 @@ fn message(request: Request, config: Option<ProtocolConfiguration>) -> Processin
 
 fn headers(pairs: &[(String, String)], end_of_stream: bool) -> Request {
     Request::RequestHeaders(HttpHeaders {
-        headers: Some(header_map(pairs)),
+        headers: Some(extproc::header_map(pairs)),
         end_of_stream,
         ..HttpHeaders::default()
     })
@@ -483,7 +471,7 @@ async fn play(client: &mut ExternalProcessorClient<Channel>, x: &Exchange, model
     // The upstream's answer, each message answered before the next, as Envoy waits.
     let status_pairs = vec![(":status".to_string(), "200".to_string()), ("content-type".to_string(), if x.answer_sse { "text/event-stream" } else { "application/json" }.to_string())];
     let no_answer_body = x.answer_chunks.is_empty() && !x.answer_trailers;
-    call.send(message(Request::ResponseHeaders(HttpHeaders { headers: Some(header_map(&status_pairs)), end_of_stream: no_answer_body, ..HttpHeaders::default() }), None));
+    call.send(message(Request::ResponseHeaders(HttpHeaders { headers: Some(extproc::header_map(&status_pairs)), end_of_stream: no_answer_body, ..HttpHeaders::default() }), None));
     prop_assert_eq!(reply_kind(&call.next("the response headers").await?)?, Kind::ResponseHeaders);
     for (i, chunk) in x.answer_chunks.iter().enumerate() {
         let end = i + 1 == x.answer_chunks.len() && !x.answer_trailers;
@@ -515,7 +503,7 @@ fn any_message() -> impl Strategy<Value = Request> {
         1 => (pairs.clone(), any::<bool>()).prop_map(|(p, eos)| headers(&p, eos)),
         3 => (bytes.clone(), any::<bool>()).prop_map(|(b, eos)| body(&b, eos)),
         1 => Just(Request::RequestTrailers(HttpTrailers::default())),
-        1 => (pairs, any::<bool>()).prop_map(|(p, eos)| Request::ResponseHeaders(HttpHeaders { headers: Some(header_map(&p)), end_of_stream: eos, ..HttpHeaders::default() })),
+        1 => (pairs, any::<bool>()).prop_map(|(p, eos)| Request::ResponseHeaders(HttpHeaders { headers: Some(extproc::header_map(&p)), end_of_stream: eos, ..HttpHeaders::default() })),
         1 => (bytes, any::<bool>()).prop_map(|(b, eos)| Request::ResponseBody(HttpBody { body: b, end_of_stream: eos, ..HttpBody::default() })),
         1 => Just(Request::ResponseTrailers(HttpTrailers::default())),
     ]

@@ -5,16 +5,15 @@
 //! shared CI machine is too noisy for that.
 
 mod common;
+#[path = "support/extproc.rs"]
+mod extproc;
 #[path = "support/upstream.rs"]
 mod upstream;
 
 use std::time::{Duration, Instant};
 
-use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
 use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_client::ExternalProcessorClient;
-use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_response::Response;
-use envoy_types::pb::envoy::service::ext_proc::v3::{HttpBody, HttpHeaders, ProcessingRequest};
 use serde_json::Value;
 
 use common::{chat, default_config_with, free_port, metric, Launch, Server};
@@ -168,34 +167,7 @@ async fn beyond_the_limit_requests_get_429_at_once_and_the_admitted_all_succeed(
 /// status, headers, body.
 async fn extproc_exchange(port: u16) -> (u16, Vec<(String, String)>, Value) {
     let mut client = ExternalProcessorClient::connect(format!("http://127.0.0.1:{port}")).await.expect("ext_proc reachable");
-    let headers = [(":method", "POST"), (":path", "/v1/chat/completions"), ("content-type", "application/json")];
-    let body = serde_json::to_vec(&chat("auto", PROMPT)).unwrap();
-    let messages = vec![
-        ProcessingRequest {
-            request: Some(Request::RequestHeaders(HttpHeaders {
-                headers: Some(HeaderMap {
-                    headers: headers
-                        .iter()
-                        .map(|(k, v)| HeaderValue {
-                            key: k.to_string(),
-                            raw_value: v.as_bytes().to_vec(),
-                            ..HeaderValue::default()
-                        })
-                        .collect(),
-                }),
-                ..HttpHeaders::default()
-            })),
-            ..ProcessingRequest::default()
-        },
-        ProcessingRequest {
-            request: Some(Request::RequestBody(HttpBody {
-                body,
-                end_of_stream: true,
-                ..HttpBody::default()
-            })),
-            ..ProcessingRequest::default()
-        },
-    ];
+    let messages = extproc::buffered_chat(serde_json::to_vec(&chat("auto", PROMPT)).unwrap());
     let mut replies = client.process(futures_util::stream::iter(messages)).await.expect("the stream opens").into_inner();
     loop {
         let reply = tokio::time::timeout(Duration::from_secs(10), replies.message())

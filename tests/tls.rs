@@ -12,10 +12,7 @@ use serde_json::Value;
 #[tokio::test]
 async fn the_rest_listener_serves_https_with_the_configured_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let (cert, key, pem) = common::self_signed(dir.path(), &["localhost", "127.0.0.1"]);
 
     let server = Server::spawn(Launch {
         env: vec![
@@ -26,7 +23,7 @@ async fn the_rest_listener_serves_https_with_the_configured_certificate() {
     });
     let https = server.base.replacen("http://", "https://", 1);
     let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
@@ -54,11 +51,9 @@ async fn the_rest_listener_serves_https_with_the_configured_certificate() {
 #[test]
 fn an_unusable_key_file_stops_start_up_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    let (cert, key, pem) = common::self_signed(dir.path(), &["localhost"]);
     // A certificate where the key should be.
-    std::fs::write(&key, certified.cert.pem()).unwrap();
+    std::fs::write(&key, pem).unwrap();
     let (cert, key) = (cert.display().to_string(), key.display().to_string());
     let (status, stderr) = serve_expecting_failure(None, &[("SEMROUTER__SERVER__TLS__CERT_FILE", &cert), ("SEMROUTER__SERVER__TLS__KEY_FILE", &key)]);
     assert!(!status.success());

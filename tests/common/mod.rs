@@ -262,3 +262,24 @@ pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
 pub fn exists(path: &str) -> bool {
     Path::new(&repo()).join(path).exists()
 }
+
+/// A self-signed certificate for `names`, written as `cert.pem` and `key.pem` in `dir`; returns
+/// both paths and the certificate's PEM (for a client to trust).
+pub fn self_signed(dir: &Path, names: &[&str]) -> (PathBuf, PathBuf, String) {
+    let certified = rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("certificate");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).expect("write cert");
+    std::fs::write(&key, certified.key_pair.serialize_pem()).expect("write key");
+    (cert, key, certified.cert.pem())
+}
+
+/// Resident memory of process `pid` in MB (from /proc; 0 when it cannot be read).
+pub fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
