@@ -144,10 +144,15 @@ pub fn load_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
     };
     // Variables that index into a list of sections go in as overrides of that item's key; the
     // rest through `Environment`, which can only build maps.
-    let (indexed, plain): (Vec<_>, Vec<_>) = std::env::vars()
-        .filter(|(name, _)| name.starts_with(ENV_PREFIX))
-        .map(|(name, value)| (indexed_key(&name), name, value))
-        .partition(|(key, _, _)| key.is_some());
+    let (mut indexed, mut plain) = (Vec::new(), config::Map::new());
+    for (name, value) in std::env::vars().filter(|(name, _)| name.starts_with(ENV_PREFIX)) {
+        match indexed_key(&name) {
+            Some(key) => indexed.push((key, name, value)),
+            None => {
+                plain.insert(name, value);
+            }
+        }
+    }
     let mut builder = config::Config::builder().add_source(File::from_str(text, FileFormat::Yaml)).add_source(
         LIST_KEYS.iter().fold(
             Environment::with_prefix("SEMROUTER")
@@ -155,14 +160,13 @@ pub fn load_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
                 .separator("__")
                 .try_parsing(true)
                 .list_separator(",")
-                .source(Some(plain.into_iter().map(|(_, name, value)| (name, value)).collect())),
+                .source(Some(plain)),
             |env, key| env.with_list_parse_key(key),
         ),
     );
     // The origin `Environment` gives its values, so errors say where the value came from.
     let origin_env = "the environment".to_string();
     for (key, name, value) in indexed {
-        let key = key.unwrap_or_default();
         builder = builder
             .set_override(key.as_str(), config::Value::new(Some(&origin_env), config::ValueKind::String(value)))
             .map_err(|e| parse_error(format!("{name}: {e}")))?;
