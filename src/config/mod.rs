@@ -5,6 +5,7 @@
 //! `SEMROUTER__SECTION__KEY` (e.g. `SEMROUTER__SERVER__HTTP_ADDR=0.0.0.0:9000`), items of lists
 //! by index (`SEMROUTER__MODELS__0__UPSTREAM__BASE_URL`).
 
+mod dashboard;
 mod extproc;
 mod load;
 mod locate;
@@ -22,8 +23,9 @@ use std::path::PathBuf;
 
 use semrouter_onnx::OnnxModelConfig;
 use semrouter_vllm::VllmConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+pub use dashboard::DashboardConfig;
 pub use extproc::ExtProcConfig;
 pub use load::{load, load_str, ConfigError, DEFAULT_CONFIG};
 pub use policy::{Condition, PolicyAction, PolicyConfig, Range, ReasoningOverride};
@@ -79,6 +81,9 @@ pub struct Config {
     /// OpenTelemetry traces (off unless `telemetry.enabled`).
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// The built-in dashboard at `/dashboard` (on unless `dashboard.enabled: false`).
+    #[serde(default)]
+    pub dashboard: DashboardConfig,
 }
 
 /// HTTP listener and request limits.
@@ -375,7 +380,7 @@ impl Default for ToolsConfig {
 }
 
 /// Price of a model per million tokens, in any one currency.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
     /// Per million prompt tokens.

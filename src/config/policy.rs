@@ -3,12 +3,12 @@
 //! A rule is `when` (a condition tree) plus what to do. Conditions are YAML maps with one key,
 //! e.g. `{all: [{category: [math]}, {complexity: [complex, research]}]}`.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::reasoning::Effort;
 
 /// What a matching policy does with the request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyAction {
     /// Route to the best surviving candidate.

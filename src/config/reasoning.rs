@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::engine::reasoning::Effort;
@@ -24,7 +24,7 @@ pub struct NeedWeights {
 }
 
 /// One reasoning level: used when the need is at least `min_need`.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReasoningLevel {
     /// Lowest need for this level.

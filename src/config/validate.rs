@@ -178,6 +178,7 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
     let model_names: Vec<&str> = config.models.iter().map(|m| m.name.as_str()).collect();
     config.extproc.validate("extproc", &model_names)?;
     config.telemetry.validate("telemetry")?;
+    config.dashboard.validate("dashboard")?;
     validate_decision(config)
 }
 

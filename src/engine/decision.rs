@@ -25,6 +25,17 @@ pub enum Action {
     Mask,
 }
 
+impl Action {
+    /// The lower-case name, as replies serialise it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Route => "route",
+            Action::Block => "block",
+            Action::Mask => "mask",
+        }
+    }
+}
+
 /// The category chosen for a request.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CategoryPick {

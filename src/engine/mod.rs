@@ -7,6 +7,7 @@
 
 pub mod decision;
 pub mod fleet;
+pub mod map;
 pub mod policy;
 pub mod privacy;
 pub mod reasoning;

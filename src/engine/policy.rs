@@ -4,7 +4,7 @@
 //! condition holds decides. A final default rule (every model, reasoning from the signals)
 //! always exists, so every request gets a route.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use crate::categories::Category;
 use crate::config::{Condition, PolicyAction, PolicyConfig, Range, ReasoningOverride};
@@ -161,6 +161,58 @@ impl Test {
         }
     }
 
+    /// The condition in words, as the dashboard's policy view shows it.
+    fn describe(&self) -> String {
+        let range = |name: &str, r: &Range| match (r.min, r.max) {
+            (Some(min), Some(max)) => format!("{min} \u{2264} {name} \u{2264} {max}"),
+            (Some(min), None) => format!("{name} \u{2265} {min}"),
+            (None, Some(max)) => format!("{name} \u{2264} {max}"),
+            (None, None) => format!("any {name}"),
+        };
+        let join = |children: &[Test], word: &str| children.iter().map(|c| format!("({})", c.describe())).collect::<Vec<_>>().join(word);
+        match self {
+            Test::All(c) => join(c, " and "),
+            Test::Any(c) => join(c, " or "),
+            Test::Not(c) => format!("not ({})", c.describe()),
+            Test::Category(cats) => format!("category in [{}]", cats.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")),
+            Test::Complexity(labels) => format!("complexity in [{}]", labels.join(", ")),
+            Test::ReasoningNeed(r) => range("reasoning need", r),
+            Test::Uncertainty(r) => range("uncertainty", r),
+            Test::Jailbreak(r) => range("jailbreak", r),
+            Test::Pii(types) if types.is_empty() => "any personal data".to_string(),
+            Test::Pii(types) => format!("personal data in [{}]", types.join(", ")),
+            Test::Keyword(names) => format!("keyword [{}]", names.join(", ")),
+            Test::Tokens(r) => range("prompt tokens", r),
+            Test::Turns(r) => range("turns", r),
+            Test::Tools(b) => if *b { "has tools" } else { "no tools" }.to_string(),
+            Test::Stream(b) => if *b { "streamed" } else { "not streamed" }.to_string(),
+            Test::Tenant(t) => format!("tenant in [{}]", t.join(", ")),
+        }
+    }
+
+    /// The signals the condition reads (`keyword:NAME` for keyword rules).
+    fn signals(&self, out: &mut BTreeSet<String>) {
+        let name = match self {
+            Test::All(c) | Test::Any(c) => {
+                c.iter().for_each(|t| t.signals(out));
+                return;
+            }
+            Test::Not(c) => return c.signals(out),
+            Test::Keyword(names) => {
+                out.extend(names.iter().map(|n| format!("keyword:{n}")));
+                return;
+            }
+            Test::Category(_) => "domain",
+            Test::Complexity(_) => "complexity",
+            Test::ReasoningNeed(_) => "reasoning_need",
+            Test::Uncertainty(_) => "uncertainty",
+            Test::Jailbreak(_) => "jailbreak",
+            Test::Pii(_) => "pii",
+            Test::Tokens(_) | Test::Turns(_) | Test::Tools(_) | Test::Stream(_) | Test::Tenant(_) => "request",
+        };
+        out.insert(name.to_string());
+    }
+
     fn mentions_pii(&self) -> bool {
         match self {
             Test::All(c) | Test::Any(c) => c.iter().any(Test::mentions_pii),
@@ -187,6 +239,22 @@ pub struct Policy {
     pub flag: Option<String>,
     /// Scoring preference for matching requests.
     pub preference: Option<String>,
+}
+
+impl Policy {
+    /// The rule's condition in words; `None` when it has none (it always matches).
+    pub fn condition(&self) -> Option<String> {
+        self.test.as_ref().map(Test::describe)
+    }
+
+    /// The signals the rule's condition reads, sorted.
+    pub fn signals(&self) -> Vec<String> {
+        let mut out = BTreeSet::new();
+        if let Some(test) = &self.test {
+            test.signals(&mut out);
+        }
+        out.into_iter().collect()
+    }
 }
 
 /// Name of the rule that applies when no configured rule matches.
@@ -342,6 +410,23 @@ mod tests {
         let e = policies(serde_json::json!([{"name": "x", "when": {"pii": ["EMAIL", "SHOE_SIZE"]}}])).unwrap_err();
         assert_eq!(e.key, "policies[0].when.pii[1]");
         assert!(p.needs_pii());
+    }
+
+    #[test]
+    fn rules_describe_their_condition_and_the_signals_it_reads() {
+        let p = policies(serde_json::json!([
+            {"name": "guard", "when": {"jailbreak": {"min": 0.5, "max": 0.9}}},
+            {"name": "mixed", "when": {"all": [{"keyword": ["code"]}, {"not": {"category": ["law", "math"]}}, {"tokens": {"max": 100}}]}},
+            {"name": "always"}
+        ]))
+        .unwrap();
+        let [guard, mixed, always] = p.rules() else { panic!("three rules") };
+        assert_eq!(guard.condition().as_deref(), Some("0.5 \u{2264} jailbreak \u{2264} 0.9"));
+        assert_eq!(guard.signals(), ["jailbreak"]);
+        assert_eq!(mixed.condition().as_deref(), Some("(keyword [code]) and (not (category in [law, math])) and (prompt tokens \u{2264} 100)"));
+        assert_eq!(mixed.signals(), ["domain", "keyword:code", "request"]);
+        assert_eq!(always.condition(), None);
+        assert!(always.signals().is_empty());
     }
 
     #[test]

@@ -93,6 +93,18 @@ pub struct Reasoning {
     pub family: String,
 }
 
+impl Reasoning {
+    /// `off`, the effort, or `on` for a family without one: the `x-semrouter-reasoning`
+    /// header's value and the dashboard's.
+    pub fn label(&self) -> &'static str {
+        match (self.enabled, self.effort) {
+            (true, Some(effort)) => effort.as_str(),
+            (true, None) => "on",
+            (false, _) => "off",
+        }
+    }
+}
+
 /// One field of a family template, parsed.
 #[derive(Debug, Clone, PartialEq)]
 enum FieldValue {

@@ -110,6 +110,11 @@ impl Scorer {
         w
     }
 
+    /// The scoring settings (weights, limits, fallback).
+    pub fn config(&self) -> &ScoringConfig {
+        &self.config
+    }
+
     /// Whether `name` is a preference requests may ask for.
     pub fn has_preference(&self, name: &str) -> bool {
         self.config.preference(name).is_some()

@@ -50,9 +50,13 @@ impl Admission {
         })
     }
 
+    /// The limit (`server.max_in_flight`).
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// Requests in flight now.
-    #[cfg(test)]
-    fn in_flight(&self) -> usize {
+    pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
     }
 }

@@ -33,7 +33,8 @@ pub fn routes(config: &mut ServiceConfig) {
         .service(web::resource("/metrics").route(web::get().to(metrics)).default_service(web::to(method_not_allowed)))
         .configure(super::cache::routes)
         .configure(super::admin::routes)
-        .configure(super::proxy::routes);
+        .configure(super::proxy::routes)
+        .configure(super::dashboard::routes);
 }
 
 /// 404 in the OpenAI envelope for any path not routed.
@@ -124,7 +125,7 @@ async fn decide_route(request: HttpRequest, payload: Payload, state: Data<AppSta
     let engine = state.engine()?;
     let headers = RequestHeaders::from_actix(request.headers());
     let options = request_options(&headers, explain_query(request.query_string()).as_deref(), &state.tenant_header)?;
-    match route_chat(&state, &engine, &chat, &headers, &options).await? {
+    match route_chat(&state, &engine, &chat, &headers, &options, "rest").await? {
         Routed::Cached { hit, request: cache_request, timing } => {
             let timing_us = TimingUs::new(parse, &timing, received.elapsed());
             Ok(cached_reply(&hit, &cache_request, &chat.model, timing_us))
@@ -279,7 +280,7 @@ async fn ready(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     })))
 }
 
-fn health_json(health: &Health) -> Value {
+pub(super) fn health_json(health: &Health) -> Value {
     match health {
         Health::Ready => json!({"state": "ready"}),
         Health::Degraded(reason) => json!({"state": "degraded", "reason": reason}),

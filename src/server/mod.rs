@@ -8,6 +8,7 @@ mod admin;
 mod admission;
 mod body;
 mod cache;
+mod dashboard;
 mod error;
 mod extproc;
 mod http;
@@ -88,6 +89,8 @@ pub struct AppState {
     log_prompts: bool,
     /// `server.max_in_flight`: the front door every request that does work passes.
     admission: admission::Admission,
+    /// Recent decisions for the dashboard; `None` with `dashboard.enabled: false`.
+    feed: Option<dashboard::DecisionFeed>,
 }
 
 impl AppState {
@@ -119,6 +122,7 @@ pub async fn serve(config: Config, addr: SocketAddr, config_path: Option<PathBuf
         reloader: reload::Reloader::new(&config, config_path.clone()),
         log_prompts: config.server.log_prompts,
         admission: admission::Admission::new(config.server.max_in_flight),
+        feed: config.dashboard.enabled.then(|| dashboard::DecisionFeed::new(&config.dashboard)),
     });
     if !state.admin.enabled() {
         tracing::info!(token_env = %config.server.admin.token_env, "no admin token configured: admin endpoints (reload, cache store and flush) are off");

@@ -72,7 +72,7 @@ async fn proxy_chat(request: HttpRequest, payload: Payload, state: Data<AppState
     let engine = state.engine()?;
     let headers = RequestHeaders::from_actix(request.headers());
     let options = request_options(&headers, None, &state.tenant_header)?;
-    match route_chat(&state, &engine, &chat, &headers, &options).await? {
+    match route_chat(&state, &engine, &chat, &headers, &options, "proxy").await? {
         Routed::Cached { hit, request: cache_request, .. } => Ok(cached_answer(&hit, &cache_request, &chat.model, &state.decision_headers)),
         Routed::Decided { decision, cache, write } => {
             let cache_label = cache.as_ref().map(|_| "miss");

@@ -286,6 +286,7 @@ fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
     check("signals.pii", old.cache.enabled && differs(&old.signals.pii, &new.signals.pii));
     check("extproc", differs(&old.extproc, &new.extproc));
     check("telemetry", old.telemetry != new.telemetry);
+    check("dashboard", old.dashboard != new.dashboard);
     keys
 }
 

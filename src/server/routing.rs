@@ -8,11 +8,13 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::cache::{directives, CacheHit, CacheRequest, Reply, WriteSkip};
-use crate::config::DecisionHeader;
+use crate::config::{ClassifyText, DecisionHeader};
+use crate::engine::text::text_to_classify;
 use crate::engine::{Decision, EngineTiming, RequestOptions, Router};
 use crate::openai::ChatRequest;
 
 use super::cache::{CacheReport, CacheService, Prepared};
+use super::dashboard::{now_ms, DecisionFeed, DecisionRecord};
 use super::error::ApiError;
 use super::AppState;
 
@@ -119,8 +121,64 @@ impl PendingWrite {
 }
 
 /// Runs the shared flow: the exact path before the encoder, then for routed requests one
-/// analysis whose embedding serves both the semantic lookup and the decision.
-pub async fn route_chat(state: &AppState, engine: &Router, chat: &ChatRequest, headers: &RequestHeaders, options: &RequestOptions) -> Result<Routed, ApiError> {
+/// analysis whose embedding serves both the semantic lookup and the decision. `front_end`
+/// (`rest`, `proxy`, `extproc`) labels the dashboard's record of what was decided.
+pub async fn route_chat(
+    state: &AppState,
+    engine: &Router,
+    chat: &ChatRequest,
+    headers: &RequestHeaders,
+    options: &RequestOptions,
+    front_end: &'static str,
+) -> Result<Routed, ApiError> {
+    let started = Instant::now();
+    let routed = decide_chat(state, engine, chat, headers, options).await?;
+    if let Some(feed) = &state.feed {
+        feed.record(dashboard_record(feed, &routed, chat, front_end, started.elapsed()));
+    }
+    Ok(routed)
+}
+
+/// What the dashboard keeps of one routed request: the outcome, never the prompt unless
+/// `dashboard.show_prompts`.
+fn dashboard_record(feed: &DecisionFeed, routed: &Routed, chat: &ChatRequest, front_end: &'static str, elapsed: std::time::Duration) -> DecisionRecord {
+    let prompt = if feed.shows_prompts() { feed.excerpt(text_to_classify(&chat.messages, ClassifyText::LastUser)) } else { None };
+    let base = DecisionRecord {
+        at_ms: now_ms(),
+        front_end,
+        action: "route",
+        model: None,
+        category: None,
+        reasoning: None,
+        cache: None,
+        cache_kind: None,
+        latency_us: elapsed.as_micros() as u64,
+        policy: None,
+        flags: Vec::new(),
+        prompt,
+    };
+    match routed {
+        Routed::Cached { hit, .. } => DecisionRecord {
+            action: "cache",
+            model: Some(hit.answer.upstream_model.clone().unwrap_or_else(|| chat.model.clone())),
+            cache: Some("hit"),
+            cache_kind: Some(hit.kind.label()),
+            ..base
+        },
+        Routed::Decided { decision, cache, .. } => DecisionRecord {
+            action: decision.action.as_str(),
+            model: decision.model.clone(),
+            category: decision.category.as_ref().map(|c| c.name),
+            reasoning: decision.reasoning.as_ref().map(|r| r.label()),
+            cache: cache.as_ref().map(|c| if c.skipped.is_some() { "skipped" } else { "miss" }),
+            policy: decision.policy.clone(),
+            flags: decision.flags.clone(),
+            ..base
+        },
+    }
+}
+
+async fn decide_chat(state: &AppState, engine: &Router, chat: &ChatRequest, headers: &RequestHeaders, options: &RequestOptions) -> Result<Routed, ApiError> {
     if let Some(p) = options.preference.as_deref().filter(|p| !engine.has_preference(p)) {
         return Err(ApiError::invalid_param(
             PREFERENCE_HEADER,
@@ -232,11 +290,7 @@ pub fn decision_headers(decision: &Decision, cache: Option<&'static str>, emitte
         let value = match header {
             DecisionHeader::SelectedModel | DecisionHeader::GatewayModelName => decision.model.clone(),
             DecisionHeader::Category => decision.category.as_ref().map(|c| c.name.to_string()),
-            DecisionHeader::Reasoning => decision.reasoning.as_ref().map(|r| match (r.enabled, r.effort) {
-                (true, Some(effort)) => effort.as_str().to_string(),
-                (true, None) => "on".to_string(),
-                (false, _) => "off".to_string(),
-            }),
+            DecisionHeader::Reasoning => decision.reasoning.as_ref().map(|r| r.label().to_string()),
             DecisionHeader::Cache => cache.map(str::to_string),
             DecisionHeader::Flags => (!decision.flags.is_empty()).then(|| decision.flags.join(",")),
         };

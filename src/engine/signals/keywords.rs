@@ -85,6 +85,11 @@ impl KeywordRules {
         self.rules.is_empty()
     }
 
+    /// Every rule's name, in config order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|r| r.name.as_str())
+    }
+
     /// Names of the rules that match `text`, in config order.
     pub fn matching(&self, text: &str) -> Vec<String> {
         self.rules.iter().filter(|r| r.matches(text)).map(|r| r.name.clone()).collect()

@@ -249,7 +249,7 @@ impl Exchange {
             Err(error) => return vec![self.count_error(&error)],
         };
         let span = crate::telemetry::request_span("ext_proc", self.headers.iter());
-        let decide = tracing::Instrument::instrument(route_chat(&ctx.state, &engine, &chat, &self.headers, &options), span);
+        let decide = tracing::Instrument::instrument(route_chat(&ctx.state, &engine, &chat, &self.headers, &options, "extproc"), span);
         let routed = tokio::time::timeout(ctx.decision_timeout, decide).await;
         match routed {
             Err(_elapsed) => self.fall_back(&body, "timeout"),
