@@ -159,6 +159,14 @@ async fn envoy_routes_caches_streams_and_fails_open() {
     let metrics = client.get(server.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
     assert!(metric(&metrics, "semrouter_model_tokens_total", &["model=\"deepseek-v3.1\"", "kind=\"prompt\""]).is_some_and(|v| v >= 12.0), "{metrics}");
     assert!(metric(&metrics, "semrouter_extproc_requests_total", &["outcome=\"cached\""]).is_some_and(|v| v >= 2.0));
+    // The dashboard lists ext_proc's decisions with the rest: the math question first, routed
+    // to deepseek, and the cache's replays.
+    let decisions: Value = client.get(server.url("/dashboard/api/decisions")).send().await.expect("decisions").json().await.expect("JSON");
+    let recent = decisions["recent"].as_array().expect("recent");
+    assert!(recent.iter().all(|r| r["front_end"] == "extproc"), "{decisions}");
+    let first = recent.last().expect("the first decision");
+    assert_eq!((first["model"].as_str(), first["category"].as_str()), (Some("deepseek-v3.1"), Some("math")), "{first}");
+    assert!(decisions["distribution"]["cache_hits"].as_u64().is_some_and(|n| n >= 2), "{decisions}");
 
     // semrouter stopped: failure_mode_allow lets the request through, unchanged, to the
     // default route (qwen3-8b on the small upstream).
