@@ -58,6 +58,9 @@ pub struct ScoringConfig {
     pub latency_alpha: f64,
     /// Candidates whose latency EWMA is above this are dropped.
     pub max_latency_ms: Option<f64>,
+    /// Candidates whose p95 latency over their latest answers (their `latency_prior_ms` before
+    /// the first) is above this are dropped: a latency SLO.
+    pub max_latency_p95_ms: Option<f64>,
     /// Candidates whose estimated cost per request is above this are dropped.
     pub max_cost: Option<f64>,
     /// When no candidate survives the limits.
@@ -111,6 +114,7 @@ impl Default for ScoringConfig {
             reasoning_multiplier: 4.0,
             latency_alpha: 0.2,
             max_latency_ms: None,
+            max_latency_p95_ms: None,
             max_cost: None,
             fallback: Fallback::Cheapest,
             default_model: None,

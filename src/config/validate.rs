@@ -256,6 +256,9 @@ fn validate_decision(config: &Config) -> Result<(), Invalid> {
     if let Some(v) = s.max_latency_ms {
         non_negative("scoring.max_latency_ms".into(), v)?;
     }
+    if let Some(v) = s.max_latency_p95_ms {
+        non_negative("scoring.max_latency_p95_ms".into(), v)?;
+    }
     if let Some(v) = s.max_cost {
         non_negative("scoring.max_cost".into(), v)?;
     }

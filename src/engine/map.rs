@@ -85,6 +85,8 @@ pub struct ScoringView {
     pub preferences: BTreeMap<String, Weights>,
     /// Candidates whose latency EWMA is above this are dropped.
     pub max_latency_ms: Option<f64>,
+    /// Candidates whose p95 latency is above this are dropped.
+    pub max_latency_p95_ms: Option<f64>,
     /// Candidates whose estimated cost is above this are dropped.
     pub max_cost: Option<f64>,
     /// What happens when no candidate survives.
@@ -181,6 +183,7 @@ impl Router {
                 weights: config.weights,
                 preferences,
                 max_latency_ms: config.max_latency_ms,
+                max_latency_p95_ms: config.max_latency_p95_ms,
                 max_cost: config.max_cost,
                 fallback: config.fallback,
             },

@@ -139,8 +139,9 @@ impl Scorer {
         expected as f64 * multiplier
     }
 
-    /// The first hard limit `card` breaks; `strict` includes the latency and cost limits.
-    fn breaks(&self, card: &ModelCard, demand: &Demand, cost: f64, latency: f64, strict: bool) -> Option<String> {
+    /// The first hard limit `card` breaks; `strict` includes the latency and cost limits
+    /// (`p95` is the card's p95 latency, read only when `max_latency_p95_ms` is set).
+    fn breaks(&self, card: &ModelCard, demand: &Demand, cost: f64, latency: f64, p95: Option<f64>, strict: bool) -> Option<String> {
         if let Some(allowed) = &card.tenants {
             match demand.tenant {
                 Some(t) if allowed.contains(t) => {}
@@ -160,6 +161,11 @@ impl Scorer {
         if strict {
             if let Some(max) = self.config.max_latency_ms.filter(|&max| latency > max) {
                 return Some(format!("latency {latency:.0} ms is over the {max:.0} ms limit"));
+            }
+            if let (Some(max), Some(p95)) = (self.config.max_latency_p95_ms, p95) {
+                if p95 > max {
+                    return Some(format!("p95 latency {p95:.0} ms is over the {max:.0} ms budget"));
+                }
             }
             if let Some(max) = self.config.max_cost.filter(|&max| cost > max) {
                 return Some(format!("estimated cost {cost:.6} is over the {max} limit"));
@@ -186,7 +192,8 @@ impl Scorer {
             let card = &fleet.models()[index];
             let cost = card.cost(demand.prompt_tokens, self.completion(demand, can_reason(card)));
             let latency = stats.latency_ms(&card.name);
-            match self.breaks(card, demand, cost, latency, true) {
+            let p95 = self.config.max_latency_p95_ms.map(|_| stats.latency_p95_ms(&card.name));
+            match self.breaks(card, demand, cost, latency, p95, true) {
                 Some(reason) => excluded.push(Excluded {
                     model: card.name.clone(),
                     reason,
@@ -233,7 +240,7 @@ impl Scorer {
     fn fallback(&self, fleet: &Fleet, candidates: &[usize], demand: &Demand, can_reason: &impl Fn(&ModelCard) -> bool) -> Option<usize> {
         let admissible = |i: usize| {
             let card = &fleet.models()[i];
-            self.breaks(card, demand, 0.0, 0.0, false).is_none()
+            self.breaks(card, demand, 0.0, 0.0, None, false).is_none()
         };
         match self.config.fallback {
             Fallback::Error => None,
@@ -405,5 +412,27 @@ mod tests {
         let e = rank(&error, &fleet, &stats, &demand(100, None), w).unwrap_err();
         assert_eq!(e.excluded.len(), 3);
         assert!(e.to_string().contains("over the"));
+    }
+
+    #[test]
+    fn a_p95_budget_drops_models_whose_latest_answers_are_slow() {
+        let (fleet, stats) = setup();
+        let slo = Scorer::new(ScoringConfig {
+            max_latency_p95_ms: Some(500.0),
+            ..ScoringConfig::default()
+        });
+        let w = slo.weights(None, Some(0.0));
+        assert_eq!(rank(&slo, &fleet, &stats, &demand(100, None), w).unwrap().ranked[0].model, "big", "priors of 100 ms are within it");
+        // Two slow answers in twenty put `big`'s p95 (the 19th of 20) at 2 s, over the budget,
+        // though its EWMA, pulled back by the fast answers after them, stays under it.
+        for i in 0..20 {
+            let ms = if i % 10 == 0 { 2_000 } else { 100 };
+            stats.observe_latency("big", std::time::Duration::from_millis(ms));
+        }
+        let r = rank(&slo, &fleet, &stats, &demand(100, None), w).unwrap();
+        assert_eq!(r.ranked[0].model, "small", "{r:?}");
+        assert!(stats.latency_ms("big") < 500.0, "EWMA {}", stats.latency_ms("big"));
+        let big = r.excluded.iter().find(|e| e.model == "big").expect("big excluded");
+        assert!(big.reason.contains("p95 latency 2000 ms is over the 500 ms budget"), "{}", big.reason);
     }
 }

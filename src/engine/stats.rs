@@ -1,16 +1,26 @@
-//! Live figures per model that the scorer uses: a latency EWMA fed back from the response
-//! paths, and the requests in flight.
+//! Live figures per model that the scorer uses: a latency EWMA and the p95 of the latest
+//! answers, fed back from the response paths, and the requests in flight.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::Mutex;
+
+/// Answers per model the p95 is taken over: enough for a stable tail, few enough to follow a
+/// change within minutes at modest traffic.
+const LATENCY_WINDOW: usize = 200;
 
 /// One model's live figures.
 #[derive(Debug)]
 struct ModelStat {
     /// Latency EWMA in milliseconds, as `f64` bits.
     latency_ms: AtomicU64,
+    /// The seed: what the p95 reports before the first answer.
+    prior_ms: f64,
+    /// The latest observed latencies (ms), oldest first.
+    recent: Mutex<VecDeque<f64>>,
     in_flight: AtomicUsize,
 }
 
@@ -32,6 +42,8 @@ impl ModelStats {
                     name,
                     ModelStat {
                         latency_ms: AtomicU64::new(prior.to_bits()),
+                        prior_ms: prior,
+                        recent: Mutex::new(VecDeque::with_capacity(LATENCY_WINDOW)),
                         in_flight: AtomicUsize::new(0),
                     },
                 )
@@ -45,6 +57,20 @@ impl ModelStats {
         self.models.get(model).map_or(0.0, |s| f64::from_bits(s.latency_ms.load(Ordering::Relaxed)))
     }
 
+    /// The 95th percentile of `model`'s latest observed latencies in milliseconds (its prior
+    /// before the first answer; 0 for an unknown model).
+    pub fn latency_p95_ms(&self, model: &str) -> f64 {
+        let Some(stat) = self.models.get(model) else {
+            return 0.0;
+        };
+        let mut latencies: Vec<f64> = stat.recent.lock().iter().copied().collect();
+        if latencies.is_empty() {
+            return stat.prior_ms;
+        }
+        latencies.sort_unstable_by(f64::total_cmp);
+        latencies[((latencies.len() - 1) as f64 * 0.95).round() as usize]
+    }
+
     /// Requests in flight to `model`.
     pub fn in_flight(&self, model: &str) -> usize {
         self.models.get(model).map_or(0, |s| s.in_flight.load(Ordering::Relaxed))
@@ -56,6 +82,13 @@ impl ModelStats {
             return;
         };
         let observed = latency.as_secs_f64() * 1e3;
+        {
+            let mut recent = stat.recent.lock();
+            if recent.len() == LATENCY_WINDOW {
+                recent.pop_front();
+            }
+            recent.push_back(observed);
+        }
         let _ = stat.latency_ms.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
             let old = f64::from_bits(bits);
             Some((old + self.alpha * (observed - old)).to_bits())
@@ -104,6 +137,22 @@ mod tests {
         assert_eq!(stats.latency_ms("m"), 400.0);
         stats.observe_latency("unknown", Duration::from_millis(1));
         assert_eq!(stats.latency_ms("unknown"), 0.0);
+    }
+
+    #[test]
+    fn the_p95_follows_the_latest_answers_from_the_prior() {
+        let stats = ModelStats::new([("m".to_string(), 900.0)], 0.2);
+        assert_eq!(stats.latency_p95_ms("m"), 900.0, "no answer yet: the prior");
+        for i in 1..=100 {
+            stats.observe_latency("m", Duration::from_millis(i * 10));
+        }
+        assert_eq!(stats.latency_p95_ms("m"), 950.0);
+        // A window later only the new, fast answers count.
+        for _ in 0..LATENCY_WINDOW {
+            stats.observe_latency("m", Duration::from_millis(50));
+        }
+        assert_eq!(stats.latency_p95_ms("m"), 50.0);
+        assert_eq!(stats.latency_p95_ms("unknown"), 0.0);
     }
 
     #[test]

@@ -82,6 +82,7 @@ async fn overview(request: HttpRequest, state: Data<AppState>) -> Result<HttpRes
             json!({
                 "name": m.name,
                 "latency_ewma_ms": engine.stats().latency_ms(&m.name),
+                "latency_p95_ms": engine.stats().latency_p95_ms(&m.name),
                 "in_flight": engine.stats().in_flight(&m.name),
                 "proxied": upstreams.has(&m.name),
             })

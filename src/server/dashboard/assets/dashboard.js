@@ -128,7 +128,7 @@ function renderOverview(o) {
   }
   const body = $("models").querySelector("tbody");
   body.replaceChildren(...o.models.map((m) => el("tr", {},
-    el("td", {}, m.name), el("td", {}, m.latency_ewma_ms.toFixed(0) + " ms"), el("td", {}, m.in_flight), el("td", {}, m.proxied ? "yes" : "no"))));
+    el("td", {}, m.name), el("td", {}, m.latency_ewma_ms.toFixed(0) + " ms"), el("td", {}, m.latency_p95_ms.toFixed(0) + " ms"), el("td", {}, m.in_flight), el("td", {}, m.proxied ? "yes" : "no"))));
   $("admission").replaceChildren(kv([
     ["in flight", o.admission.in_flight + " / " + o.admission.max_in_flight],
     ["rejected (429)", o.admission.rejections],
@@ -248,6 +248,7 @@ async function loadPolicy() {
     const pairs = [["weights", weightsText(s.weights)]];
     for (const [name, w] of Object.entries(s.preferences)) pairs.push(["preference " + name, weightsText(w)]);
     pairs.push(["max latency", s.max_latency_ms == null ? "none" : s.max_latency_ms + " ms (latency EWMA)"]);
+    pairs.push(["max p95 latency", s.max_latency_p95_ms == null ? "none" : s.max_latency_p95_ms + " ms (latest answers)"]);
     pairs.push(["max cost", s.max_cost == null ? "none" : s.max_cost]);
     pairs.push(["fallback", s.fallback]);
     $("scoring").replaceChildren(kv(pairs));
