@@ -159,6 +159,10 @@ async fn envoy_routes_caches_streams_and_fails_open() {
     let metrics = client.get(server.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
     assert!(metric(&metrics, "semrouter_model_tokens_total", &["model=\"deepseek-v3.1\"", "kind=\"prompt\""]).is_some_and(|v| v >= 12.0), "{metrics}");
     assert!(metric(&metrics, "semrouter_extproc_requests_total", &["outcome=\"cached\""]).is_some_and(|v| v >= 2.0));
+    // ... through the observe-only filter, which Envoy never waited on: semrouter replied to
+    // none of its messages.
+    assert!(envoy_stat(&envoy, "ext_proc.observe", "stream_msgs_sent") > 0);
+    assert_eq!(envoy_stat(&envoy, "ext_proc.observe", "stream_msgs_received"), 0);
     // The dashboard lists ext_proc's decisions with the rest: the math question first, routed
     // to deepseek, and the cache's replays.
     let decisions: Value = client.get(server.url("/dashboard/api/decisions")).send().await.expect("decisions").json().await.expect("JSON");
@@ -248,20 +252,31 @@ async fn a_client_that_goes_away_mid_stream_frees_what_it_held() {
     }
 }
 
-/// A count from Envoy's `/stats` (e.g. the ext_proc filter's `stream_msgs_sent`).
-fn envoy_stat(envoy: &Envoy, suffix: &str) -> u64 {
+/// A count from Envoy's `/stats`: `filter` is `ext_proc` (the routing filter) or
+/// `ext_proc.observe` (the observe-only one), `name` e.g. `stream_msgs_sent`.
+fn envoy_stat(envoy: &Envoy, filter: &str, name: &str) -> u64 {
     let stats = envoy.admin("/stats?filter=ext_proc");
+    let full = format!("http.llm.{filter}.{name}");
     stats
         .lines()
         .filter_map(|l| l.split_once(": "))
-        .find(|(name, _)| name.ends_with(suffix))
+        .find(|(stat, _)| *stat == full)
         .and_then(|(_, v)| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no ext_proc stat `{suffix}` in:\n{stats}"))
+        .unwrap_or_else(|| panic!("no stat `{full}` in:\n{stats}"))
 }
 
+/// The example without its observe-only filter: the routing filter observes the answer itself
+/// (JSON whole, SSE switched to STREAMED).
+const SINGLE_FILTER: [(&str, &str); 3] = [
+    ("response_header_mode: SKIP", "response_header_mode: SEND"),
+    ("response_body_mode: NONE", "response_body_mode: BUFFERED"),
+    ("disabled: false", "disabled: true"),
+];
+
 /// Routing, the rewritten body, a long body and the response path (a cache write), with the
-/// bodies in `modes`; `chunks`: the long body reaches semrouter in several messages.
-async fn body_mode_routes_and_rewrites(modes: Vec<(&'static str, &'static str)>, chunks: bool) {
+/// bodies in `modes`; `messages`: how many messages the routing filter sends for the long
+/// request and its answer (more than headers and body when the mode streams chunks).
+async fn body_mode_routes_and_rewrites(modes: Vec<(&'static str, &'static str)>, messages: std::ops::RangeInclusive<u64>) {
     let small = Upstream::start("small");
     let reasoning = Upstream::start("reasoning");
     let (_server, envoy) = start_with(&small, &reasoning, vec![("SEMROUTER__CACHE__ENABLED", "true".into())], modes);
@@ -281,16 +296,12 @@ async fn body_mode_routes_and_rewrites(modes: Vec<(&'static str, &'static str)>,
     // (a shopping list: long repetitive chatter can read as a jailbreak to the head, and a
     // blocked prompt never reaches an upstream)
     let long: String = (0..10_000).map(|i| format!("item {i}: apples, bread, milk; ")).collect::<String>();
-    let sent_before = envoy_stat(&envoy, "stream_msgs_sent");
+    let sent_before = envoy_stat(&envoy, "ext_proc", "stream_msgs_sent");
     let r = post(&client, &envoy, &chat("auto", &format!("Summarise this shopping list: {long}"))).await;
     assert_eq!(r.status(), 200, "{}", envoy.log());
     assert!(content(&r.json::<Value>().await.expect("JSON")).starts_with("answer from"));
-    let sent = envoy_stat(&envoy, "stream_msgs_sent") - sent_before;
-    if chunks {
-        assert!(sent >= 6, "a 300 kB body should reach semrouter in several chunks: {sent} messages sent");
-    } else {
-        assert_eq!(sent, 4, "headers and body each way, whole");
-    }
+    let sent = envoy_stat(&envoy, "ext_proc", "stream_msgs_sent") - sent_before;
+    assert!(messages.contains(&sent), "{sent} messages sent, expected {messages:?}");
     let received: Vec<Value> = small.received().into_iter().chain(reasoning.received()).collect();
     assert_eq!(received.len(), 2);
     let long_one = received.iter().find(|b| b["messages"][0]["content"] != MATH).expect("the long request reached an upstream");
@@ -308,8 +319,15 @@ async fn body_mode_routes_and_rewrites(modes: Vec<(&'static str, &'static str)>,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buffered_bodies_route_and_rewrite() {
-    // The shipped example's mode.
-    body_mode_routes_and_rewrites(Vec::new(), false).await;
+    // The shipped example: the routing filter sends request headers and body only; the
+    // answer goes to the observe-only filter.
+    body_mode_routes_and_rewrites(Vec::new(), 2..=2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_filter_observes_the_answer_itself() {
+    // Headers and body each way on one stream.
+    body_mode_routes_and_rewrites(SINGLE_FILTER.to_vec(), 4..=4).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -317,25 +335,30 @@ async fn streamed_bodies_sent_without_waiting_route_and_rewrite() {
     body_mode_routes_and_rewrites(
         vec![
             ("request_body_mode: BUFFERED", "request_body_mode: STREAMED"),
-            ("response_body_mode: BUFFERED", "response_body_mode: STREAMED"),
-            ("failure_mode_allow: true", "failure_mode_allow: true\n                      send_body_without_waiting_for_header_response: true"),
+            ("allow_mode_override: true", "allow_mode_override: true\n                      send_body_without_waiting_for_header_response: true"),
         ],
-        true,
+        // headers, then the body in two or more chunks
+        3..=u64::MAX,
     )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_duplex_bodies_route_and_rewrite() {
+    // Both directions full duplex on the routing filter, which then passes the answer's
+    // chunks back itself: the single-filter form.
     body_mode_routes_and_rewrites(
         vec![
             ("request_body_mode: BUFFERED", "request_body_mode: FULL_DUPLEX_STREAMED"),
-            ("response_body_mode: BUFFERED", "response_body_mode: FULL_DUPLEX_STREAMED"),
+            ("response_header_mode: SKIP", "response_header_mode: SEND"),
+            ("response_body_mode: NONE", "response_body_mode: FULL_DUPLEX_STREAMED"),
+            ("disabled: false", "disabled: true"),
             // the mode needs them
-            ("request_trailer_mode: SKIP", "request_trailer_mode: SEND"),
-            ("response_trailer_mode: SKIP", "response_trailer_mode: SEND"),
+            ("request_trailer_mode: SKIP\n", "request_trailer_mode: SEND\n"),
+            ("response_trailer_mode: SKIP\n", "response_trailer_mode: SEND\n"),
         ],
-        true,
+        // chunks both ways
+        6..=u64::MAX,
     )
     .await;
 }

@@ -8,6 +8,7 @@
 //! single-threaded and hosts the HTTP accept loop), so the streams of many concurrent requests
 //! spread over the cores.
 
+mod handoff;
 mod render;
 mod stream;
 
@@ -39,6 +40,8 @@ pub(super) struct ExtProcContext {
     default_model: String,
     max_body_bytes: usize,
     max_response_bytes: usize,
+    /// Routed requests waiting for the observe-only stream that sees their answers.
+    handoffs: handoff::Handoffs,
 }
 
 /// The gRPC service.
@@ -104,6 +107,7 @@ impl ExtProcServer {
             default_model,
             max_body_bytes: config.server.max_body_bytes,
             max_response_bytes: config.extproc.max_response_bytes,
+            handoffs: handoff::Handoffs::default(),
         });
         let grace = Duration::from_secs(config.server.shutdown_timeout_s);
         let (stop, stopped) = oneshot::channel();

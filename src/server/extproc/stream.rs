@@ -14,6 +14,7 @@ use futures_util::Stream;
 use serde_json::Value;
 use tonic::{Status, Streaming};
 
+use super::handoff::{Handoff, EXCHANGE_HEADER};
 use super::render;
 use super::ExtProcContext;
 use crate::cache::Reply;
@@ -84,9 +85,14 @@ struct Exchange {
     body: Vec<u8>,
     /// Request body chunks received and not yet answered (STREAMED early mode).
     chunks_owed: usize,
-    /// Set once the request has gone out routed.
+    /// Set once the request has gone out routed (or, on an observer stream, claimed).
     pending: Option<Pending>,
     answer: Option<Answer>,
+    /// This filter does not see the answer (`response_body_mode: NONE`): a routed request is
+    /// handed off to the observe-only stream that does.
+    hand_off: bool,
+    /// An observe-only stream (`observability_mode`): Envoy ignores replies, so none are sent.
+    observer: bool,
 }
 
 /// The replies of one stream. Each inbound message is handled inline, in the task that writes
@@ -104,6 +110,8 @@ pub fn replies(ctx: Arc<ExtProcContext>, inbound: Streaming<ProcessingRequest>) 
         chunks_owed: 0,
         pending: None,
         answer: None,
+        hand_off: false,
+        observer: false,
     };
     futures_util::stream::unfold((exchange, inbound, VecDeque::new()), |(mut exchange, mut inbound, mut queued)| async move {
         loop {
@@ -153,6 +161,12 @@ impl Exchange {
         if let Some(config) = &message.protocol_config {
             self.request_mode = BodyMode::from_config(config.request_body_mode, config.send_body_without_waiting_for_header_response);
             self.response_mode = BodyMode::from_config(config.response_body_mode, config.send_body_without_waiting_for_header_response);
+            self.hand_off = config.response_body_mode == BodySendMode::None as i32;
+        }
+        if message.observability_mode {
+            self.observer = true;
+            self.observe(message.request);
+            return Vec::new();
         }
         match message.request {
             Some(Request::RequestHeaders(headers)) => self.request_headers(headers),
@@ -174,6 +188,34 @@ impl Exchange {
                 vec![render::response_trailers()]
             }
             None => Vec::new(),
+        }
+    }
+
+    /// One message of an observe-only stream: the request headers name the hand-off to
+    /// claim; the answer is then read as on a routing stream, its replies dropped.
+    fn observe(&mut self, request: Option<Request>) {
+        match request {
+            Some(Request::RequestHeaders(headers)) => {
+                let pairs = header_pairs(headers.headers.as_ref());
+                let id = pairs.iter().find(|(n, _)| n == EXCHANGE_HEADER).map(|(_, v)| v.as_str());
+                let (Some(handoff), Some(engine)) = (id.and_then(|id| self.ctx.handoffs.take(id)), self.ctx.state.engine.load_full()) else {
+                    return;
+                };
+                self.pending = Some(Pending {
+                    _in_flight: engine.stats().start(&handoff.model),
+                    model: handoff.model,
+                    write: handoff.write,
+                    sent: handoff.sent,
+                });
+            }
+            Some(Request::ResponseHeaders(headers)) => {
+                self.response_headers(&headers);
+            }
+            Some(Request::ResponseBody(body)) => {
+                self.response_body(body);
+            }
+            Some(Request::ResponseTrailers(_)) => self.finish(),
+            Some(Request::RequestBody(_) | Request::RequestTrailers(_)) | None => {}
         }
     }
 
@@ -315,6 +357,18 @@ impl Exchange {
 
     /// Sends the request on to `model`, keeping what the response path needs.
     fn release(&mut self, engine: &Arc<Router>, model: String, write: Option<PendingWrite>, headers: &[(&str, String)], body: Vec<u8>) -> Vec<ProcessingResponse> {
+        if self.hand_off {
+            // In flight from the observer's claim, not from here: an answer nobody observes
+            // must not count as load.
+            let id = self.ctx.handoffs.put(Handoff {
+                model,
+                write,
+                sent: Instant::now(),
+            });
+            let mut headers = headers.to_vec();
+            headers.push((EXCHANGE_HEADER, id));
+            return self.release_replies(&headers, body);
+        }
         let replies = self.release_replies(headers, body);
         self.pending = Some(Pending {
             _in_flight: engine.stats().start(&model),
