@@ -142,7 +142,7 @@ pub async fn route_chat(
 /// What the dashboard keeps of one routed request: the outcome, never the prompt unless
 /// `dashboard.show_prompts`.
 fn dashboard_record(feed: &DecisionFeed, routed: &Routed, chat: &ChatRequest, front_end: &'static str, elapsed: std::time::Duration) -> DecisionRecord {
-    let prompt = if feed.shows_prompts() { feed.excerpt(text_to_classify(&chat.messages, ClassifyText::LastUser)) } else { None };
+    let prompt = feed.excerpt(|| text_to_classify(&chat.messages, ClassifyText::LastUser));
     let base = DecisionRecord {
         at_ms: now_ms(),
         front_end,

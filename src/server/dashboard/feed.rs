@@ -99,12 +99,13 @@ impl DecisionFeed {
         self.window
     }
 
-    /// The excerpt of `text` a record may keep: `None` unless prompts are shown.
-    pub fn excerpt(&self, text: Option<String>) -> Option<String> {
+    /// The excerpt of the prompt `text` gives, which a record may keep: `None`, and `text` not
+    /// called, unless prompts are shown.
+    pub fn excerpt(&self, text: impl FnOnce() -> Option<String>) -> Option<String> {
         if !self.show_prompts {
             return None;
         }
-        text.map(|t| match t.char_indices().nth(PROMPT_CHARS) {
+        text().map(|t| match t.char_indices().nth(PROMPT_CHARS) {
             Some((cut, _)) => format!("{}\u{2026}", &t[..cut]),
             None => t,
         })
@@ -226,11 +227,11 @@ mod tests {
 
     #[test]
     fn prompts_are_kept_only_when_shown_and_cut_short() {
-        assert_eq!(feed(10, 10, false).excerpt(Some("secret".into())), None);
+        assert_eq!(feed(10, 10, false).excerpt(|| Some("secret".into())), None);
         let shown = feed(10, 10, true);
-        assert_eq!(shown.excerpt(Some("hello".into())).as_deref(), Some("hello"));
+        assert_eq!(shown.excerpt(|| Some("hello".into())).as_deref(), Some("hello"));
         let long = "é".repeat(300);
-        let cut = shown.excerpt(Some(long)).unwrap();
+        let cut = shown.excerpt(|| Some(long)).unwrap();
         assert_eq!(cut.chars().count(), PROMPT_CHARS + 1);
         assert!(cut.ends_with('\u{2026}'));
     }
