@@ -411,12 +411,20 @@ fn sweep(vectors: &[Vec<f32>], bases: usize, queries: &[Vec<f32>], truth: &[usiz
             eprintln!("sweep: M {m} efc {efc}: {}/{} inserted ({:.0} s)", (c * 20_000 + chunk.len()), vectors.len(), started.elapsed().as_secs_f64());
         }
         println!("sweep M {m} efc {efc}: built in {:.1} s ({:.0} us per entry, parallel)", started.elapsed().as_secs_f64(), us(started.elapsed()) / vectors.len() as f64);
+        // Each point's layer-0 links by data id, to say of a miss whether the graph links the
+        // returned point to the true nearest at all.
+        let mut links: Vec<Vec<usize>> = vec![Vec::new(); vectors.len()];
+        for point in hnsw.get_point_indexation() {
+            if let Some(layer0) = point.get_neighborhood_id().first() {
+                links[point.get_origin_id()] = layer0.iter().map(|n| n.d_id).collect();
+            }
+        }
         for ef in efs {
             let mut times = Vec::with_capacity(queries.len());
             let mut agree = 0;
             // For each miss: how much less similar the returned point is than the true nearest,
             // and whether both come from the same MMLU question (the same stored answer).
-            let (mut gaps, mut same_question) = (Vec::new(), 0);
+            let (mut gaps, mut same_question, mut truth_base, mut linked, mut truth_in) = (Vec::new(), 0, 0, 0, 0);
             for ((q, plain), &t) in scaled_queries.iter().zip(queries).zip(truth) {
                 let started = Instant::now();
                 let found = hnsw.search(q, 8, ef.max(8));
@@ -428,18 +436,24 @@ fn sweep(vectors: &[Vec<f32>], bases: usize, queries: &[Vec<f32>], truth: &[usiz
                 } else {
                     gaps.push(gap);
                     same_question += usize::from(first.d_id % bases == t % bases);
+                    truth_base += usize::from(t < bases);
+                    linked += usize::from(links[first.d_id].contains(&t));
+                    truth_in += usize::from(links.iter().any(|l| l.contains(&t)));
                 }
             }
             times.sort();
             gaps.sort_by(f32::total_cmp);
             let gap_at = |q: f64| gaps.get(((gaps.len().max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or(0.0);
             println!(
-                "sweep M {m} efc {efc} ef {ef}: recall@1 {:.4}, warm p50 {:.0} us, p99 {:.0} us; {} misses: {} from the same question, similarity short by p50 {:.4} p90 {:.4} max {:.4}",
+                "sweep M {m} efc {efc} ef {ef}: recall@1 {:.4}, warm p50 {:.0} us, p99 {:.0} us; {} misses: {} from the same question, {} where the truth is a real question, {} where the returned point links to it, {} where anything links to it, similarity short by p50 {:.4} p90 {:.4} max {:.4}",
                 agree as f64 / queries.len() as f64,
                 us(quantile(&times, 0.5)),
                 us(quantile(&times, 0.99)),
                 gaps.len(),
                 same_question,
+                truth_base,
+                linked,
+                truth_in,
                 gap_at(0.5),
                 gap_at(0.9),
                 gap_at(1.0)

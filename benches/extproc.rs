@@ -277,6 +277,20 @@ fn variants() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
                 ("allow_mode_override: true", "allow_mode_override: true\n                      send_body_without_waiting_for_header_response: true"),
             ],
         ),
+        // STREAMED without waiting, and the answer's headers skipped: its status and content
+        // type come as attributes with its first body chunk (one round trip each way).
+        (
+            "Envoy, STREAMED early, no answer headers",
+            vec![
+                ("request_body_mode: BUFFERED", "request_body_mode: STREAMED"),
+                ("                        response_header_mode: SEND\n", "                        response_header_mode: SKIP\n"),
+                ("response_body_mode: BUFFERED", "response_body_mode: STREAMED"),
+                (
+                    "allow_mode_override: true",
+                    "allow_mode_override: true\n                      send_body_without_waiting_for_header_response: true\n                      response_attributes: [\"response.code\", \"response.headers['content-type']\"]",
+                ),
+            ],
+        ),
         (
             "Envoy, FULL_DUPLEX_STREAMED + stub",
             vec![

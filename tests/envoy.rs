@@ -346,6 +346,23 @@ async fn streamed_bodies_sent_without_waiting_route_and_rewrite() {
     .await;
 }
 
+/// Request bodies STREAMED without waiting, and the answer's headers skipped: its status and
+/// content type come as `response_attributes` with its first body chunk.
+const ANSWER_HEADERS_SKIPPED: [(&str, &str); 4] = [
+    ("request_body_mode: BUFFERED", "request_body_mode: STREAMED"),
+    ("                        response_header_mode: SEND\n", "                        response_header_mode: SKIP\n"),
+    ("response_body_mode: BUFFERED", "response_body_mode: STREAMED"),
+    (
+        "allow_mode_override: true",
+        "allow_mode_override: true\n                      send_body_without_waiting_for_header_response: true\n                      response_attributes: [\"response.code\", \"response.headers['content-type']\"]",
+    ),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answer_headers_skipped_still_route_and_cache() {
+    body_mode_routes_and_rewrites(ANSWER_HEADERS_SKIPPED.to_vec(), 5..=u64::MAX).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_duplex_bodies_route_and_rewrite() {
     body_mode_routes_and_rewrites(

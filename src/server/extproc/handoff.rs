@@ -31,6 +31,8 @@ pub struct Handoff {
     pub write: Option<PendingWrite>,
     /// When it was released to the upstream.
     pub sent: Instant,
+    /// The client asked for SSE.
+    pub stream: bool,
 }
 
 /// Hand-offs waiting for their observer.
@@ -102,6 +104,7 @@ mod tests {
             model: model.into(),
             write: None,
             sent: Instant::now(),
+            stream: false,
         }
     }
 

@@ -3,7 +3,7 @@
 //! the request holds (buffers, the in-flight count, the pending cache write) lives in
 //! [`Exchange`] and is dropped with the gRPC stream, also when the client goes away.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,7 @@ use envoy_types::pb::envoy::config::core::v3::HeaderMap;
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::BodySendMode;
 use envoy_types::pb::envoy::service::ext_proc::v3::{processing_request::Request, HttpBody, HttpHeaders, ProcessingRequest, ProcessingResponse};
 use futures_util::Stream;
+use envoy_types::pb::google::protobuf::{value::Kind, Struct};
 use serde_json::Value;
 use tonic::{Status, Streaming};
 
@@ -60,8 +61,24 @@ struct Pending {
     model: String,
     write: Option<PendingWrite>,
     sent: Instant,
+    /// The client asked for SSE: how the answer is read when its headers are not sent here.
+    stream: bool,
     _in_flight: InFlight,
 }
+
+/// What [`Exchange::release`] sends on and keeps.
+struct Release {
+    model: String,
+    write: Option<PendingWrite>,
+    stream: bool,
+}
+
+/// Where Envoy puts this filter's `request_attributes` / `response_attributes` values.
+const ATTRIBUTES_KEY: &str = "envoy.filters.http.ext_proc";
+/// The attribute that carries the answer's status when its headers are skipped.
+const STATUS_ATTRIBUTE: &str = "response.code";
+/// The attribute that carries the answer's content type when its headers are skipped.
+const CONTENT_TYPE_ATTRIBUTE: &str = "response.headers['content-type']";
 
 /// The upstream's answer being observed.
 struct Answer {
@@ -182,7 +199,10 @@ impl Exchange {
                 replies
             }
             Some(Request::ResponseHeaders(headers)) => self.response_headers(&headers),
-            Some(Request::ResponseBody(body)) => self.response_body(body),
+            Some(Request::ResponseBody(body)) => {
+                self.answer_from_attributes(&message.attributes);
+                self.response_body(body)
+            }
             Some(Request::ResponseTrailers(_)) => {
                 self.finish();
                 vec![render::response_trailers()]
@@ -206,6 +226,7 @@ impl Exchange {
                     model: handoff.model,
                     write: handoff.write,
                     sent: handoff.sent,
+                    stream: handoff.stream,
                 });
             }
             Some(Request::ResponseHeaders(headers)) => {
@@ -323,7 +344,7 @@ impl Exchange {
                 metrics::counter!("semrouter_extproc_requests_total", "outcome" => "routed").increment(1);
                 let cache_state = cache.as_ref().map(|_| "miss");
                 let headers = decision_headers(&decision, cache_state, &ctx.decision_headers);
-                self.release(&engine, model, write, &headers, rewritten)
+                self.release(&engine, Release { model, write, stream: chat.stream }, &headers, rewritten)
             }
         }
     }
@@ -342,6 +363,7 @@ impl Exchange {
             object.insert("model".into(), Value::String(model.clone()));
         }
         let rewritten = serde_json::to_vec(&value).unwrap_or_else(|_| body.to_vec());
+        let stream = value.get("stream").and_then(Value::as_bool).unwrap_or(false);
         let headers: Vec<(&str, String)> = self
             .ctx
             .decision_headers
@@ -350,13 +372,14 @@ impl Exchange {
             .map(|h| (h.name(), model.clone()))
             .collect();
         match self.ctx.state.engine.load_full() {
-            Some(engine) => self.release(&engine, model, None, &headers, rewritten),
+            Some(engine) => self.release(&engine, Release { model, write: None, stream }, &headers, rewritten),
             None => self.release_replies(&headers, rewritten),
         }
     }
 
-    /// Sends the request on to `model`, keeping what the response path needs.
-    fn release(&mut self, engine: &Arc<Router>, model: String, write: Option<PendingWrite>, headers: &[(&str, String)], body: Vec<u8>) -> Vec<ProcessingResponse> {
+    /// Sends the request on to its model, keeping what the response path needs.
+    fn release(&mut self, engine: &Arc<Router>, release: Release, headers: &[(&str, String)], body: Vec<u8>) -> Vec<ProcessingResponse> {
+        let Release { model, write, stream } = release;
         if self.hand_off {
             // In flight from the observer's claim, not from here: an answer nobody observes
             // must not count as load.
@@ -364,6 +387,7 @@ impl Exchange {
                 model,
                 write,
                 sent: Instant::now(),
+                stream,
             });
             let mut headers = headers.to_vec();
             headers.push((EXCHANGE_HEADER, id));
@@ -375,6 +399,7 @@ impl Exchange {
             model,
             write,
             sent: Instant::now(),
+            stream,
         });
         replies
     }
@@ -417,7 +442,7 @@ impl Exchange {
         let pairs = header_pairs(message.headers.as_ref());
         let get = |name: &str| pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
         let status = get(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
-        let sse = get("content-type").is_some_and(|c| c.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
+        let sse = get("content-type").is_some_and(is_sse);
         self.answer = Some(Answer {
             status,
             sse,
@@ -433,6 +458,34 @@ impl Exchange {
             _ => None,
         };
         vec![render::response_headers(mode)]
+    }
+
+    /// The first body chunk of an answer whose headers this filter skips
+    /// (`response_header_mode: SKIP`): its status comes from the `response.code` attribute
+    /// (`response_attributes`), its kind from the `response.headers['content-type']` one or,
+    /// without it, from whether the client asked for a stream. Without a status the answer is
+    /// observed for latency and tokens but never stored.
+    fn answer_from_attributes(&mut self, attributes: &HashMap<String, Struct>) {
+        let (Some(pending), None) = (&self.pending, &self.answer) else {
+            return;
+        };
+        let fields = attributes.get(ATTRIBUTES_KEY).map(|s| &s.fields);
+        let field = |name: &str| fields.and_then(|f| f.get(name)).and_then(|v| v.kind.as_ref());
+        let status = match field(STATUS_ATTRIBUTE) {
+            Some(Kind::NumberValue(n)) if (100.0..600.0).contains(n) => *n as u16,
+            Some(Kind::StringValue(s)) => s.trim().parse().unwrap_or(0),
+            _ => 0,
+        };
+        let sse = match field(CONTENT_TYPE_ATTRIBUTE) {
+            Some(Kind::StringValue(c)) => is_sse(c),
+            _ => pending.stream,
+        };
+        self.answer = Some(Answer {
+            status,
+            sse,
+            body: Vec::new(),
+            overflow: false,
+        });
     }
 
     fn response_body(&mut self, message: HttpBody) -> Vec<ProcessingResponse> {
@@ -485,6 +538,11 @@ impl Exchange {
             tracing::debug!(?skip, "answer not cached");
         }
     }
+}
+
+/// Whether a content type is an SSE stream.
+fn is_sse(content_type: &str) -> bool {
+    content_type.trim_start().to_ascii_lowercase().starts_with("text/event-stream")
 }
 
 /// The `usage` object of the last SSE chunk that carries one (`stream_options.include_usage`).
