@@ -927,39 +927,61 @@ impl<'b, T: Clone + Send + Sync, D: Distance<T> + Send + Sync> Hnsw<'b, T, D> {
         layer: u8,
         filter: Option<&dyn FilterT>,
     ) -> BinaryHeap<Arc<PointWithOrder<'b, T>>> {
-        //
-        trace!(
-            "entering search_layer with entry_point_id {:?} layer : {:?} ef {:?} ",
-            entry_point.p_id, layer, ef
-        );
+        self.search_layer_from(point, vec![entry_point], ef, layer, filter)
+    }
+
+    /// semrouter patch (PATCH.md): [`Self::search_layer`] started from several entry points at
+    /// once (the beam found on the layer above), so that a layer whose links stay inside
+    /// clusters is entered in every cluster the beam above reached, not only in one.
+    fn search_layer_from(
+        &self,
+        point: &[T],
+        entry_points: Vec<Arc<Point<'b, T>>>,
+        ef: usize,
+        layer: u8,
+        filter: Option<&dyn FilterT>,
+    ) -> BinaryHeap<Arc<PointWithOrder<'b, T>>> {
         //
         // here we allocate a binary_heap on values not on reference beccause we want to return
         // log2(skiplist_size) must be greater than 1.
         let skiplist_size = ef.max(2);
         // we will store positive distances in this one
         let mut return_points = BinaryHeap::<Arc<PointWithOrder<T>>>::with_capacity(skiplist_size);
-        //
-        if entry_point.p_id.1 < 0 {
-            trace!("search layer negative point id : {:?}", entry_point.p_id);
-            return return_points;
-        }
-        // initialize visited points
-        let dist_to_entry_point = self.dist_f.eval(point, entry_point.data.get_v());
-        trace!("       distance to entry point: {:?} ", dist_to_entry_point);
         // keep a list of id visited
         let mut visited_point_id = HashMap::<PointId, Arc<Point<T>>>::new();
-        visited_point_id.insert(entry_point.p_id, Arc::clone(&entry_point));
-        //
         let mut candidate_points =
             BinaryHeap::<Arc<PointWithOrder<T>>>::with_capacity(skiplist_size);
-        candidate_points.push(Arc::new(PointWithOrder::new(
-            &entry_point,
-            -dist_to_entry_point,
-        )));
-        return_points.push(Arc::new(PointWithOrder::new(
-            &entry_point,
-            dist_to_entry_point,
-        )));
+        for entry_point in entry_points {
+            trace!(
+                "entering search_layer with entry_point_id {:?} layer : {:?} ef {:?} ",
+                entry_point.p_id, layer, ef
+            );
+            if entry_point.p_id.1 < 0 {
+                trace!("search layer negative point id : {:?}", entry_point.p_id);
+                continue;
+            }
+            if visited_point_id.contains_key(&entry_point.p_id) {
+                continue;
+            }
+            // initialize visited points
+            let dist_to_entry_point = self.dist_f.eval(point, entry_point.data.get_v());
+            trace!("       distance to entry point: {:?} ", dist_to_entry_point);
+            visited_point_id.insert(entry_point.p_id, Arc::clone(&entry_point));
+            candidate_points.push(Arc::new(PointWithOrder::new(
+                &entry_point,
+                -dist_to_entry_point,
+            )));
+            return_points.push(Arc::new(PointWithOrder::new(
+                &entry_point,
+                dist_to_entry_point,
+            )));
+            if return_points.len() > ef.max(1) {
+                return_points.pop();
+            }
+        }
+        if return_points.is_empty() {
+            return return_points;
+        }
         // at the beginning candidate_points contains point passed as arg in layer entry_point_id.0
         while !candidate_points.is_empty() {
             // get nearest point in candidate_points
@@ -1512,6 +1534,23 @@ impl<'b, T: Clone + Send + Sync, D: Distance<T> + Send + Sync> Hnsw<'b, T, D> {
         ef_arg: usize,
         filter: Option<&dyn FilterT>,
     ) -> Vec<Neighbour> {
+        self.search_filter_beam(data, knbn, ef_arg, 0, filter)
+    }
+
+    /// semrouter patch (PATCH.md): [`Self::search`] with a beam of `upper_ef` on layer 1
+    /// (0: greedy, as `search`), whose points all seed the layer-0 search.
+    pub fn search_beam(&self, data: &[T], knbn: usize, ef_arg: usize, upper_ef: usize) -> Vec<Neighbour> {
+        self.search_filter_beam(data, knbn, ef_arg, upper_ef, None)
+    }
+
+    fn search_filter_beam(
+        &self,
+        data: &[T],
+        knbn: usize,
+        ef_arg: usize,
+        upper_ef: usize,
+        filter: Option<&dyn FilterT>,
+    ) -> Vec<Neighbour> {
         //
         let entry_point;
         {
@@ -1529,7 +1568,8 @@ impl<'b, T: Clone + Send + Sync, D: Distance<T> + Send + Sync> Hnsw<'b, T, D> {
         let mut new_pivot = None;
 
         //
-        for layer in (1..=entry_point.p_id.0).rev() {
+        let beam_layer = if upper_ef > 0 { 1 } else { 0 };
+        for layer in ((beam_layer + 1).max(1)..=entry_point.p_id.0).rev() {
             // semrouter patch (PATCH.md): walk each upper layer greedily until no neighbour is
             // nearer, as the HNSW paper and this crate's own insert do, instead of one hop per
             // layer, which left the layer-0 search starting far from the query in large graphs.
@@ -1565,8 +1605,19 @@ impl<'b, T: Clone + Send + Sync, D: Distance<T> + Send + Sync> Hnsw<'b, T, D> {
             }
             l += 1;
         };
+        // semrouter patch (PATCH.md): with a beam, layer 1 is searched `upper_ef` wide and all
+        // it found enter layer 0, whose links in clustered data seldom leave a cluster.
+        let entries = if beam_layer == 1 && entry_point.p_id.0 >= 1 && layer_to_search == 0 {
+            self.search_layer(data, pivot, upper_ef, 1, None)
+                .into_sorted_vec()
+                .into_iter()
+                .map(|p| Arc::clone(&p.point_ref))
+                .collect()
+        } else {
+            vec![pivot]
+        };
         // now search with asked ef in lower layer
-        let neighbours_heap = self.search_layer(data, pivot, ef, layer_to_search, filter);
+        let neighbours_heap = self.search_layer_from(data, entries, ef, layer_to_search, filter);
         // go from heap of points with negative dist to a sorted vec of increasing points with > 0 distances.
         let neighbours = neighbours_heap.into_sorted_vec();
         // get the min of K and ef points into a vector.
