@@ -132,6 +132,10 @@ pub struct IndexConfig {
     pub ef_construction: usize,
     /// Candidate list size while searching (HNSW `ef`); recall rises with it, so does latency.
     pub ef_search: usize,
+    /// Points found on layer 1 that all start the layer-0 search (0: only the one the
+    /// greedy descent reaches). Near-duplicates fill a point's layer-0 links, so a search
+    /// entering the wrong cluster seldom leaves it; more entry points recover the nearest.
+    pub entry_beam: usize,
     /// Points per segment before a new one starts; 0 means `max_entries`, so that in steady
     /// state a lookup searches two graphs: the generation that is filling and the one dying.
     pub segment_points: usize,
@@ -149,6 +153,7 @@ impl Default for IndexConfig {
             max_connections: 16,
             ef_construction: 100,
             ef_search: 48,
+            entry_beam: 16,
             segment_points: 0,
             max_dead_fraction: 1.0,
             maintenance_interval_ms: 1000,
@@ -298,6 +303,9 @@ impl CacheConfig {
         if !(1..=4096).contains(&index.ef_search) {
             return Err(invalid(prefix, "index.ef_search", "must be between 1 and 4096"));
         }
+        if index.entry_beam > 4096 {
+            return Err(invalid(prefix, "index.entry_beam", "must be between 0 and 4096"));
+        }
         if index.segment_points != 0 && index.segment_points < 64 {
             return Err(invalid(prefix, "index.segment_points", "must be 0 (automatic) or at least 64"));
         }
@@ -384,6 +392,9 @@ mod tests {
         let mut config = CacheConfig::default();
         config.index.ef_search = 0;
         assert_eq!(config.validate("cache").unwrap_err().0, "cache.index.ef_search");
+        config.index.ef_search = 48;
+        config.index.entry_beam = 5000;
+        assert_eq!(config.validate("cache").unwrap_err().0, "cache.index.entry_beam");
 
         let mut config = CacheConfig::default();
         config.snapshot.save_on_shutdown = true;

@@ -308,13 +308,13 @@ impl SemanticCache {
         let query = prepare(embedding, self.space.dimension)?;
         let threshold = self.config.threshold_for(category);
         let features = request.guard_features();
-        let ef = self.config.index.ef_search;
+        let (ef, beam) = (self.config.index.ef_search, self.config.index.entry_beam);
 
         // Ids judged by earlier, narrower searches; empty (no allocation) unless one widens.
         let mut seen = HashSet::new();
         let mut k = CANDIDATES;
         let judged = loop {
-            let candidates = self.index.search(&query, k, ef.max(k));
+            let candidates = self.index.search(&query, k, ef.max(k), beam);
             let judged = self.judge(&candidates, request, features, threshold, &seen, k);
             // When every candidate taken was above the threshold yet none could be served
             // (other scopes, dead points, guard), the match may lie further down: widen.
