@@ -23,7 +23,10 @@
 //! Environment: `CACHE_BENCH_ENTRIES`, `CACHE_BENCH_QUERIES` (default 1000),
 //! `CACHE_BENCH_ROUTE` (prompts in phase 2, default 300; 0 skips it), `CACHE_BENCH_BATCH`,
 //! `CACHE_BENCH_EF`, `CACHE_BENCH_SET`, `CACHE_BENCH_SWEEP`, `CACHE_BENCH_CACHE` (0: only
-//! the sweep's raw graphs, not the cache).
+//! the sweep's raw graphs, not the cache), `CACHE_BENCH_UPPER` (the sweep's layer-1 beams,
+//! e.g. `0,16`; 0, the default, is the greedy descent), `CACHE_BENCH_QUESTIONS` (only the
+//! first N questions as bases, and only queries made from them: a small replica of a big
+//! index, with as many variants per question at fewer entries).
 
 #[path = "../tests/support/embeddings.rs"]
 mod embeddings;
@@ -198,7 +201,9 @@ fn index_phase() {
     // Inserts per `insert_batch` call (parallel on every core); 0 inserts one at a time.
     let batch = env_usize("CACHE_BENCH_BATCH", 10_000);
     let questions = embeddings::mmlu_questions();
-    let (model_id, real) = embeddings::embed_cached("mmlu-questions.bin", &questions);
+    let (model_id, mut real) = embeddings::embed_cached("mmlu-questions.bin", &questions);
+    // A smaller replica of a big index: fewer questions, as many variants per question.
+    real.truncate(env_usize("CACHE_BENCH_QUESTIONS", real.len()).max(1));
     let dimension = real[0].len();
     let set = VariantSet::from_env();
     let sigmas = set.sigmas(dimension);
@@ -229,13 +234,18 @@ fn index_phase() {
     );
 
     // Queries: real embeddings of generated paraphrases of MMLU questions.
-    let pairs: Vec<false_hits::Pair> = false_hits::generate(&questions, queries, 20261123)
+    let pairs: Vec<false_hits::Pair> = false_hits::generate(&questions[..real.len()], queries, 20261123)
         .into_iter()
         .filter(|p| p.kind == false_hits::Kind::Paraphrase)
         .take(queries)
         .collect();
     let texts: Vec<String> = pairs.iter().map(|p| p.query.clone()).collect();
-    let (_, mut query_vectors) = embeddings::embed_cached("bench-paraphrases.bin", &texts);
+    let cached = if real.len() == questions.len() {
+        "bench-paraphrases.bin".to_string()
+    } else {
+        format!("bench-paraphrases-{}.bin", real.len())
+    };
+    let (_, mut query_vectors) = embeddings::embed_cached(&cached, &texts);
     for q in query_vectors.iter_mut() {
         normalise(q);
     }
@@ -419,7 +429,13 @@ fn sweep(vectors: &[Vec<f32>], bases: usize, queries: &[Vec<f32>], truth: &[usiz
                 links[point.get_origin_id()] = layer0.iter().map(|n| n.d_id).collect();
             }
         }
-        for ef in efs {
+        hub_report(&links, bases);
+        let uppers: Vec<usize> = std::env::var("CACHE_BENCH_UPPER")
+            .unwrap_or_else(|_| "0".into())
+            .split(',')
+            .filter_map(|u| u.trim().parse().ok())
+            .collect();
+        for (ef, upper) in efs.into_iter().flat_map(|ef| uppers.iter().map(move |&u| (ef, u))) {
             let mut times = Vec::with_capacity(queries.len());
             let mut agree = 0;
             // For each miss: how much less similar the returned point is than the true nearest,
@@ -427,7 +443,7 @@ fn sweep(vectors: &[Vec<f32>], bases: usize, queries: &[Vec<f32>], truth: &[usiz
             let (mut gaps, mut same_question, mut truth_base, mut linked, mut truth_in) = (Vec::new(), 0, 0, 0, 0);
             for ((q, plain), &t) in scaled_queries.iter().zip(queries).zip(truth) {
                 let started = Instant::now();
-                let found = hnsw.search(q, 8, ef.max(8));
+                let found = hnsw.search_beam(q, 8, ef.max(8), upper);
                 times.push(started.elapsed());
                 let Some(first) = found.first() else { continue };
                 let gap = dot(&vectors[t], plain) - dot(&vectors[first.d_id], plain);
@@ -445,7 +461,7 @@ fn sweep(vectors: &[Vec<f32>], bases: usize, queries: &[Vec<f32>], truth: &[usiz
             gaps.sort_by(f32::total_cmp);
             let gap_at = |q: f64| gaps.get(((gaps.len().max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or(0.0);
             println!(
-                "sweep M {m} efc {efc} ef {ef}: recall@1 {:.4}, warm p50 {:.0} us, p99 {:.0} us; {} misses: {} from the same question, {} where the truth is a real question, {} where the returned point links to it, {} where anything links to it, similarity short by p50 {:.4} p90 {:.4} max {:.4}",
+                "sweep M {m} efc {efc} ef {ef} layer-1 beam {upper}: recall@1 {:.4}, warm p50 {:.0} us, p99 {:.0} us; {} misses: {} from the same question, {} where the truth is a real question, {} where the returned point links to it, {} where anything links to it, similarity short by p50 {:.4} p90 {:.4} max {:.4}",
                 agree as f64 / queries.len() as f64,
                 us(quantile(&times, 0.5)),
                 us(quantile(&times, 0.99)),
@@ -460,6 +476,34 @@ fn sweep(vectors: &[Vec<f32>], bases: usize, queries: &[Vec<f32>], truth: &[usiz
             );
         }
     }
+}
+
+/// How the layer-0 graph links the questions (ids below `bases`) and their variants (id
+/// `i` a variant of question `i % bases`): whether variants link back to their question,
+/// whether a question's own list holds anything but its variants, and whether any point of
+/// another question links to it (the only ways a layer-0 search can come in from outside).
+fn hub_report(links: &[Vec<usize>], bases: usize) {
+    let variants = links.len().saturating_sub(bases);
+    let back = (bases..links.len()).filter(|&i| links[i].contains(&(i % bases))).count();
+    let closed = (0..bases.min(links.len())).filter(|&q| links[q].iter().all(|&n| n % bases == q)).count();
+    let mut reached = vec![false; bases];
+    for (i, list) in links.iter().enumerate() {
+        for &n in list {
+            if n < bases && n % bases != i % bases {
+                reached[n] = true;
+            }
+        }
+    }
+    let reached = reached.iter().filter(|&&r| r).count();
+    let mean = |ids: std::ops::Range<usize>| {
+        let n = ids.len().max(1) as f64;
+        ids.map(|i| links[i].len()).sum::<usize>() as f64 / n
+    };
+    println!(
+        "layer 0: {back} of {variants} variants link to their question; {closed} of {bases} questions link only to their own variants; {reached} of {bases} are linked from another question's point; mean links: question {:.1}, variant {:.1}",
+        mean(0..bases.min(links.len())),
+        mean(bases.min(links.len())..links.len())
+    );
 }
 
 /// The real server with the cache on, stopped on drop.
