@@ -205,6 +205,27 @@ fn main() {
             .collect();
         let (route, direct, through) = (&summaries[0], &summaries[1], &summaries[2]);
 
+        // Where the example's cost lies, from semrouter's own histograms: the time it spends on
+        // each ext_proc message against its time on a /v1/route request, same prompts.
+        let metrics_url = server.url("/metrics");
+        let split_prompts = Arc::new(prompts.iter().take(100).cloned().collect::<Vec<_>>());
+        let before = scrape(&client, &metrics_url).await;
+        load(&client, &route_url, &split_prompts, 1, split_prompts.len()).await;
+        let after_route = scrape(&client, &metrics_url).await;
+        load(&client, &envoy_url, &split_prompts, 1, split_prompts.len()).await;
+        let after_envoy = scrape(&client, &metrics_url).await;
+        let mean = |from: &str, to: &str, name: &str, label: &str| {
+            let value = |text: &str, series: &str| common::metric(text, &format!("{name}_{series}"), &[label]).unwrap_or(0.0);
+            let count = value(to, "count") - value(from, "count");
+            let sum = value(to, "sum") - value(from, "sum");
+            if count > 0.0 { sum / count * 1000.0 } else { 0.0 }
+        };
+        let route_server = mean(&before, &after_route, "semrouter_http_request_duration_seconds", "endpoint=\"/v1/route\"");
+        let messages: Vec<(&str, f64)> = ["request_headers", "request_body", "response_headers", "response_body"]
+            .into_iter()
+            .map(|m| (m, mean(&after_route, &after_envoy, "semrouter_extproc_message_duration_seconds", &format!("message=\"{m}\""))))
+            .collect();
+
         // Concurrency 32: /v1/route alone against the whole Envoy path, alternating rounds.
         let (mut route32, mut through32) = (Vec::new(), Vec::new());
         for round in 1..=rounds {
@@ -232,6 +253,13 @@ fn main() {
         for (summary, (label, _)) in summaries.iter().zip(&paths).skip(2) {
             println!("    {label:<40} {:+.3} ms", paired(summary));
         }
+        let in_semrouter: f64 = messages.iter().map(|(_, t)| t).sum();
+        println!(
+            "  inside semrouter, mean of {} prompts: /v1/route {route_server:.3} ms; the example's ext_proc messages {in_semrouter:.3} ms ({}), {:+.3} ms over /v1/route",
+            split_prompts.len(),
+            messages.iter().map(|(m, t)| format!("{m} {t:.3}")).collect::<Vec<_>>().join(", "),
+            in_semrouter - route_server
+        );
         println!("concurrency 32");
         route32.line("/v1/route direct");
         through32.line("Envoy + ext_proc + stub");
@@ -311,3 +339,9 @@ fn variants() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
         ),
     ]
 }
+
+/// semrouter's Prometheus text.
+async fn scrape(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.expect("metrics").text().await.expect("metrics text")
+}
+

@@ -276,7 +276,7 @@ async fn body_mode_routes_and_rewrites(modes: Vec<(&'static str, &'static str)>,
     let modes_use_observer = modes.contains(&OBSERVER[2]);
     let small = Upstream::start("small");
     let reasoning = Upstream::start("reasoning");
-    let (_server, envoy) = start_with(&small, &reasoning, vec![("SEMROUTER__CACHE__ENABLED", "true".into())], modes);
+    let (server, envoy) = start_with(&small, &reasoning, vec![("SEMROUTER__CACHE__ENABLED", "true".into())], modes);
     let client = client();
 
     let r = post(&client, &envoy, &chat("auto", MATH)).await;
@@ -318,6 +318,26 @@ async fn body_mode_routes_and_rewrites(modes: Vec<(&'static str, &'static str)>,
         assert!(envoy_stat(&envoy, "ext_proc.observe", "stream_msgs_sent") > 0);
         assert_eq!(envoy_stat(&envoy, "ext_proc.observe", "stream_msgs_received"), 0);
     }
+
+    // Every message Envoy sent was timed, by kind (the observer's may still be on their way).
+    let mut sent = envoy_stat(&envoy, "ext_proc", "stream_msgs_sent");
+    if modes_use_observer {
+        sent += envoy_stat(&envoy, "ext_proc.observe", "stream_msgs_sent");
+    }
+    let mut timed = 0.0;
+    for _ in 0..40 {
+        let text = client.get(server.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+        timed = ["request_headers", "request_body", "request_trailers", "response_headers", "response_body", "response_trailers"]
+            .iter()
+            .filter_map(|m| metric(&text, "semrouter_extproc_message_duration_seconds_count", &[&format!("message=\"{m}\"")]))
+            .sum::<f64>();
+        assert!(metric(&text, "semrouter_extproc_message_duration_seconds_count", &["message=\"request_headers\""]) >= Some(3.0), "{text}");
+        if timed == sent as f64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(timed, sent as f64, "messages timed in semrouter_extproc_message_duration_seconds against Envoy's stream_msgs_sent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -203,6 +203,7 @@ async fn serve(ctx: Arc<ExtProcContext>, listener: tokio::net::TcpListener, iden
 }
 
 fn describe() {
+    metrics::describe_histogram!(stream::MESSAGE_SECONDS, metrics::Unit::Seconds, "Time semrouter spends on one ext_proc message, arrival to replies (the request body's includes the decision), by message");
     metrics::describe_counter!("semrouter_extproc_requests_total", "Requests seen by the ext_proc front end, by outcome (routed, cached, blocked, error, fallback, passthrough)");
     metrics::describe_counter!("semrouter_extproc_fallbacks_total", "ext_proc requests sent to the default model without a decision, by reason (timeout, not_ready)");
 }
