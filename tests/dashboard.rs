@@ -137,6 +137,7 @@ async fn the_policy_map_is_the_loaded_configuration() {
     assert_eq!(map["rules"][2]["signals"], json!(["keyword:code"]));
     assert_eq!(map["rules"][3]["models"], json!(["qwen3-8b", "gpt-oss-120b", "deepseek-v3.1"]));
     assert_eq!(map["rules"][3]["when"], Value::Null);
+    assert_eq!(map["tenant_header"], "x-semrouter-tenant", "the try-it box sends the configured tenant header");
     let signals: Vec<&str> = map["signals"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
     for expected in ["domain", "complexity", "jailbreak", "keyword:code", "request"] {
         assert!(signals.contains(&expected), "{expected} missing from {signals:?}");
@@ -179,6 +180,18 @@ async fn prompts_appear_only_with_the_debug_option_and_the_dashboard_can_be_turn
     // The rest of the router is unaffected.
     let routed = client.post(off.url("/v1/route")).json(&chat("auto", "What is 2 + 2?")).send().await.unwrap();
     assert_eq!(routed.status(), 200);
+}
+
+#[tokio::test]
+async fn the_try_it_box_learns_a_renamed_tenant_header() {
+    let server = Server::start(Launch {
+        env: vec![("SEMROUTER__ROUTING__TENANT_HEADER", "x-team".into())],
+        ..Launch::default()
+    });
+    let map = get_json(&reqwest::Client::new(), server.url("/dashboard/api/policy")).await;
+    assert_eq!(map["tenant_header"], "x-team");
+    let script = reqwest::get(server.url("/dashboard/dashboard.js")).await.unwrap().text().await.unwrap();
+    assert!(script.contains("headers[tenantHeader]") && script.contains("tenantHeader = map.tenant_header"), "the box sends the header the map names");
 }
 
 #[test]

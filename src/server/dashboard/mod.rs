@@ -107,11 +107,23 @@ async fn overview(request: HttpRequest, state: Data<AppState>) -> Result<HttpRes
 }
 
 /// `GET /dashboard/api/policy`: the loaded policy as the picture's data
-/// ([`crate::engine::map::PolicyMap`]).
+/// ([`crate::engine::map::PolicyMap`]), and the header that names the tenant
+/// (`routing.tenant_header`), which the try-it box sends.
 async fn policy(request: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     feed(&request, &state)?;
     let engine = state.engine()?;
-    Ok(HttpResponse::Ok().json(engine.policy_map()))
+    Ok(HttpResponse::Ok().json(PolicyView {
+        map: engine.policy_map(),
+        tenant_header: &state.tenant_header,
+    }))
+}
+
+/// What `GET /dashboard/api/policy` answers.
+#[derive(serde::Serialize)]
+struct PolicyView<'a, M: serde::Serialize> {
+    #[serde(flatten)]
+    map: M,
+    tenant_header: &'a str,
 }
 
 /// The sum of every series of counter `name` in Prometheus text (0 when it has none yet).

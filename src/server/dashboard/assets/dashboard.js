@@ -276,6 +276,8 @@ async function reload() {
 // ---- try-it view -----------------------------------------------------------------------------
 
 let preferencesLoaded = false;
+// The header that names the tenant (routing.tenant_header), from the policy map.
+let tenantHeader = "x-semrouter-tenant";
 
 async function loadPreferences() {
   if (preferencesLoaded) return;
@@ -283,6 +285,7 @@ async function loadPreferences() {
     const map = await getJson("/dashboard/api/policy");
     const select = $("try-preference");
     for (const name of Object.keys(map.scoring.preferences)) select.append(el("option", { value: name }, name));
+    if (map.tenant_header) tenantHeader = map.tenant_header;
     preferencesLoaded = true;
   } catch (error) {
     // The engine may still be loading; the next visit tries again.
@@ -343,7 +346,7 @@ async function tryPrompt(event) {
   const headers = { "content-type": "application/json", "cache-control": "no-cache, no-store" };
   if ($("try-preference").value) headers["x-semrouter-preference"] = $("try-preference").value;
   if ($("try-cost").value !== "") headers["x-semrouter-cost-weight"] = $("try-cost").value;
-  if ($("try-tenant").value.trim()) headers["x-semrouter-tenant"] = $("try-tenant").value.trim();
+  if ($("try-tenant").value.trim()) headers[tenantHeader] = $("try-tenant").value.trim();
   $("try-submit").disabled = true;
   try {
     renderTry(await getJson("/v1/route?explain=true", { method: "POST", headers, body: JSON.stringify({ model: "auto", messages }) }));
