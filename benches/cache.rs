@@ -24,7 +24,8 @@
 //! `CACHE_BENCH_ROUTE` (prompts in phase 2, default 300; 0 skips it), `CACHE_BENCH_BATCH`,
 //! `CACHE_BENCH_EF`, `CACHE_BENCH_SET`, `CACHE_BENCH_SWEEP`, `CACHE_BENCH_CACHE` (0: only
 //! the sweep's raw graphs, not the cache), `CACHE_BENCH_UPPER` (the sweep's layer-1 beams,
-//! e.g. `0,16`; 0, the default, is the greedy descent), `CACHE_BENCH_QUESTIONS` (only the
+//! e.g. `0,16`; 0, the default, is the greedy descent), `CACHE_BENCH_KEEP_PRUNED` (1: the
+//! sweep's graphs keep the links the heuristic prunes), `CACHE_BENCH_QUESTIONS` (only the
 //! first N questions as bases, and only queries made from them: a small replica of a big
 //! index, with as many variants per question at fewer entries).
 
@@ -414,7 +415,8 @@ fn sweep(vectors: &[Vec<f32>], bases: usize, queries: &[Vec<f32>], truth: &[usiz
     let scaled_queries: Vec<Vec<f32>> = queries.iter().map(|v| v.iter().map(|x| x * scale).collect()).collect();
     for ((m, efc), efs) in plan {
         let started = Instant::now();
-        let hnsw: Hnsw<f32, DistDot> = Hnsw::new(m, vectors.len(), 16, efc, DistDot {});
+        let mut hnsw: Hnsw<f32, DistDot> = Hnsw::new(m, vectors.len(), 16, efc, DistDot {});
+        hnsw.set_keeping_pruned(env_usize("CACHE_BENCH_KEEP_PRUNED", 0) == 1);
         for (c, chunk) in scaled.chunks(20_000).enumerate() {
             let data: Vec<(&[f32], usize)> = chunk.iter().enumerate().map(|(i, v)| (v.as_slice(), c * 20_000 + i)).collect();
             hnsw.parallel_insert_slice(&data);
