@@ -344,4 +344,3 @@ fn variants() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
 async fn scrape(client: &reqwest::Client, url: &str) -> String {
     client.get(url).send().await.expect("metrics").text().await.expect("metrics text")
 }
-

@@ -1568,8 +1568,10 @@ impl<'b, T: Clone + Send + Sync, D: Distance<T> + Send + Sync> Hnsw<'b, T, D> {
         let mut new_pivot = None;
 
         //
-        let beam_layer = if upper_ef > 0 { 1 } else { 0 };
-        for layer in ((beam_layer + 1).max(1)..=entry_point.p_id.0).rev() {
+        // With a beam, layer 1 is searched `upper_ef` wide below instead of walked greedily.
+        let beam = upper_ef > 0;
+        let lowest_greedy = if beam { 2 } else { 1 };
+        for layer in (lowest_greedy..=entry_point.p_id.0).rev() {
             // semrouter patch (PATCH.md): walk each upper layer greedily until no neighbour is
             // nearer, as the HNSW paper and this crate's own insert do, instead of one hop per
             // layer, which left the layer-0 search starting far from the query in large graphs.
@@ -1607,9 +1609,10 @@ impl<'b, T: Clone + Send + Sync, D: Distance<T> + Send + Sync> Hnsw<'b, T, D> {
         };
         // semrouter patch (PATCH.md): with a beam, layer 1 is searched `upper_ef` wide and all
         // it found enter layer 0, whose links in clustered data seldom leave a cluster.
-        let entries = if beam_layer == 1 && entry_point.p_id.0 >= 1 && layer_to_search == 0 {
+        let entries = if beam && entry_point.p_id.0 >= 1 && layer_to_search == 0 {
+            // The order of the entries does not matter: they seed a heap.
             self.search_layer(data, pivot, upper_ef, 1, None)
-                .into_sorted_vec()
+                .into_vec()
                 .into_iter()
                 .map(|p| Arc::clone(&p.point_ref))
                 .collect()
