@@ -6,7 +6,8 @@
 //! behind every model cluster, and Envoy on the shipped config/envoy/envoy.yaml, beside further
 //! Envoys on the same example with other processing modes ([`variants`]: processing off, i.e.
 //! Envoy's own proxy hop; the answer observed by the second, observe-only filter; STREAMED
-//! bodies sent without waiting; FULL_DUPLEX_STREAMED; the response unobserved). At
+//! bodies sent without waiting; FULL_DUPLEX_STREAMED; the response unobserved), and the example
+//! wired to a processor that does no work (tests/support/noop_processor.rs: the floor). At
 //! concurrency 1 each MMLU val prompt goes down every path in turn (a shared machine drifts):
 //!   route   `POST /v1/route` on semrouter directly (the decision, over HTTP)
 //!   stub    `POST /v1/chat/completions` on the stub directly
@@ -24,6 +25,8 @@
 mod common;
 #[path = "../tests/support/envoy.rs"]
 mod envoy;
+#[path = "../tests/support/noop_processor.rs"]
+mod noop_processor;
 #[path = "../tests/support/upstream.rs"]
 mod upstream;
 
@@ -141,17 +144,23 @@ fn main() {
             ("SEMROUTER__EXTPROC__DECISION_TIMEOUT_MS", "10000".into()),
         ],
     });
-    let wire = |edits: Vec<(&'static str, &'static str)>| {
+    let wire_to = |processor: u16, edits: Vec<(&'static str, &'static str)>| {
         let mut all = vec![("message_timeout: 0.5s", "message_timeout: 10s")];
         all.extend(edits);
         envoy::Envoy::start(&envoy::Wiring {
-            extproc,
+            extproc: processor,
             models: envoy::EXAMPLE_MODELS.iter().map(|(m, _)| (*m, stub.port)).collect(),
             edits: all,
         })
     };
+    let wire = |edits| wire_to(extproc, edits);
     let envoy = wire(Vec::new());
-    let variants: Vec<(&str, envoy::Envoy)> = variants().into_iter().map(|(label, edits)| (label, wire(edits))).collect();
+    let mut variants: Vec<(&str, envoy::Envoy)> = variants().into_iter().map(|(label, edits)| (label, wire(edits))).collect();
+    // The example's four messages answered by a processor that does no work: the floor any
+    // processor on this gRPC stack pays here, beside which semrouter's own share shows.
+    let noop = noop_processor::start();
+    variants.push((NOOP_LABEL, wire_to(noop, Vec::new())));
+    variants.push((NOOP_REQUEST_ONLY_LABEL, wire_to(noop, response_unobserved())));
     let route_url = server.url("/v1/route");
     let stub_url = format!("{}/v1/chat/completions", stub.base);
     let envoy_url = envoy.url("/v1/chat/completions");
@@ -253,6 +262,12 @@ fn main() {
         for (summary, (label, _)) in summaries.iter().zip(&paths).skip(2) {
             println!("    {label:<40} {:+.3} ms", paired(summary));
         }
+        let over_stub = |wanted: &str| summaries.iter().zip(&paths).find(|(_, (label, _))| *label == wanted).map_or(0.0, |(s, _)| ms(s.at(0.5)) - stub_p50);
+        let (floor, floor_request_only) = (over_stub(NOOP_LABEL), over_stub(NOOP_REQUEST_ONLY_LABEL));
+        println!(
+            "  the example's four messages answered by a no-op processor (Envoy's hop included): {floor:+.3} ms at p50 (its two request messages alone: {floor_request_only:+.3} ms); semrouter's share over that floor: {:+.3} ms",
+            overhead - floor
+        );
         let in_semrouter: f64 = messages.iter().map(|(_, t)| t).sum();
         println!(
             "  inside semrouter, mean of {} prompts: /v1/route {route_server:.3} ms; the example's ext_proc messages {in_semrouter:.3} ms ({}), {:+.3} ms over /v1/route",
@@ -273,6 +288,11 @@ fn main() {
     drop(envoy);
     drop(server);
 }
+
+/// The example's Envoy path with the no-op processor.
+const NOOP_LABEL: &str = "Envoy + no-op processor + stub";
+/// The same, the answer unobserved (two messages: the request's headers and body).
+const NOOP_REQUEST_ONLY_LABEL: &str = "Envoy + no-op, response unobserved";
 
 /// Envoy on the example with some processing modes changed, measured beside it in the same run.
 fn variants() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
@@ -330,13 +350,15 @@ fn variants() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
         ),
         // The request side alone: what leaving the answer unobserved would cost (a bound for
         // any scheme that takes the response off the critical path).
-        (
-            "Envoy, response unobserved + stub",
-            vec![
-                ("                        response_header_mode: SEND\n", "                        response_header_mode: SKIP\n"),
-                ("response_body_mode: BUFFERED", "response_body_mode: NONE"),
-            ],
-        ),
+        ("Envoy, response unobserved + stub", response_unobserved()),
+    ]
+}
+
+/// The example's edits that leave the answer unobserved (request headers and body only).
+fn response_unobserved() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("                        response_header_mode: SEND\n", "                        response_header_mode: SKIP\n"),
+        ("response_body_mode: BUFFERED", "response_body_mode: NONE"),
     ]
 }
 
