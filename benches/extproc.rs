@@ -156,8 +156,8 @@ fn main() {
     let wire = |edits| wire_to(extproc, edits);
     let envoy = wire(Vec::new());
     let mut variants: Vec<(&str, envoy::Envoy)> = variants().into_iter().map(|(label, edits)| (label, wire(edits))).collect();
-    // The example's four messages answered by a processor that does no work: the floor any
-    // processor on this gRPC stack pays here, beside which semrouter's own share shows.
+    // The example answered by a processor that does no work, with its four messages and with
+    // the request's two alone: the floor any processor on this gRPC stack pays here.
     let noop = noop_processor::start();
     variants.push((NOOP_LABEL, wire_to(noop, Vec::new())));
     variants.push((NOOP_REQUEST_ONLY_LABEL, wire_to(noop, response_unobserved())));
