@@ -1,8 +1,11 @@
 //! OpenTelemetry traces (`telemetry`) against the real binary: an in-process OTLP/HTTP
 //! receiver on 127.0.0.1 decodes what the exporter sends (`ExportTraceServiceRequest`), a stub
-//! upstream records the `traceparent` the proxy hands on.
+//! upstream records the `traceparent` the proxy hands on. The ext_proc path is driven as Envoy
+//! drives it, over gRPC.
 
 mod common;
+#[path = "support/extproc.rs"]
+mod extproc;
 #[path = "support/upstream.rs"]
 mod upstream;
 
@@ -13,7 +16,9 @@ use std::time::{Duration, Instant};
 use actix_web::dev::ServerHandle;
 use actix_web::web::{self, Bytes, Data};
 use actix_web::{App, HttpResponse, HttpServer};
-use common::{chat, Launch, Server};
+use common::{chat, free_port, Launch, Server};
+use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_client::ExternalProcessorClient;
+use envoy_types::pb::envoy::service::ext_proc::v3::processing_response::Response;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -230,6 +235,72 @@ async fn the_proxy_joins_the_callers_trace_exports_each_stage_and_hands_the_trac
             assert!(!text.contains(needle), "span `{}` carries prompt text: {text}", span.name);
         }
     }
+    drop(server);
+}
+
+#[tokio::test]
+async fn an_ext_proc_decision_joins_the_trace_envoy_forwards() {
+    let receiver = Receiver::start();
+    let model = Upstream::start("model");
+    let telemetry = format!("telemetry: {{ enabled: true, otlp_endpoint: \"{}\", sample_ratio: 1.0 }}", receiver.url);
+    let port = free_port();
+    let mut launch = launch(config(&model.base, &telemetry));
+    launch.env.push(("SEMROUTER__EXTPROC__ENABLED", "true".into()));
+    launch.env.push(("SEMROUTER__EXTPROC__ADDR", format!("127.0.0.1:{port}")));
+    let server = Server::start(launch);
+
+    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
+    let messages = extproc::buffered_chat_with(&[("traceparent", &traceparent)], serde_json::to_vec(&chat("auto", PROMPT)).unwrap());
+    let mut client = ExternalProcessorClient::connect(format!("http://127.0.0.1:{port}")).await.expect("ext_proc reachable");
+    let mut replies = client.process(futures_util::stream::iter(messages)).await.expect("the stream opens").into_inner();
+    // The header reply, then the body's: the routed request, released with its model.
+    let mut selected = None;
+    while selected.is_none() {
+        let reply = tokio::time::timeout(Duration::from_secs(30), replies.message())
+            .await
+            .expect("a reply in time")
+            .expect("no stream error")
+            .expect("the body's reply before the stream ends");
+        if let Some(Response::RequestBody(body)) = reply.response {
+            let mutation = body.response.and_then(|r| r.header_mutation).expect("the body's reply sets headers");
+            selected = mutation
+                .set_headers
+                .iter()
+                .filter_map(|h| h.header.as_ref())
+                .find(|h| h.key == "x-selected-model")
+                .map(|h| String::from_utf8_lossy(&h.raw_value).into_owned());
+            assert!(selected.is_some(), "no x-selected-model in {mutation:?}");
+        }
+    }
+
+    let stages = ["request", "cache_lookup", "queue", "tokenise", "infer", "signals", "decide"];
+    let spans = tokio::task::spawn_blocking(move || {
+        let spans = receiver.wait_for(&stages, Duration::from_secs(15));
+        drop(receiver);
+        spans
+    })
+    .await
+    .unwrap();
+    let names: Vec<&str> = spans.iter().map(|(_, s)| s.name.as_str()).collect();
+    let by_name: HashMap<&str, &Span> = spans.iter().map(|(_, s)| (s.name.as_str(), s)).collect();
+    for stage in stages {
+        assert!(by_name.contains_key(stage), "no `{stage}` span; got {names:?}");
+    }
+    // The decision is part of the trace Envoy carried in: the request span is the caller's
+    // child, named for the ext_proc front end, and every stage is under it.
+    for (_, span) in &spans {
+        assert_eq!(hex(&span.trace_id), TRACE_ID, "span `{}` is in another trace", span.name);
+        let text = format!("{span:?}");
+        assert!(!text.contains("zebra-7731") && !text.contains("Solve 3x"), "span `{}` carries prompt text: {text}", span.name);
+    }
+    let request = by_name["request"];
+    assert_eq!(hex(&request.parent_span_id), CALLER_SPAN);
+    assert!(attributes(&request.attributes).contains(&("http.route".to_string(), "ext_proc".to_string())), "{:?}", attributes(&request.attributes));
+    for stage in &stages[1..] {
+        assert_eq!(by_name[stage].parent_span_id, request.span_id, "`{stage}` is not a child of `request`");
+    }
+    // Envoy, not semrouter, calls the upstream on this path.
+    assert!(model.traceparents().is_empty());
     drop(server);
 }
 

@@ -23,7 +23,13 @@ pub fn header_map<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> HeaderMap {
 /// A `POST /v1/chat/completions` with JSON `body` as Envoy sends it in BUFFERED mode: the
 /// request headers, then the whole body.
 pub fn buffered_chat(body: Vec<u8>) -> Vec<ProcessingRequest> {
-    let headers = [(":method", "POST"), (":path", "/v1/chat/completions"), ("content-type", "application/json")];
+    buffered_chat_with(&[], body)
+}
+
+/// As [`buffered_chat`], with `extra` request headers after the usual three.
+pub fn buffered_chat_with(extra: &[(&str, &str)], body: Vec<u8>) -> Vec<ProcessingRequest> {
+    let mut headers = vec![(":method", "POST"), (":path", "/v1/chat/completions"), ("content-type", "application/json")];
+    headers.extend_from_slice(extra);
     vec![
         ProcessingRequest {
             request: Some(Request::RequestHeaders(HttpHeaders {
