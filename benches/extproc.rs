@@ -224,9 +224,7 @@ fn main() {
         load(&client, &envoy_url, &split_prompts, 1, split_prompts.len()).await;
         let after_envoy = scrape(&client, &metrics_url).await;
         let mean = |from: &str, to: &str, name: &str, label: &str| {
-            let value = |text: &str, series: &str| common::metric(text, &format!("{name}_{series}"), &[label]).unwrap_or(0.0);
-            let count = value(to, "count") - value(from, "count");
-            let sum = value(to, "sum") - value(from, "sum");
+            let (sum, count) = histogram_delta(from, to, name, label);
             if count > 0.0 { sum / count * 1000.0 } else { 0.0 }
         };
         let route_server = mean(&before, &after_route, "semrouter_http_request_duration_seconds", "endpoint=\"/v1/route\"");
@@ -234,14 +232,46 @@ fn main() {
             .into_iter()
             .map(|m| (m, mean(&after_route, &after_envoy, "semrouter_extproc_message_duration_seconds", &format!("message=\"{m}\""))))
             .collect();
+        // The same split by engine stage: where an ext_proc request's time differs from a
+        // /v1/route request's (the encoder's stages sharing two cores with Envoy, or the rest).
+        let stages: Vec<(&str, f64, f64)> = ["queue", "tokenize", "infer", "signals", "decide"]
+            .into_iter()
+            .map(|stage| {
+                let label = format!("stage=\"{stage}\"");
+                let series = "semrouter_stage_duration_seconds";
+                (stage, mean(&before, &after_route, series, &label), mean(&after_route, &after_envoy, series, &label))
+            })
+            .collect();
 
         // Concurrency 32: /v1/route alone against the whole Envoy path, alternating rounds.
+        // Each round also reads the CPU time semrouter, Envoy and this process (the load
+        // generator and the stub) spent on it: on two shared cores the throughput share is
+        // the CPU a request costs on each path.
         let (mut route32, mut through32) = (Vec::new(), Vec::new());
+        // And the encoder's batches (the default config's model): how many prompts share one
+        // forward pass on each path.
+        let pids = [server.pid(), envoy.pid().unwrap_or(u32::MAX), 0];
+        let cpu_now = || pids.map(common::cpu_seconds);
+        let (mut route_cpu, mut through_cpu) = ([0.0; 3], [0.0; 3]);
+        let add = |total: &mut [f64; 3], from: [f64; 3], to: [f64; 3]| (0..3).for_each(|i| total[i] += to[i] - from[i]);
+        let batches = |from: &str, to: &str| histogram_delta(from, to, "semrouter_onnx_batch_size", "model=\"all-MiniLM-L6-v2-int8\"");
+        let (mut route_batches, mut through_batches) = ((0.0, 0.0), (0.0, 0.0));
         for round in 1..=rounds {
+            let (start, start_metrics) = (cpu_now(), scrape(&client, &metrics_url).await);
             route32.push(load(&client, &route_url, &prompts, 32, prompts.len()).await);
+            let (middle, middle_metrics) = (cpu_now(), scrape(&client, &metrics_url).await);
             through32.push(load(&client, &envoy_url, &prompts, 32, prompts.len()).await);
+            let (end, end_metrics) = (cpu_now(), scrape(&client, &metrics_url).await);
+            add(&mut route_cpu, start, middle);
+            add(&mut through_cpu, middle, end);
+            for (total, (texts, passes)) in [(&mut route_batches, batches(&start_metrics, &middle_metrics)), (&mut through_batches, batches(&middle_metrics, &end_metrics))] {
+                total.0 += texts;
+                total.1 += passes;
+            }
             eprintln!("  concurrency 32: round {round}/{rounds}");
         }
+        let per_request = |cpu: [f64; 3]| cpu.map(|seconds| seconds * 1e3 / (rounds * prompts.len()) as f64);
+        let batch_mean = |(texts, passes): (f64, f64)| if passes > 0.0 { texts / passes } else { 0.0 };
         let (route32, through32) = (Summary::pooled(route32), Summary::pooled(through32));
 
         println!("concurrency 1");
@@ -275,11 +305,21 @@ fn main() {
             messages.iter().map(|(m, t)| format!("{m} {t:.3}")).collect::<Vec<_>>().join(", "),
             in_semrouter - route_server
         );
+        println!(
+            "    by stage, /v1/route -> ext_proc: {}",
+            stages.iter().map(|(stage, route, extproc)| format!("{stage} {route:.3} -> {extproc:.3}")).collect::<Vec<_>>().join(", ")
+        );
         println!("concurrency 32");
         route32.line("/v1/route direct");
         through32.line("Envoy + ext_proc + stub");
         let share = through32.per_second / route32.per_second;
         println!("  Envoy + semrouter hold {:.0}% of /v1/route's throughput", share * 100.0);
+        let (route_ms, through_ms) = (per_request(route_cpu), per_request(through_cpu));
+        println!(
+            "  CPU per request (ms): /v1/route: semrouter {:.2}, client {:.2}; Envoy path: semrouter {:.2}, Envoy {:.2}, client and stub {:.2}",
+            route_ms[0], route_ms[2], through_ms[0], through_ms[1], through_ms[2]
+        );
+        println!("  prompts per encoder pass: /v1/route {:.2}, Envoy path {:.2}", batch_mean(route_batches), batch_mean(through_batches));
         println!("targets");
         println!("  ext_proc adds <= 1 ms at p50 over the decision: {overhead:+.3} ms  {}", verdict(overhead <= 1.0));
         println!("  >= 80% of /v1/route throughput at concurrency 32: {:.0}%  {}", share * 100.0, verdict(share >= 0.8));
@@ -363,6 +403,12 @@ fn response_unobserved() -> Vec<(&'static str, &'static str)> {
 }
 
 /// semrouter's Prometheus text.
+/// The growth of a Prometheus histogram's sum and count between two scrapes.
+fn histogram_delta(from: &str, to: &str, name: &str, label: &str) -> (f64, f64) {
+    let value = |text: &str, series: &str| common::metric(text, &format!("{name}_{series}"), &[label]).unwrap_or(0.0);
+    (value(to, "sum") - value(from, "sum"), value(to, "count") - value(from, "count"))
+}
+
 async fn scrape(client: &reqwest::Client, url: &str) -> String {
     client.get(url).send().await.expect("metrics").text().await.expect("metrics text")
 }

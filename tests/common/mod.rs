@@ -273,6 +273,18 @@ pub fn self_signed(dir: &Path, names: &[&str]) -> (PathBuf, PathBuf, String) {
     (cert, key, certified.cert.pem())
 }
 
+/// CPU time (user and system) process `pid` has used so far, in seconds (from /proc; 0 when
+/// it cannot be read). `pid` 0 reads this process.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let path = if pid == 0 { "/proc/self/stat".to_string() } else { format!("/proc/{pid}/stat") };
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the command name (which may hold spaces, so split after its `)`):
+    // utime and stime are the 12th and 13th, in clock ticks (100 a second on Linux).
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// Resident memory of process `pid` in MB (from /proc; 0 when it cannot be read).
 pub fn rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

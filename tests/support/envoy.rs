@@ -98,6 +98,11 @@ impl Envoy {
         envoy
     }
 
+    /// The Envoy process's id (for reading its CPU time), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// What Envoy logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
