@@ -260,7 +260,8 @@ fn bare_config() -> PathBuf {
             bare.push('\n');
         }
     }
-    let path = repo().join("target/bench-bare-config.yaml");
+    // Not under target/: CARGO_TARGET_DIR may put that elsewhere.
+    let path = std::env::temp_dir().join(format!("semrouter-bench-bare-config-{}.yaml", std::process::id()));
     std::fs::write(&path, bare).expect("write the bare config");
     path
 }
