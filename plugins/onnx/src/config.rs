@@ -93,6 +93,11 @@ pub struct OnnxModelConfig {
     /// Let intra-op threads spin while waiting for work: lower latency, more CPU.
     #[serde(default = "default_true")]
     pub spinning: bool,
+    /// With `spinning`, keep spinning after a run ends until the next one starts (ONNX
+    /// Runtime's own default). Off, the threads stop when a run returns, so the CPU between
+    /// requests goes to what shares the host (Envoy, the HTTP and gRPC front ends).
+    #[serde(default)]
+    pub spin_after_run: bool,
     /// Most texts in one forward pass.
     #[serde(default = "default_max_batch_size")]
     pub max_batch_size: usize,
