@@ -3,7 +3,8 @@
 
 CARGO ?= cargo
 PYTHON ?= python3
-BIN := target/release/semrouter
+# CARGO_TARGET_DIR, when set, moves the build (as it does for cargo).
+BIN := $(or $(CARGO_TARGET_DIR),target)/release/semrouter
 CONFIG ?= config/semrouter.yaml
 
 .PHONY: setup fetch build data redis prometheus browser run test fuzz soak bench eval help
