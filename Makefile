@@ -126,6 +126,7 @@ eval: setup
 	$(BIN) eval $(EVAL)/complexity-heldout.jsonl
 	$(BIN) eval $(EVAL)/jailbreak-neuralchemy-test.jsonl
 	$(BIN) eval $(EVAL)/jailbreak-slabs-test.jsonl
+	$(BIN) eval $(EVAL)/jailbreak-smalltalk-heldout.jsonl
 	$(BIN) eval $(EVAL)/pii.jsonl
 	$(BIN) eval $(EVAL)/mmlu-val.jsonl --models qwen3-8b,deepseek-v3.1
 

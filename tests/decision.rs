@@ -140,6 +140,21 @@ async fn no_eligible_model_is_a_clear_error_or_the_fallback() {
     assert_eq!(d["fallback"], "cheapest");
 }
 
+#[tokio::test]
+async fn greetings_and_thanks_go_to_the_small_model_unflagged() {
+    // Phrasings of our own, not the corpus's: the default config must not send small talk to
+    // the guarded model as a suspected jailbreak (it did, before the head saw small talk).
+    let server = Server::start_default();
+    let client = reqwest::Client::new();
+    for prompt in ["hi there, how are you?", "hello!", "good morning", "thanks, that helped a lot"] {
+        let d = route(&client, &server, &chat("auto", prompt), &[("x-semrouter-explain", "true")]).await;
+        let score = d["signals"]["jailbreak"]["score"].as_f64().expect("a jailbreak score");
+        assert!(score < 0.5, "{prompt:?} scored {score} as a jailbreak: {d}");
+        assert_eq!(d["policy"], "default", "{prompt:?}: {d}");
+        assert_eq!(d["model"], "qwen3-8b", "{prompt:?} goes to the small model: {d}");
+    }
+}
+
 fn tool(name: &str, description: &str) -> Value {
     json!({"type": "function", "function": {"name": name, "description": description, "parameters": {"type": "object"}}})
 }

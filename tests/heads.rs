@@ -39,6 +39,23 @@ fn jailbreak_head_reaches_093_f1_on_both_test_splits() {
     assert!(stdout.contains("confusion matrix"));
 }
 
+/// Share of held-out small talk (greetings, thanks, chat) the jailbreak head must let pass
+/// (0.897 when trained; the head before small talk was in its data let 0.514 pass).
+const MIN_SMALL_TALK_ACCURACY: f64 = 0.85;
+
+#[test]
+fn jailbreak_head_lets_held_out_small_talk_pass() {
+    let min = MIN_SMALL_TALK_ACCURACY.to_string();
+    let (status, stdout, stderr) = run_cli(&["eval", "jailbreak", "--split", "small-talk", "--min-accuracy", &min], &[]);
+    assert!(status.success(), "eval failed:\n{stdout}\n{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("jailbreak chatterbot small talk (held out):"))
+        .unwrap_or_else(|| panic!("no summary:\n{stdout}"));
+    assert!(score_after(line, "accuracy") >= MIN_SMALL_TALK_ACCURACY, "{line}");
+    assert!(line.ends_with("on 107 texts"), "the whole held-out quarter: {line}");
+}
+
 #[test]
 fn complexity_head_holds_its_held_out_accuracy() {
     let min = MIN_COMPLEXITY_ACCURACY.to_string();
@@ -107,6 +124,7 @@ fn eval_files_are_labelled_chat_requests() {
         ("mmlu-val.jsonl", "domain", 1531, vec!["math", "law", "other"]),
         ("jailbreak-neuralchemy-test.jsonl", "jailbreak", 942, vec!["benign", "jailbreak"]),
         ("jailbreak-slabs-test.jsonl", "jailbreak", 2101, vec!["benign", "jailbreak"]),
+        ("jailbreak-smalltalk-heldout.jsonl", "jailbreak", 107, vec!["benign"]),
         ("complexity-heldout.jsonl", "complexity", 399, vec!["simple", "standard", "complex", "research"]),
     ] {
         let text = std::fs::read_to_string(dir.path().join(file)).expect(file);
@@ -122,5 +140,5 @@ fn eval_files_are_labelled_chat_requests() {
         }
     }
     let (status, stdout, _) = run_cli(&["data", "evals", "--out", out], &[]);
-    assert!(status.success() && stdout.matches("unchanged").count() == 4, "idempotent:\n{stdout}");
+    assert!(status.success() && stdout.matches("unchanged").count() == 5, "idempotent:\n{stdout}");
 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use semrouter::data::pii::{self, PiiSources};
-use semrouter::data::{complexity, mmlu, neuralchemy, slabs, LabelledText, JAILBREAK_LABELS};
+use semrouter::data::{complexity, mmlu, neuralchemy, slabs, smalltalk, LabelledText, JAILBREAK_LABELS};
 use serde::Serialize;
 
 use super::eval::jailbreak_test_sets;
@@ -38,6 +38,9 @@ pub struct EvalsArgs {
     /// Folder of the S-Labs CSV files.
     #[arg(long, default_value = slabs::DEFAULT_DIR)]
     slabs: PathBuf,
+    /// Folder of the chatterbot-corpus YAML files.
+    #[arg(long, default_value = smalltalk::DEFAULT_DIR)]
+    smalltalk: PathBuf,
     /// The dynamic-model-router task file.
     #[arg(long, default_value = complexity::DEFAULT_PATH)]
     complexity: PathBuf,
@@ -103,6 +106,9 @@ pub fn evals(args: EvalsArgs) -> anyhow::Result<()> {
         let content = jsonl("jailbreak", labelled(&set.items, &JAILBREAK_LABELS))?;
         write_if_changed(&args.out.join(file), &content, set.items.len())?;
     }
+    let (_, talk) = smalltalk::partition(smalltalk::load(&args.smalltalk)?);
+    let content = jsonl("jailbreak", labelled(&talk, &JAILBREAK_LABELS))?;
+    write_if_changed(&args.out.join("jailbreak-smalltalk-heldout.jsonl"), &content, talk.len())?;
 
     let (_, held) = complexity::partition(complexity::load(&args.complexity)?);
     let items: Vec<LabelledText> = held.into_iter().map(|t| t.item).collect();

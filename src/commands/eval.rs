@@ -13,7 +13,7 @@ use semrouter::assemble::{self, assemble};
 use semrouter::categories::CATEGORIES;
 use semrouter::config;
 use semrouter::data::mmlu::{self, Split as MmluSplit};
-use semrouter::data::{complexity, neuralchemy, slabs, LabelledText, Split, JAILBREAK_LABELS};
+use semrouter::data::{complexity, neuralchemy, slabs, smalltalk, LabelledText, Split, JAILBREAK_LABELS};
 use semrouter::heads::{self, LinearHead};
 use serde_json::json;
 
@@ -88,6 +88,9 @@ enum JailbreakSet {
     Neuralchemy,
     /// S-Labs test (2,101 texts).
     Slabs,
+    /// The held-out quarter of the chatterbot-corpus small talk, all benign: its accuracy is
+    /// one minus the share of greetings and chat flagged.
+    SmallTalk,
 }
 
 /// Options shared by the evaluations of heads over the shared embedding.
@@ -123,6 +126,9 @@ pub struct JailbreakArgs {
     /// Folder of the S-Labs CSV files.
     #[arg(long, default_value = slabs::DEFAULT_DIR)]
     slabs: PathBuf,
+    /// Folder of the chatterbot-corpus YAML files.
+    #[arg(long, default_value = smalltalk::DEFAULT_DIR)]
+    smalltalk: PathBuf,
 }
 
 /// Arguments of `semrouter eval complexity`.
@@ -319,14 +325,29 @@ pub fn jailbreak_test_sets(neuralchemy_dir: &Path, slabs_dir: &Path, which: (boo
     Ok(sets)
 }
 
-/// Precision, recall and F1 of the jailbreak head on the prompt-injection test splits.
+/// The held-out small talk (all benign), which the jailbreak head must let pass.
+pub fn smalltalk_test_set(dir: &Path) -> anyhow::Result<EvalSet> {
+    let (_, held) = smalltalk::partition(smalltalk::load(dir)?);
+    Ok(EvalSet {
+        name: "chatterbot small talk (held out)".into(),
+        items: held,
+        labels: names(&JAILBREAK_LABELS),
+    })
+}
+
+/// Precision, recall and F1 of the jailbreak head on the prompt-injection test splits, or
+/// its accuracy on held-out small talk.
 pub async fn jailbreak(args: JailbreakArgs) -> anyhow::Result<()> {
     let which = match args.split {
         JailbreakSet::Both => (true, true),
         JailbreakSet::Neuralchemy => (true, false),
         JailbreakSet::Slabs => (false, true),
+        JailbreakSet::SmallTalk => (false, false),
     };
-    let sets = jailbreak_test_sets(&args.neuralchemy, &args.slabs, which)?;
+    let mut sets = jailbreak_test_sets(&args.neuralchemy, &args.slabs, which)?;
+    if matches!(args.split, JailbreakSet::SmallTalk) {
+        sets.push(smalltalk_test_set(&args.smalltalk)?);
+    }
     eval_head("jailbreak", &args.common, sets, Some(JAILBREAK_LABELS[1]), None).await
 }
 

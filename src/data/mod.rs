@@ -6,6 +6,7 @@ pub mod mmlu;
 pub mod neuralchemy;
 pub mod pii;
 pub mod slabs;
+pub mod smalltalk;
 
 use std::path::PathBuf;
 
