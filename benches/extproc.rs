@@ -248,12 +248,12 @@ fn main() {
         // generator and the stub) spent on it: on two shared cores the throughput share is
         // the CPU a request costs on each path.
         let (mut route32, mut through32) = (Vec::new(), Vec::new());
-        // And the encoder's batches (the default config's model): how many prompts share one
-        // forward pass on each path.
         let pids = [server.pid(), envoy.pid().unwrap_or(u32::MAX), 0];
         let cpu_now = || pids.map(common::cpu_seconds);
         let (mut route_cpu, mut through_cpu) = ([0.0; 3], [0.0; 3]);
         let add = |total: &mut [f64; 3], from: [f64; 3], to: [f64; 3]| (0..3).for_each(|i| total[i] += to[i] - from[i]);
+        // And the encoder's batches (the default config's model): how many prompts share one
+        // forward pass on each path.
         let batches = |from: &str, to: &str| histogram_delta(from, to, "semrouter_onnx_batch_size", "model=\"all-MiniLM-L6-v2-int8\"");
         let (mut route_batches, mut through_batches) = ((0.0, 0.0), (0.0, 0.0));
         for round in 1..=rounds {
@@ -402,13 +402,13 @@ fn response_unobserved() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-/// semrouter's Prometheus text.
 /// The growth of a Prometheus histogram's sum and count between two scrapes.
 fn histogram_delta(from: &str, to: &str, name: &str, label: &str) -> (f64, f64) {
     let value = |text: &str, series: &str| common::metric(text, &format!("{name}_{series}"), &[label]).unwrap_or(0.0);
     (value(to, "sum") - value(from, "sum"), value(to, "count") - value(from, "count"))
 }
 
+/// semrouter's Prometheus text.
 async fn scrape(client: &reqwest::Client, url: &str) -> String {
     client.get(url).send().await.expect("metrics").text().await.expect("metrics text")
 }

@@ -325,29 +325,26 @@ pub fn jailbreak_test_sets(neuralchemy_dir: &Path, slabs_dir: &Path, which: (boo
     Ok(sets)
 }
 
-/// The held-out small talk (all benign), which the jailbreak head must let pass.
-pub fn smalltalk_test_set(dir: &Path) -> anyhow::Result<EvalSet> {
-    let (_, held) = smalltalk::partition(smalltalk::load(dir)?);
-    Ok(EvalSet {
+/// The held-out small talk (all benign, [`smalltalk::partition`]'s second part), which the
+/// jailbreak head must let pass.
+pub fn smalltalk_test_set(held: Vec<LabelledText>) -> EvalSet {
+    EvalSet {
         name: "chatterbot small talk (held out)".into(),
         items: held,
         labels: names(&JAILBREAK_LABELS),
-    })
+    }
 }
 
 /// Precision, recall and F1 of the jailbreak head on the prompt-injection test splits, or
 /// its accuracy on held-out small talk.
 pub async fn jailbreak(args: JailbreakArgs) -> anyhow::Result<()> {
-    let which = match args.split {
-        JailbreakSet::Both => (true, true),
-        JailbreakSet::Neuralchemy => (true, false),
-        JailbreakSet::Slabs => (false, true),
-        JailbreakSet::SmallTalk => (false, false),
+    let injection = |which| jailbreak_test_sets(&args.neuralchemy, &args.slabs, which);
+    let sets = match args.split {
+        JailbreakSet::Both => injection((true, true))?,
+        JailbreakSet::Neuralchemy => injection((true, false))?,
+        JailbreakSet::Slabs => injection((false, true))?,
+        JailbreakSet::SmallTalk => vec![smalltalk_test_set(smalltalk::partition(smalltalk::load(&args.smalltalk)?).1)],
     };
-    let mut sets = jailbreak_test_sets(&args.neuralchemy, &args.slabs, which)?;
-    if matches!(args.split, JailbreakSet::SmallTalk) {
-        sets.push(smalltalk_test_set(&args.smalltalk)?);
-    }
     eval_head("jailbreak", &args.common, sets, Some(JAILBREAK_LABELS[1]), None).await
 }
 

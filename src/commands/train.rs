@@ -405,7 +405,8 @@ pub async fn jailbreak(args: JailbreakArgs) -> anyhow::Result<()> {
         .map(|q| LabelledText { text: q.prompt().to_string(), label: 0 })
         .collect();
     let mut evals = super::eval::jailbreak_test_sets(&args.neuralchemy, &args.slabs, (true, true))?;
-    evals.push(super::eval::smalltalk_test_set(&args.smalltalk)?);
+    let held_talk = talk_held.len();
+    evals.push(super::eval::smalltalk_test_set(talk_held));
     eprintln!(
         "prompt injection: train {} + {} + {} small talk + {} MMLU questions, validation {} + {} (NeurAlchemy + S-Labs; {} small talk held out)",
         nc_train.len(),
@@ -414,7 +415,7 @@ pub async fn jailbreak(args: JailbreakArgs) -> anyhow::Result<()> {
         exam.len(),
         nc_val.len(),
         sl_val.len(),
-        talk_held.len()
+        held_talk
     );
     let count = |items: &[LabelledText]| {
         json!({"examples": items.len(), "jailbreak": items.iter().filter(|i| i.label == 1).count()})

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{require, stratified_split, DataError, LabelledText};
+use super::{require, stratified_partition, DataError, LabelledText};
 
 /// Where the file is after `make setup`.
 pub const DEFAULT_PATH: &str = "onnx/fetched/dynamic-model-router/synthetic_tasks.jsonl";
@@ -72,10 +72,7 @@ pub fn load(path: &Path) -> Result<Vec<Task>, DataError> {
 
 /// The fixed split of the data set into (training rows, held-out rows).
 pub fn partition(tasks: Vec<Task>) -> (Vec<Task>, Vec<Task>) {
-    let labels: Vec<usize> = tasks.iter().map(|t| t.item.label).collect();
-    let (kept, held) = stratified_split(&labels, HELD_OUT_FRACTION, SPLIT_SEED);
-    let pick = |rows: Vec<usize>| rows.into_iter().map(|i| tasks[i].clone()).collect::<Vec<_>>();
-    (pick(kept), pick(held))
+    stratified_partition(&tasks, |t| t.item.label, HELD_OUT_FRACTION, SPLIT_SEED)
 }
 
 #[cfg(test)]

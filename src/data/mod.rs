@@ -97,6 +97,14 @@ pub fn stratified_split(labels: &[usize], fraction: f64, seed: u64) -> (Vec<usiz
     (kept, held)
 }
 
+/// `rows` as (kept, held out) by [`stratified_split`] on each row's `label`.
+pub fn stratified_partition<T: Clone>(rows: &[T], label: impl Fn(&T) -> usize, fraction: f64, seed: u64) -> (Vec<T>, Vec<T>) {
+    let labels: Vec<usize> = rows.iter().map(label).collect();
+    let (kept, held) = stratified_split(&labels, fraction, seed);
+    let pick = |indices: Vec<usize>| indices.into_iter().map(|i| rows[i].clone()).collect();
+    (pick(kept), pick(held))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
-use super::{require, stratified_split, DataError, LabelledText};
+use super::{require, stratified_partition, DataError, LabelledText};
 
 /// Where the files are after `make setup`.
 pub const DEFAULT_DIR: &str = "onnx/fetched/chatterbot";
@@ -49,10 +49,7 @@ pub fn load(dir: &Path) -> Result<Vec<LabelledText>, DataError> {
 
 /// The utterances as (training, held out): training never sees the held-out part.
 pub fn partition(rows: Vec<LabelledText>) -> (Vec<LabelledText>, Vec<LabelledText>) {
-    let labels: Vec<usize> = rows.iter().map(|r| r.label).collect();
-    let (kept, held) = stratified_split(&labels, HELD_OUT_FRACTION, SPLIT_SEED);
-    let pick = |indices: Vec<usize>| indices.into_iter().map(|i| rows[i].clone()).collect();
-    (pick(kept), pick(held))
+    stratified_partition(&rows, |r| r.label, HELD_OUT_FRACTION, SPLIT_SEED)
 }
 
 #[cfg(test)]
