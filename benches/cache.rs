@@ -1,4 +1,4 @@
-//! The semantic cache's figures (README, Performance, Semantic cache):
+//! The semantic cache's figures (docs/performance.md, Semantic cache):
 //!
 //!     cargo bench --locked --bench cache          (part of `make bench`; needs `make setup`)
 //!

@@ -14,7 +14,7 @@ use semrouter::engine::signals::pii::{Matching, PiiDetector, PiiSettings, PiiSou
 use semrouter_embedder::TokenClassifier;
 use semrouter_onnx::{OnnxModelConfig, OnnxRuntime, OnnxTokenClassifier};
 
-/// The README's figure is measured with these; the test requires at least this F1.
+/// The figure in docs/signals.md is measured with these; the test requires at least this F1.
 const MIN_F1: f64 = 0.8;
 
 fn rampart() -> Arc<dyn TokenClassifier> {

@@ -14,13 +14,13 @@ pub type Invalid = (String, String);
 /// Default similarity threshold: the lowest cosine similarity served as a semantic hit.
 ///
 /// Chosen with `cargo test --release --test cache_false_hits -- --ignored --nocapture` on the
-/// project's labelled near-duplicate set (README, Semantic cache): at 0.90 with the guard on,
-/// false hits stay under 1% while most paraphrases still hit.
+/// project's labelled near-duplicate set (docs/performance.md, False hits): at 0.90 with the
+/// guard on, false hits stay under 1% while most paraphrases still hit.
 pub const DEFAULT_SIMILARITY_THRESHOLD: f32 = 0.90;
 
 /// Default upper edge of the guard's grey band: 1, so every semantic match is checked. The
 /// labelled set shows why: a changed number leaves the embedding at 0.996 similarity at the
-/// median and at 0.999 or more for one pair in five (README, Semantic cache).
+/// median and at 0.999 or more for one pair in five (docs/performance.md, False hits).
 pub const DEFAULT_GUARD_BAND_UPPER: f32 = 1.0;
 
 /// The semantic cache: exact fast path, HNSW lookup, TTL, bounds, guard, snapshot, shared tier.
@@ -122,7 +122,7 @@ impl Default for GuardConfig {
 /// The HNSW index. It is split into segments because `hnsw_rs` cannot delete: a segment whose
 /// points are all dead is dropped whole, and when dead points pile up the sealed segment with
 /// the fewest live points is compacted (its live points move to the newest segment), so
-/// memory and search time stay bounded (README, Semantic cache).
+/// memory and search time stay bounded (docs/cache.md, Eviction).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IndexConfig {

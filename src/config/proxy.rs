@@ -21,8 +21,8 @@ impl UpstreamConfig {
     }
 }
 
-/// Timeouts and retries of `POST /v1/chat/completions` (see the README, The OpenAI-compatible
-/// proxy). Every wait is bounded so a stuck upstream never holds a client forever.
+/// Timeouts and retries of `POST /v1/chat/completions` (docs/proxy.md). Every wait is bounded
+/// so a stuck upstream never holds a client forever.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {

@@ -58,7 +58,7 @@ pub fn describe() {
     describe_counter!("semrouter_admission_rejections_total", "Requests refused with 429 because server.max_in_flight were in flight, by front end (rest, proxy, extproc)");
     describe_counter!("semrouter_http_errors_total", "HTTP error replies by endpoint pattern, status and error code");
     describe_histogram!("semrouter_http_request_duration_seconds", Unit::Seconds, "HTTP request latency by endpoint pattern");
-    describe_histogram!("semrouter_stage_duration_seconds", Unit::Seconds, "Latency per pipeline stage: tokenize, queue, infer, decide");
+    describe_histogram!("semrouter_stage_duration_seconds", Unit::Seconds, "Latency per pipeline stage: tokenize, queue, infer, signals, pii, decide");
     describe_counter!("semrouter_decisions_total", "Routing decisions by chosen model, category and reasoning");
     describe_gauge!("semrouter_ready", "1 once models are loaded and warmed");
     describe_gauge!("semrouter_build_info", "Version, embedding model and the execution provider that really runs");

@@ -1,7 +1,7 @@
 //! The seam between semrouter and the models it runs.
 //!
 //! The service knows models only through these traits: [`Embedder`] turns texts into vectors
-//! (the ONNX Runtime backend today, a remote vLLM endpoint later), [`TextClassifier`] turns
+//! (ONNX Runtime in process, or a remote vLLM embeddings endpoint), [`TextClassifier`] turns
 //! texts into one logit per label, and [`TokenClassifier`] labels every token of a text (for
 //! named-entity and PII tagging). Nothing here depends on a runtime, a model format or HTTP.
 

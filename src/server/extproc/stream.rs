@@ -267,7 +267,7 @@ impl Exchange {
         self.route = post && chat && !message.end_of_stream;
         if self.route && self.request_mode == BodyMode::Streamed {
             // Envoy sends no chunk before this reply, and routes on the headers it gets back:
-            // the body cannot choose the route in this mode (README, Envoy ext_proc).
+            // the body cannot choose the route in this mode (docs/envoy.md, Body modes).
             tracing::warn!("ext_proc request body mode STREAMED without send_body_without_waiting_for_header_response: passing through unrouted");
             self.route = false;
         }
