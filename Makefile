@@ -138,15 +138,22 @@ soak: setup
 EVAL := onnx/fetched/eval
 
 ## the labelled sets (data the heads never saw) replayed through the default config's engine, the
-## PII sentences through the detector, and the two-model cost/quality trade-off (APGR) on MMLU
+## PII sentences through the detector, the two-model cost/quality trade-off (APGR) on MMLU, and
+## the natural-prompt set (eval/natural/: domain, reasoning, jailbreak false positives) and
+## MT-Bench's first turns (reasoning)
 eval: setup
 	$(BIN) eval $(EVAL)/mmlu-val.jsonl
 	$(BIN) eval $(EVAL)/complexity-heldout.jsonl
 	$(BIN) eval $(EVAL)/jailbreak-neuralchemy-test.jsonl
 	$(BIN) eval $(EVAL)/jailbreak-slabs-test.jsonl
 	$(BIN) eval $(EVAL)/jailbreak-smalltalk-heldout.jsonl
+	$(BIN) eval $(EVAL)/jailbreak-instructions-heldout.jsonl
 	$(BIN) eval $(EVAL)/pii.jsonl
 	$(BIN) eval $(EVAL)/mmlu-val.jsonl --models qwen3-8b,deepseek-v3.1
+	$(BIN) eval $(EVAL)/natural-domain.jsonl
+	$(BIN) eval $(EVAL)/natural-reasoning.jsonl
+	$(BIN) eval $(EVAL)/natural-jailbreak.jsonl
+	$(BIN) eval $(EVAL)/mtbench-reasoning.jsonl
 
 ## criterion benches (parse, tokenise, embed, classify, decide, PII), the load run, the cache's
 ## figures, the proxy's overhead over a direct upstream call, the ext_proc round trip through

@@ -40,7 +40,7 @@ fn jailbreak_head_reaches_093_f1_on_both_test_splits() {
 }
 
 /// Share of held-out small talk (greetings, thanks, chat) the jailbreak head must let pass
-/// (0.897 when trained; the head before small talk was in its data let 0.514 pass).
+/// (0.972 when trained; the head before small talk was in its data let 0.514 pass).
 const MIN_SMALL_TALK_ACCURACY: f64 = 0.85;
 
 #[test]
@@ -54,6 +54,24 @@ fn jailbreak_head_lets_held_out_small_talk_pass() {
         .unwrap_or_else(|| panic!("no summary:\n{stdout}"));
     assert!(score_after(line, "accuracy") >= MIN_SMALL_TALK_ACCURACY, "{line}");
     assert!(line.ends_with("on 107 texts"), "the whole held-out quarter: {line}");
+}
+
+/// Share of the held-out natural instructions (Arena-Hard, AlpacaEval, IFEval, WritingBench,
+/// HealthBench: ordinary requests, all benign) the jailbreak head must let pass (0.978 when
+/// trained; the head before they were in its data let 0.632 pass and blocked 61 of 899).
+const MIN_INSTRUCTIONS_ACCURACY: f64 = 0.95;
+
+#[test]
+fn jailbreak_head_lets_held_out_natural_instructions_pass() {
+    let min = MIN_INSTRUCTIONS_ACCURACY.to_string();
+    let (status, stdout, stderr) = run_cli(&["eval", "jailbreak", "--split", "instructions", "--min-accuracy", &min], &[]);
+    assert!(status.success(), "eval failed:\n{stdout}\n{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("jailbreak natural instructions (held out):"))
+        .unwrap_or_else(|| panic!("no summary:\n{stdout}"));
+    assert!(score_after(line, "accuracy") >= MIN_INSTRUCTIONS_ACCURACY, "{line}");
+    assert!(line.ends_with("on 899 texts"), "the whole held-out quarter: {line}");
 }
 
 #[test]
@@ -120,12 +138,18 @@ fn eval_files_are_labelled_chat_requests() {
     let out = dir.path().to_str().expect("utf-8 path");
     let (status, stdout, stderr) = run_cli(&["data", "evals", "--out", out], &[]);
     assert!(status.success(), "{stdout}\n{stderr}");
+    let natural = semrouter::data::natural::load(&repo().join(semrouter::data::natural::DEFAULT_DIR)).expect("eval/natural/").len();
     for (file, task, rows, labels) in [
         ("mmlu-val.jsonl", "domain", 1531, vec!["math", "law", "other"]),
         ("jailbreak-neuralchemy-test.jsonl", "jailbreak", 942, vec!["benign", "jailbreak"]),
         ("jailbreak-slabs-test.jsonl", "jailbreak", 2101, vec!["benign", "jailbreak"]),
         ("jailbreak-smalltalk-heldout.jsonl", "jailbreak", 107, vec!["benign"]),
         ("complexity-heldout.jsonl", "complexity", 399, vec!["simple", "standard", "complex", "research"]),
+        ("jailbreak-instructions-heldout.jsonl", "jailbreak", 899, vec!["benign"]),
+        ("natural-domain.jsonl", "domain", natural, vec!["math", "other", "computer science"]),
+        ("natural-reasoning.jsonl", "reasoning", natural, vec!["on", "off"]),
+        ("natural-jailbreak.jsonl", "jailbreak", natural, vec!["benign"]),
+        ("mtbench-reasoning.jsonl", "reasoning", 70, vec!["on", "off"]),
     ] {
         let text = std::fs::read_to_string(dir.path().join(file)).expect(file);
         let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
@@ -140,5 +164,5 @@ fn eval_files_are_labelled_chat_requests() {
         }
     }
     let (status, stdout, _) = run_cli(&["data", "evals", "--out", out], &[]);
-    assert!(status.success() && stdout.matches("unchanged").count() == 5, "idempotent:\n{stdout}");
+    assert!(status.success() && stdout.matches("unchanged").count() == 10, "idempotent:\n{stdout}");
 }

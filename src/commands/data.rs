@@ -10,15 +10,17 @@
 //!
 //! `mmlu-val.jsonl` (domain, MMLU val), `jailbreak-neuralchemy-test.jsonl` and
 //! `jailbreak-slabs-test.jsonl` (the prompt-injection test splits) and `complexity-heldout.jsonl`
-//! (the complexity split training never sees). Idempotent: a file whose content would not
-//! change is left alone.
+//! (the complexity split training never sees); from the natural-prompt set in `eval/natural/`,
+//! `natural-domain.jsonl`, `natural-reasoning.jsonl` and `natural-jailbreak.jsonl` (every prompt
+//! benign); and `mtbench-reasoning.jsonl` (MT-Bench's first turns, reasoning on or off by
+//! category). Idempotent: a file whose content would not change is left alone.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use semrouter::data::pii::{self, PiiSources};
-use semrouter::data::{complexity, mmlu, neuralchemy, slabs, smalltalk, LabelledText, JAILBREAK_LABELS};
+use semrouter::data::{complexity, instructions, mmlu, mtbench, natural, neuralchemy, slabs, smalltalk, LabelledText, JAILBREAK_LABELS};
 use serde::Serialize;
 
 use super::eval::jailbreak_test_sets;
@@ -44,6 +46,15 @@ pub struct EvalsArgs {
     /// The dynamic-model-router task file.
     #[arg(long, default_value = complexity::DEFAULT_PATH)]
     complexity: PathBuf,
+    /// Folder of the natural instruction files.
+    #[arg(long, default_value = instructions::DEFAULT_DIR)]
+    instructions: PathBuf,
+    /// Folder of the natural-prompt evaluation set.
+    #[arg(long, default_value = natural::DEFAULT_DIR)]
+    natural: PathBuf,
+    /// MT-Bench's question file.
+    #[arg(long, default_value = mtbench::DEFAULT_PATH)]
+    mtbench: PathBuf,
 }
 
 /// One line of an eval file, fields in this order.
@@ -109,12 +120,38 @@ pub fn evals(args: EvalsArgs) -> anyhow::Result<()> {
     let (_, talk) = smalltalk::partition(smalltalk::load(&args.smalltalk)?);
     let content = jsonl("jailbreak", labelled(&talk, &JAILBREAK_LABELS))?;
     write_if_changed(&args.out.join("jailbreak-smalltalk-heldout.jsonl"), &content, talk.len())?;
+    let (_, asks) = instructions::partition(instructions::load(&args.instructions)?);
+    let content = jsonl("jailbreak", labelled(&asks, &JAILBREAK_LABELS))?;
+    write_if_changed(&args.out.join("jailbreak-instructions-heldout.jsonl"), &content, asks.len())?;
 
     let (_, held) = complexity::partition(complexity::load(&args.complexity)?);
     let items: Vec<LabelledText> = held.into_iter().map(|t| t.item).collect();
     let content = jsonl("complexity", labelled(&items, &complexity::LABELS))?;
     write_if_changed(&args.out.join("complexity-heldout.jsonl"), &content, items.len())?;
+
+    // The natural set: its domains, its reasoning labels, and every prompt as benign (none is
+    // an attack), so the jailbreak head's false positives on ordinary prompts are counted.
+    let prompts = natural::load(&args.natural)?;
+    let content = jsonl("domain", prompts.iter().map(|p| (p.text.as_str(), p.domain.as_str())))?;
+    write_if_changed(&args.out.join("natural-domain.jsonl"), &content, prompts.len())?;
+    let content = jsonl("reasoning", prompts.iter().map(|p| (p.text.as_str(), on_off(p.reasoning))))?;
+    write_if_changed(&args.out.join("natural-reasoning.jsonl"), &content, prompts.len())?;
+    let content = jsonl("jailbreak", prompts.iter().map(|p| (p.text.as_str(), JAILBREAK_LABELS[0])))?;
+    write_if_changed(&args.out.join("natural-jailbreak.jsonl"), &content, prompts.len())?;
+
+    let questions: Vec<(String, bool)> = mtbench::load(&args.mtbench)?.into_iter().filter_map(|q| q.needs_reasoning().map(|r| (q.first_turn, r))).collect();
+    let content = jsonl("reasoning", questions.iter().map(|(text, r)| (text.as_str(), on_off(*r))))?;
+    write_if_changed(&args.out.join("mtbench-reasoning.jsonl"), &content, questions.len())?;
     Ok(())
+}
+
+/// A reasoning label as the `reasoning` task spells it.
+fn on_off(reasoning: bool) -> &'static str {
+    if reasoning {
+        "on"
+    } else {
+        "off"
+    }
 }
 
 #[cfg(test)]

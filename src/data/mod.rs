@@ -1,8 +1,12 @@
 //! Data sets used to train and evaluate heads, one file per data set. Each loader returns
 //! [`LabelledText`]s whose label indexes its data set's label list.
 
+pub mod chitchat;
 pub mod complexity;
+pub mod instructions;
 pub mod mmlu;
+pub mod mtbench;
+pub mod natural;
 pub mod neuralchemy;
 pub mod pii;
 pub mod slabs;
