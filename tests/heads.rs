@@ -43,17 +43,23 @@ fn jailbreak_head_reaches_093_f1_on_both_test_splits() {
 /// (0.972 when trained; the head before small talk was in its data let 0.514 pass).
 const MIN_SMALL_TALK_ACCURACY: f64 = 0.85;
 
-#[test]
-fn jailbreak_head_lets_held_out_small_talk_pass() {
-    let min = MIN_SMALL_TALK_ACCURACY.to_string();
-    let (status, stdout, stderr) = run_cli(&["eval", "jailbreak", "--split", "small-talk", "--min-accuracy", &min], &[]);
+/// Runs `semrouter eval jailbreak --split SPLIT` on a held-out benign set and checks that the
+/// head lets at least `min` of its `texts` texts pass, the whole set evaluated.
+fn assert_held_out_benign_pass(split: &str, name: &str, min: f64, texts: usize) {
+    let min_arg = min.to_string();
+    let (status, stdout, stderr) = run_cli(&["eval", "jailbreak", "--split", split, "--min-accuracy", &min_arg], &[]);
     assert!(status.success(), "eval failed:\n{stdout}\n{stderr}");
     let line = stdout
         .lines()
-        .find(|l| l.starts_with("jailbreak chatterbot small talk (held out):"))
+        .find(|l| l.starts_with(&format!("jailbreak {name} (held out):")))
         .unwrap_or_else(|| panic!("no summary:\n{stdout}"));
-    assert!(score_after(line, "accuracy") >= MIN_SMALL_TALK_ACCURACY, "{line}");
-    assert!(line.ends_with("on 107 texts"), "the whole held-out quarter: {line}");
+    assert!(score_after(line, "accuracy") >= min, "{line}");
+    assert!(line.ends_with(&format!("on {texts} texts")), "the whole held-out quarter: {line}");
+}
+
+#[test]
+fn jailbreak_head_lets_held_out_small_talk_pass() {
+    assert_held_out_benign_pass("small-talk", "chatterbot small talk", MIN_SMALL_TALK_ACCURACY, 107);
 }
 
 /// Share of the held-out natural instructions (Arena-Hard, AlpacaEval, IFEval, WritingBench,
@@ -63,15 +69,7 @@ const MIN_INSTRUCTIONS_ACCURACY: f64 = 0.95;
 
 #[test]
 fn jailbreak_head_lets_held_out_natural_instructions_pass() {
-    let min = MIN_INSTRUCTIONS_ACCURACY.to_string();
-    let (status, stdout, stderr) = run_cli(&["eval", "jailbreak", "--split", "instructions", "--min-accuracy", &min], &[]);
-    assert!(status.success(), "eval failed:\n{stdout}\n{stderr}");
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("jailbreak natural instructions (held out):"))
-        .unwrap_or_else(|| panic!("no summary:\n{stdout}"));
-    assert!(score_after(line, "accuracy") >= MIN_INSTRUCTIONS_ACCURACY, "{line}");
-    assert!(line.ends_with("on 899 texts"), "the whole held-out quarter: {line}");
+    assert_held_out_benign_pass("instructions", "natural instructions", MIN_INSTRUCTIONS_ACCURACY, 899);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use semrouter::categories::CATEGORIES;
 
 mod common;
-use semrouter::data::{complexity, mmlu, natural, smalltalk};
+use semrouter::data::{complexity, fold, mmlu, natural, smalltalk};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -18,10 +18,6 @@ fn repo() -> PathBuf {
 /// with the current head, 10.5% before natural instructions and chit-chat were in its training
 /// data. The target is 2%.
 const MAX_NATURAL_FLAGGED: f64 = 0.05;
-
-fn fold(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
-}
 
 #[test]
 fn the_set_meets_its_quotas_and_names_its_sources() {

@@ -4,7 +4,6 @@
 //! request; neither prompt-injection set holds them, and without them the jailbreak head flagged
 //! casual thanks. A seeded sample is taken, and a quarter of it held out for evaluation.
 
-use std::collections::HashSet;
 use std::path::Path;
 
 use rand::seq::SliceRandom;
@@ -12,7 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
-use super::{require, stratified_partition, DataError, LabelledText};
+use super::{require, stratified_partition, DataError, DistinctBenign, LabelledText};
 
 /// Where the file is after `make setup`.
 pub const DEFAULT_PATH: &str = "onnx/fetched/chitchat/dataset.json";
@@ -33,19 +32,16 @@ pub fn load(path: &Path) -> Result<Vec<LabelledText>, DataError> {
     let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
     let data: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
     let conversations = data.as_object().ok_or_else(|| bad("not an object of conversations".into()))?;
-    let mut seen = HashSet::new();
-    let mut rows = Vec::new();
+    let mut distinct = DistinctBenign::default();
     // Object keys are sorted by serde_json, so the order, and so the sample, is stable.
     for conversation in conversations.values() {
         let Some(turns) = conversation["messages"].as_array() else { continue };
         for turn in turns.iter().take(TURNS_PER_CONVERSATION).filter_map(Value::as_array) {
             let utterance = turn.iter().filter_map(|m| m["text"].as_str()).collect::<Vec<_>>().join(" ");
-            let utterance = utterance.split_whitespace().collect::<Vec<_>>().join(" ");
-            if !utterance.is_empty() && seen.insert(utterance.to_lowercase()) {
-                rows.push(LabelledText { text: utterance, label: 0 });
-            }
+            distinct.push(utterance.split_whitespace().collect::<Vec<_>>().join(" "));
         }
     }
+    let mut rows = distinct.into_rows();
     rows.shuffle(&mut ChaCha8Rng::seed_from_u64(SEED));
     rows.truncate(SAMPLE);
     Ok(rows)

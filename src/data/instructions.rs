@@ -6,12 +6,11 @@
 //! (long pasted code, "write a poem", role-play set-ups), so without them the jailbreak head
 //! flagged ordinary requests; a quarter is held out for evaluation.
 
-use std::collections::HashSet;
 use std::path::Path;
 
 use serde_json::Value;
 
-use super::{require, stratified_partition, DataError, LabelledText};
+use super::{require, stratified_partition, DataError, DistinctBenign, LabelledText};
 
 /// Where the files are after `make setup`.
 pub const DEFAULT_DIR: &str = "onnx/fetched/instructions";
@@ -51,8 +50,7 @@ impl Prompt {
 /// Every distinct prompt (case and spacing folded for the comparison), in file order,
 /// labelled benign (0).
 pub fn load(dir: &Path) -> Result<Vec<LabelledText>, DataError> {
-    let mut seen = HashSet::new();
-    let mut rows = Vec::new();
+    let mut rows = DistinctBenign::default();
     for (file, lines, prompt) in SOURCES {
         let path = require("natural instruction file", dir.join(file))?;
         let bad = |reason: String| DataError::File { path: path.clone(), reason };
@@ -64,13 +62,10 @@ pub fn load(dir: &Path) -> Result<Vec<LabelledText>, DataError> {
         };
         for record in &records {
             let prompt = prompt.of(record).ok_or_else(|| bad("a record without its prompt".into()))?;
-            let folded = prompt.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
-            if !folded.is_empty() && seen.insert(folded) {
-                rows.push(LabelledText { text: prompt.to_string(), label: 0 });
-            }
+            rows.push(prompt.to_string());
         }
     }
-    Ok(rows)
+    Ok(rows.into_rows())
 }
 
 /// The prompts as (training, held out): training never sees the held-out part.

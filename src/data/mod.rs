@@ -12,6 +12,7 @@ pub mod pii;
 pub mod slabs;
 pub mod smalltalk;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use rand::seq::SliceRandom;
@@ -28,6 +29,33 @@ pub struct LabelledText {
     pub text: String,
     /// Index of its label.
     pub label: usize,
+}
+
+/// A text as compared for duplicates: spacing collapsed, lower case.
+pub fn fold(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
+/// Benign (label 0) rows, each text once by [`fold`], in the order first seen.
+#[derive(Default)]
+pub(crate) struct DistinctBenign {
+    seen: HashSet<String>,
+    rows: Vec<LabelledText>,
+}
+
+impl DistinctBenign {
+    /// Adds `text` unless it is empty or a duplicate.
+    pub(crate) fn push(&mut self, text: String) {
+        let folded = fold(&text);
+        if !folded.is_empty() && self.seen.insert(folded) {
+            self.rows.push(LabelledText { text, label: 0 });
+        }
+    }
+
+    /// The rows kept.
+    pub(crate) fn into_rows(self) -> Vec<LabelledText> {
+        self.rows
+    }
 }
 
 /// The usual three splits of a data set that ships them.

@@ -3,12 +3,11 @@
 //! `onnx/fetched/chatterbot/`. Neither prompt-injection set holds greetings or thanks, so
 //! without these a jailbreak head has never seen "hello!" as benign, and flagged it.
 
-use std::collections::HashSet;
 use std::path::Path;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
-use super::{require, stratified_partition, DataError, LabelledText};
+use super::{require, stratified_partition, DataError, DistinctBenign, LabelledText};
 
 /// Where the files are after `make setup`.
 pub const DEFAULT_DIR: &str = "onnx/fetched/chatterbot";
@@ -24,8 +23,7 @@ pub const SPLIT_SEED: u64 = 7;
 /// Every distinct utterance of the files (case and spacing folded for the comparison), in
 /// file order, labelled benign (0).
 pub fn load(dir: &Path) -> Result<Vec<LabelledText>, DataError> {
-    let mut seen = HashSet::new();
-    let mut rows = Vec::new();
+    let mut rows = DistinctBenign::default();
     for name in FILES {
         let path = require("chatterbot-corpus file", dir.join(format!("{name}.yml")))?;
         let bad = |reason: String| DataError::File {
@@ -38,13 +36,10 @@ pub fn load(dir: &Path) -> Result<Vec<LabelledText>, DataError> {
             return Err(bad("no `conversations` list".into()));
         };
         for utterance in conversations.iter().filter_map(Yaml::as_vec).flatten().filter_map(Yaml::as_str) {
-            let utterance = utterance.split_whitespace().collect::<Vec<_>>().join(" ");
-            if !utterance.is_empty() && seen.insert(utterance.to_lowercase()) {
-                rows.push(LabelledText { text: utterance, label: 0 });
-            }
+            rows.push(utterance.split_whitespace().collect::<Vec<_>>().join(" "));
         }
     }
-    Ok(rows)
+    Ok(rows.into_rows())
 }
 
 /// The utterances as (training, held out): training never sees the held-out part.
