@@ -46,7 +46,10 @@ use serde_json::{json, Value};
 const ADMIN_TOKEN: &str = "bench-admin-token";
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn normalise(v: &mut [f32]) {
@@ -92,7 +95,12 @@ fn answer(i: usize) -> CachedAnswer {
 fn dot8(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ac.zip(bc) {
         for i in 0..8 {
             lanes[i] += x[i] * y[i];
@@ -105,7 +113,11 @@ fn dot8(a: &[f32], b: &[f32]) -> f32 {
 fn rss_mib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .map_or(0, |kib| kib >> 10)
 }
 
@@ -121,10 +133,19 @@ fn brute_force(vectors: &[Vec<f32>], queries: &[Vec<f32>]) -> Vec<usize> {
             let done = &done;
             scope.spawn(move || {
                 for (o, q) in out.iter_mut().zip(qs) {
-                    *o = vectors.iter().enumerate().map(|(i, v)| (dot8(v, q), i)).max_by(|a, b| a.0.total_cmp(&b.0)).map_or(0, |(_, i)| i);
+                    *o = vectors
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| (dot8(v, q), i))
+                        .max_by(|a, b| a.0.total_cmp(&b.0))
+                        .map_or(0, |(_, i)| i);
                     let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     if n % 100 == 0 {
-                        eprintln!("brute force: {n}/{} queries ({:.0} s)", queries.len(), started.elapsed().as_secs_f64());
+                        eprintln!(
+                            "brute force: {n}/{} queries ({:.0} s)",
+                            queries.len(),
+                            started.elapsed().as_secs_f64()
+                        );
                     }
                 }
             });
@@ -147,7 +168,10 @@ fn evict_caches(buffer: &mut [u64]) -> u64 {
 fn report(name: &str, samples: &mut [Duration]) -> (f64, f64) {
     samples.sort();
     let (p50, p99) = (us(quantile(samples, 0.5)), us(quantile(samples, 0.99)));
-    println!("  {name:<44} p50 {p50:>7.0} us   p99 {p99:>7.0} us   max {:>7.0} us", us(samples[samples.len() - 1]));
+    println!(
+        "  {name:<44} p50 {p50:>7.0} us   p99 {p99:>7.0} us   max {:>7.0} us",
+        us(samples[samples.len() - 1])
+    );
     (p50, p99)
 }
 
@@ -235,11 +259,12 @@ fn index_phase() {
     );
 
     // Queries: real embeddings of generated paraphrases of MMLU questions.
-    let pairs: Vec<false_hits::Pair> = false_hits::generate(&questions[..real.len()], queries, 20261123)
-        .into_iter()
-        .filter(|p| p.kind == false_hits::Kind::Paraphrase)
-        .take(queries)
-        .collect();
+    let pairs: Vec<false_hits::Pair> =
+        false_hits::generate(&questions[..real.len()], queries, 20261123)
+            .into_iter()
+            .filter(|p| p.kind == false_hits::Kind::Paraphrase)
+            .take(queries)
+            .collect();
     let texts: Vec<String> = pairs.iter().map(|p| p.query.clone()).collect();
     let cached = if real.len() == questions.len() {
         "bench-paraphrases.bin".to_string()
@@ -261,18 +286,30 @@ fn index_phase() {
     };
     config.guard.enabled = false;
     config.index.maintenance_interval_ms = 3_600_000;
-    if let Some(ef) = std::env::var("CACHE_BENCH_EF").ok().and_then(|v| v.parse().ok()) {
+    if let Some(ef) = std::env::var("CACHE_BENCH_EF")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         config.index.ef_search = ef;
     }
     if env_usize("CACHE_BENCH_CACHE", 1) == 0 {
         sweep(&vectors, real.len(), &query_vectors, &truth, &config);
         return;
     }
-    let cache = SemanticCache::new(&config, EmbeddingSpace { model_id, dimension }).expect("cache");
+    let cache = SemanticCache::new(
+        &config,
+        EmbeddingSpace {
+            model_id,
+            dimension,
+        },
+    )
+    .expect("cache");
     let requests: Vec<_> = (0..entries)
         .map(|i| {
             let body = chat(&format!("bench entry {i}"));
-            cache.request(body.as_object().expect("object"), "auto", None).expect("cacheable")
+            cache
+                .request(body.as_object().expect("object"), "auto", None)
+                .expect("cacheable")
         })
         .collect();
     let rss_before = rss_mib();
@@ -280,9 +317,15 @@ fn index_phase() {
     let mut last_report = 0;
     let mut i = 0;
     while i < entries {
-        let end = if batch == 0 { i + 1 } else { (i + batch).min(entries) };
+        let end = if batch == 0 {
+            i + 1
+        } else {
+            (i + batch).min(entries)
+        };
         if batch == 0 {
-            cache.insert(&requests[i], Some(&vectors[i]), None, answer(i)).expect("stored");
+            cache
+                .insert(&requests[i], Some(&vectors[i]), None, answer(i))
+                .expect("stored");
         } else {
             let items = (i..end)
                 .map(|j| BatchItem {
@@ -300,7 +343,10 @@ fn index_phase() {
         if i - last_report >= 20_000 || i == entries {
             last_report = i;
             let elapsed = started.elapsed().as_secs_f64();
-            eprintln!("inserted {i}/{entries} ({elapsed:.0} s, {:.0} us per entry so far)", elapsed * 1e6 / i as f64);
+            eprintln!(
+                "inserted {i}/{entries} ({elapsed:.0} s, {:.0} us per entry so far)",
+                elapsed * 1e6 / i as f64
+            );
         }
     }
     let insert = started.elapsed();
@@ -308,7 +354,10 @@ fn index_phase() {
     let how = if batch == 0 {
         "one at a time, one thread".to_string()
     } else {
-        format!("insert_batch of {batch}, {} threads", std::thread::available_parallelism().map_or(1, |n| n.get()))
+        format!(
+            "insert_batch of {batch}, {} threads",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        )
     };
     println!(
         "cache index: {entries} entries x {dimension}-d inserted in {:.1} s: {:.0} us per entry ({how}); ef_construction {}, M {}",
@@ -331,7 +380,13 @@ fn index_phase() {
     // streamed through the caches (as after an encoder pass in the server), and at once again
     // warm. A fixed piece of work (dot products over 2,000 vectors, about a lookup's length)
     // timed in between shows the machine's own noise.
-    let probe = cache.request(chat("a paraphrase").as_object().expect("object"), "auto", None).expect("cacheable");
+    let probe = cache
+        .request(
+            chat("a paraphrase").as_object().expect("object"),
+            "auto",
+            None,
+        )
+        .expect("cacheable");
     let mut flush = vec![1u64; 8 << 20];
     let mut sink = 0u64;
     let (mut cold, mut warm, mut fixed) = (Vec::new(), Vec::new(), Vec::new());
@@ -351,7 +406,9 @@ fn index_phase() {
         sink = sink.wrapping_add(s.to_bits() as u64 + again.is_some() as u64);
         let found = hit.and_then(|h| h.answer.content.parse::<usize>().ok());
         // Ties (a variant identical to its base after noise) count as agreement by similarity.
-        if found == Some(truth) || found.is_some_and(|f| (dot(&vectors[f], q) - dot(&vectors[truth], q)).abs() < 1e-6) {
+        if found == Some(truth)
+            || found.is_some_and(|f| (dot(&vectors[f], q) - dot(&vectors[truth], q)).abs() < 1e-6)
+        {
             agree += 1;
         }
     }
@@ -387,7 +444,13 @@ fn index_phase() {
 /// `CACHE_BENCH_SWEEP=M:ef,M:ef,...`: how recall@1 and lookup time trade against the HNSW
 /// parameters, on raw `hnsw_rs` graphs built like the cache's (same vectors, scaling,
 /// `ef_construction`, k) from the same data; one graph per `M`, searched at each `ef`.
-fn sweep(vectors: &[Vec<f32>], bases: usize, queries: &[Vec<f32>], truth: &[usize], config: &CacheConfig) {
+fn sweep(
+    vectors: &[Vec<f32>],
+    bases: usize,
+    queries: &[Vec<f32>],
+    truth: &[usize],
+    config: &CacheConfig,
+) {
     use hnsw_rs::prelude::{DistDot, Hnsw};
     let Ok(spec) = std::env::var("CACHE_BENCH_SWEEP") else {
         return;
@@ -411,18 +474,37 @@ fn sweep(vectors: &[Vec<f32>], bases: usize, queries: &[Vec<f32>], truth: &[usiz
     }
     // The cache's scaling (semantic::SCALE): hnsw_rs's dot distance asserts dot <= 1.
     let scale = 1.0 - 1e-4;
-    let scaled: Vec<Vec<f32>> = vectors.iter().map(|v| v.iter().map(|x| x * scale).collect()).collect();
-    let scaled_queries: Vec<Vec<f32>> = queries.iter().map(|v| v.iter().map(|x| x * scale).collect()).collect();
+    let scaled: Vec<Vec<f32>> = vectors
+        .iter()
+        .map(|v| v.iter().map(|x| x * scale).collect())
+        .collect();
+    let scaled_queries: Vec<Vec<f32>> = queries
+        .iter()
+        .map(|v| v.iter().map(|x| x * scale).collect())
+        .collect();
     for ((m, efc), efs) in plan {
         let started = Instant::now();
         let mut hnsw: Hnsw<f32, DistDot> = Hnsw::new(m, vectors.len(), 16, efc, DistDot {});
         hnsw.set_keeping_pruned(env_usize("CACHE_BENCH_KEEP_PRUNED", 0) == 1);
         for (c, chunk) in scaled.chunks(20_000).enumerate() {
-            let data: Vec<(&[f32], usize)> = chunk.iter().enumerate().map(|(i, v)| (v.as_slice(), c * 20_000 + i)).collect();
+            let data: Vec<(&[f32], usize)> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.as_slice(), c * 20_000 + i))
+                .collect();
             hnsw.parallel_insert_slice(&data);
-            eprintln!("sweep: M {m} efc {efc}: {}/{} inserted ({:.0} s)", (c * 20_000 + chunk.len()), vectors.len(), started.elapsed().as_secs_f64());
+            eprintln!(
+                "sweep: M {m} efc {efc}: {}/{} inserted ({:.0} s)",
+                (c * 20_000 + chunk.len()),
+                vectors.len(),
+                started.elapsed().as_secs_f64()
+            );
         }
-        println!("sweep M {m} efc {efc}: built in {:.1} s ({:.0} us per entry, parallel)", started.elapsed().as_secs_f64(), us(started.elapsed()) / vectors.len() as f64);
+        println!(
+            "sweep M {m} efc {efc}: built in {:.1} s ({:.0} us per entry, parallel)",
+            started.elapsed().as_secs_f64(),
+            us(started.elapsed()) / vectors.len() as f64
+        );
         // Each point's layer-0 links by data id, to say of a miss whether the graph links the
         // returned point to the true nearest at all.
         let mut links: Vec<Vec<usize>> = vec![Vec::new(); vectors.len()];
@@ -437,12 +519,16 @@ fn sweep(vectors: &[Vec<f32>], bases: usize, queries: &[Vec<f32>], truth: &[usiz
             .split(',')
             .filter_map(|u| u.trim().parse().ok())
             .collect();
-        for (ef, upper) in efs.into_iter().flat_map(|ef| uppers.iter().map(move |&u| (ef, u))) {
+        for (ef, upper) in efs
+            .into_iter()
+            .flat_map(|ef| uppers.iter().map(move |&u| (ef, u)))
+        {
             let mut times = Vec::with_capacity(queries.len());
             let mut agree = 0;
             // For each miss: how much less similar the returned point is than the true nearest,
             // and whether both come from the same MMLU question (the same stored answer).
-            let (mut gaps, mut same_question, mut truth_base, mut linked, mut truth_in) = (Vec::new(), 0, 0, 0, 0);
+            let (mut gaps, mut same_question, mut truth_base, mut linked, mut truth_in) =
+                (Vec::new(), 0, 0, 0, 0);
             for ((q, plain), &t) in scaled_queries.iter().zip(queries).zip(truth) {
                 let started = Instant::now();
                 let found = hnsw.search_beam(q, 8, ef.max(8), upper);
@@ -461,7 +547,11 @@ fn sweep(vectors: &[Vec<f32>], bases: usize, queries: &[Vec<f32>], truth: &[usiz
             }
             times.sort();
             gaps.sort_by(f32::total_cmp);
-            let gap_at = |q: f64| gaps.get(((gaps.len().max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or(0.0);
+            let gap_at = |q: f64| {
+                gaps.get(((gaps.len().max(1) - 1) as f64 * q).round() as usize)
+                    .copied()
+                    .unwrap_or(0.0)
+            };
             println!(
                 "sweep M {m} efc {efc} ef {ef} layer-1 beam {upper}: recall@1 {:.4}, warm p50 {:.0} us, p99 {:.0} us; {} misses: {} from the same question, {} where the truth is a real question, {} where the returned point links to it, {} where anything links to it, similarity short by p50 {:.4} p90 {:.4} max {:.4}",
                 agree as f64 / queries.len() as f64,
@@ -486,8 +576,12 @@ fn sweep(vectors: &[Vec<f32>], bases: usize, queries: &[Vec<f32>], truth: &[usiz
 /// another question links to it (the only ways a layer-0 search can come in from outside).
 fn hub_report(links: &[Vec<usize>], bases: usize) {
     let variants = links.len().saturating_sub(bases);
-    let back = (bases..links.len()).filter(|&i| links[i].contains(&(i % bases))).count();
-    let closed = (0..bases.min(links.len())).filter(|&q| links[q].iter().all(|&n| n % bases == q)).count();
+    let back = (bases..links.len())
+        .filter(|&i| links[i].contains(&(i % bases)))
+        .count();
+    let closed = (0..bases.min(links.len()))
+        .filter(|&q| links[q].iter().all(|&n| n % bases == q))
+        .count();
     let mut reached = vec![false; bases];
     for (i, list) in links.iter().enumerate() {
         for &n in list {
@@ -523,7 +617,11 @@ async fn route_phase() {
     if prompts == 0 {
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
     let child = Command::new(env!("CARGO_BIN_EXE_semrouter"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["serve", "--http-addr", &format!("127.0.0.1:{port}")])
@@ -538,11 +636,22 @@ async fn route_phase() {
     let server = Server(child, format!("http://127.0.0.1:{port}"));
     let client = reqwest::Client::new();
     let started = Instant::now();
-    while client.get(format!("{}/ready", server.1)).send().await.map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
-        assert!(started.elapsed() < Duration::from_secs(120), "server not ready");
+    while client
+        .get(format!("{}/ready", server.1))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+        != 200
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "server not ready"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(semrouter::data::mmlu::DEFAULT_DIR);
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(semrouter::data::mmlu::DEFAULT_DIR);
     let texts: Vec<String> = semrouter::data::mmlu::load(&dir, semrouter::data::mmlu::Split::Val)
         .expect("MMLU (run `make setup`)")
         .into_iter()
@@ -550,10 +659,18 @@ async fn route_phase() {
         .take(prompts)
         .collect();
     let route = |text: &str| {
-        let request = client.post(format!("{}/v1/route", server.1)).json(&chat(text));
+        let request = client
+            .post(format!("{}/v1/route", server.1))
+            .json(&chat(text));
         async move {
             let t = Instant::now();
-            let reply: Value = request.send().await.expect("route").json().await.expect("json");
+            let reply: Value = request
+                .send()
+                .await
+                .expect("route")
+                .json()
+                .await
+                .expect("json");
             (t.elapsed(), reply)
         }
     };
@@ -569,7 +686,13 @@ async fn route_phase() {
         }
         let entry = json!({"request": chat(text), "response": {"object": "chat.completion", "model": "m",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "cached"}, "finish_reason": "stop"}]}});
-        client.post(format!("{}/v1/cache", server.1)).bearer_auth(ADMIN_TOKEN).json(&entry).send().await.expect("store");
+        client
+            .post(format!("{}/v1/cache", server.1))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&entry)
+            .send()
+            .await
+            .expect("store");
     }
     let mut hits = Vec::new();
     for text in &texts {
@@ -580,7 +703,12 @@ async fn route_phase() {
     }
     misses.sort();
     hits.sort();
-    assert!(!misses.is_empty() && !hits.is_empty(), "{} misses, {} exact hits", misses.len(), hits.len());
+    assert!(
+        !misses.is_empty() && !hits.is_empty(),
+        "{} misses, {} exact hits",
+        misses.len(),
+        hits.len()
+    );
     let (miss50, hit50) = (quantile(&misses, 0.5), quantile(&hits, 0.5));
     println!(
         "/v1/route over loopback, concurrency 1: miss p50 {:.0} us p99 {:.0} us ({} prompts); exact hit p50 {:.0} us p99 {:.0} us ({}); hit {:.1}x faster at p50",
@@ -601,6 +729,9 @@ fn main() {
 }
 
 fn route_phase_blocking() {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
     runtime.block_on(route_phase());
 }

@@ -38,7 +38,10 @@ use semrouter::data::mmlu::{self, Split};
 use serde_json::json;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Latencies and throughput of one measurement.
@@ -51,7 +54,9 @@ impl Summary {
     fn at(&self, q: f64) -> Duration {
         let mut s = self.samples.clone();
         s.sort();
-        s.get(((s.len() as f64 * q) as usize).min(s.len().saturating_sub(1))).copied().unwrap_or_default()
+        s.get(((s.len() as f64 * q) as usize).min(s.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
     }
 
     fn pooled(rounds: Vec<Summary>) -> Summary {
@@ -80,7 +85,13 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Sends `total` requests to `url` from `concurrency` workers; every answer must be 200.
-async fn load(client: &reqwest::Client, url: &str, prompts: &Arc<Vec<String>>, concurrency: usize, total: usize) -> Summary {
+async fn load(
+    client: &reqwest::Client,
+    url: &str,
+    prompts: &Arc<Vec<String>>,
+    concurrency: usize,
+    total: usize,
+) -> Summary {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
@@ -149,18 +160,27 @@ fn main() {
         all.extend(edits);
         envoy::Envoy::start(&envoy::Wiring {
             extproc: processor,
-            models: envoy::EXAMPLE_MODELS.iter().map(|(m, _)| (*m, stub.port)).collect(),
+            models: envoy::EXAMPLE_MODELS
+                .iter()
+                .map(|(m, _)| (*m, stub.port))
+                .collect(),
             edits: all,
         })
     };
     let wire = |edits| wire_to(extproc, edits);
     let envoy = wire(Vec::new());
-    let mut variants: Vec<(&str, envoy::Envoy)> = variants().into_iter().map(|(label, edits)| (label, wire(edits))).collect();
+    let mut variants: Vec<(&str, envoy::Envoy)> = variants()
+        .into_iter()
+        .map(|(label, edits)| (label, wire(edits)))
+        .collect();
     // The example answered by a processor that does no work, with its four messages and with
     // the request's two alone: the floor any processor on this gRPC stack pays here.
     let noop = noop_processor::start();
     variants.push((NOOP_LABEL, wire_to(noop, Vec::new())));
-    variants.push((NOOP_REQUEST_ONLY_LABEL, wire_to(noop, response_unobserved())));
+    variants.push((
+        NOOP_REQUEST_ONLY_LABEL,
+        wire_to(noop, response_unobserved()),
+    ));
     let route_url = server.url("/v1/route");
     let stub_url = format!("{}/v1/chat/completions", stub.base);
     let envoy_url = envoy.url("/v1/chat/completions");
@@ -169,9 +189,16 @@ fn main() {
         ("stub upstream direct", stub_url),
         ("Envoy + ext_proc + stub", envoy_url.clone()),
     ];
-    paths.extend(variants.iter().map(|(label, e)| (*label, e.url("/v1/chat/completions"))));
+    paths.extend(
+        variants
+            .iter()
+            .map(|(label, e)| (*label, e.url("/v1/chat/completions"))),
+    );
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
         let client = reqwest::Client::builder().pool_max_idle_per_host(64).pool_idle_timeout(Duration::from_secs(2)).build().expect("client");
         // Prompts a policy blocks are answered by Envoy without the upstream: left out, so every
@@ -397,18 +424,33 @@ fn variants() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
 /// The example's edits that leave the answer unobserved (request headers and body only).
 fn response_unobserved() -> Vec<(&'static str, &'static str)> {
     vec![
-        ("                        response_header_mode: SEND\n", "                        response_header_mode: SKIP\n"),
+        (
+            "                        response_header_mode: SEND\n",
+            "                        response_header_mode: SKIP\n",
+        ),
         ("response_body_mode: BUFFERED", "response_body_mode: NONE"),
     ]
 }
 
 /// The growth of a Prometheus histogram's sum and count between two scrapes.
 fn histogram_delta(from: &str, to: &str, name: &str, label: &str) -> (f64, f64) {
-    let value = |text: &str, series: &str| common::metric(text, &format!("{name}_{series}"), &[label]).unwrap_or(0.0);
-    (value(to, "sum") - value(from, "sum"), value(to, "count") - value(from, "count"))
+    let value = |text: &str, series: &str| {
+        common::metric(text, &format!("{name}_{series}"), &[label]).unwrap_or(0.0)
+    };
+    (
+        value(to, "sum") - value(from, "sum"),
+        value(to, "count") - value(from, "count"),
+    )
 }
 
 /// semrouter's Prometheus text.
 async fn scrape(client: &reqwest::Client, url: &str) -> String {
-    client.get(url).send().await.expect("metrics").text().await.expect("metrics text")
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
 }

@@ -46,7 +46,10 @@ fn repo() -> PathBuf {
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Latency summary of a set of samples.
@@ -127,13 +130,20 @@ impl RawOnnx {
             .build()
             .expect("ONNX Runtime environment");
         let session = raw_session(&environment).expect("raw session");
-        let tokenizer = TextTokenizer::from_file(&repo().join(TOKENIZER), MAX_TOKENS).expect("tokenizer");
+        let tokenizer =
+            TextTokenizer::from_file(&repo().join(TOKENIZER), MAX_TOKENS).expect("tokenizer");
         Self { session, tokenizer }
     }
 
     fn run(&mut self, texts: &[&String]) {
-        let tokens: Vec<_> = texts.iter().map(|t| self.tokenizer.encode(t).expect("tokenise")).collect();
-        let (rows, cols) = (tokens.len(), tokens.iter().map(|t| t.len()).max().unwrap_or(1));
+        let tokens: Vec<_> = texts
+            .iter()
+            .map(|t| self.tokenizer.encode(t).expect("tokenise"))
+            .collect();
+        let (rows, cols) = (
+            tokens.len(),
+            tokens.iter().map(|t| t.len()).max().unwrap_or(1),
+        );
         let mut ids = vec![0i64; rows * cols];
         let mut mask = vec![0i64; rows * cols];
         for (r, t) in tokens.iter().enumerate() {
@@ -157,7 +167,10 @@ impl RawOnnx {
             for c in 0..cols {
                 if mask[r * cols + c] == 1 {
                     let token = &hidden[(r * cols + c) * dim..(r * cols + c + 1) * dim];
-                    pooled[r * dim..(r + 1) * dim].iter_mut().zip(token).for_each(|(p, v)| *p += v);
+                    pooled[r * dim..(r + 1) * dim]
+                        .iter_mut()
+                        .zip(token)
+                        .for_each(|(p, v)| *p += v);
                 }
             }
         }
@@ -201,9 +214,14 @@ struct ServerProcess {
 impl ServerProcess {
     /// Starts the server on `config` (the built-in default when `None`).
     fn start(config: Option<&Path>) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_semrouter"));
-        command.current_dir(repo()).args(["serve", "--http-addr", &format!("127.0.0.1:{port}")]);
+        command
+            .current_dir(repo())
+            .args(["serve", "--http-addr", &format!("127.0.0.1:{port}")]);
         if let Some(config) = config {
             command.arg("--config").arg(config);
         }
@@ -226,7 +244,10 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -248,7 +269,8 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
 /// and jailbreak heads, keyword rules) and without `policies:`: the baseline the signals' cost
 /// is measured against.
 fn bare_config() -> PathBuf {
-    let text = std::fs::read_to_string(repo().join("config/semrouter.yaml")).expect("config/semrouter.yaml");
+    let text = std::fs::read_to_string(repo().join("config/semrouter.yaml"))
+        .expect("config/semrouter.yaml");
     let mut bare = String::new();
     let mut skipping = false;
     for line in text.lines() {
@@ -261,14 +283,22 @@ fn bare_config() -> PathBuf {
         }
     }
     // Not under target/: CARGO_TARGET_DIR may put that elsewhere.
-    let path = std::env::temp_dir().join(format!("semrouter-bench-bare-config-{}.yaml", std::process::id()));
+    let path = std::env::temp_dir().join(format!(
+        "semrouter-bench-bare-config-{}.yaml",
+        std::process::id()
+    ));
     std::fs::write(&path, bare).expect("write the bare config");
     path
 }
 
 /// `/v1/route` at concurrency 1 on two servers, the same prompts in alternating chunks, so
 /// drift on a shared machine hits both alike. Returns (first, second).
-async fn paired(client: &reqwest::Client, first: &str, second: &str, prompts: &[String]) -> (LoadResult, LoadResult) {
+async fn paired(
+    client: &reqwest::Client,
+    first: &str,
+    second: &str,
+    prompts: &[String],
+) -> (LoadResult, LoadResult) {
     let (mut a, mut b) = (Vec::new(), Vec::new());
     let mut done = 0;
     for chunk in prompts.chunks(100) {
@@ -282,7 +312,14 @@ async fn paired(client: &reqwest::Client, first: &str, second: &str, prompts: &[
 }
 
 /// Sends `total` route requests from `concurrency` workers over keep-alive connections.
-async fn load(client: &reqwest::Client, base: &str, prompts: &Arc<Vec<String>>, concurrency: usize, total: usize, show_progress: bool) -> LoadResult {
+async fn load(
+    client: &reqwest::Client,
+    base: &str,
+    prompts: &Arc<Vec<String>>,
+    concurrency: usize,
+    total: usize,
+    show_progress: bool,
+) -> LoadResult {
     let next = Arc::new(AtomicUsize::new(0));
     let url = format!("{base}/v1/route");
     let started = Instant::now();
@@ -346,13 +383,19 @@ fn main() {
     let skip_raw = std::env::var("LOAD_SKIP_RAW").is_ok();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("semrouter load run: {} MMLU val prompts, all-MiniLM-L6-v2 int8, {cores} cores, {rounds} rounds", prompts.len());
-    let overrides: Vec<String> = std::env::vars().filter(|(k, _)| k.starts_with("SEMROUTER__")).map(|(k, v)| format!("{k}={v}")).collect();
+    let overrides: Vec<String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("SEMROUTER__"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     if !overrides.is_empty() {
         println!("server overrides: {}", overrides.join(" "));
     }
 
     let mut raw = (!skip_raw).then(RawOnnx::load);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let server = ServerProcess::start(None);
     let bare = ServerProcess::start(Some(&bare_config()));
     let prompts = Arc::new(prompts);
@@ -381,7 +424,8 @@ fn main() {
 
     // Shared machines drift by tens of percent over minutes, so the raw and the server figures
     // are taken in alternating rounds and pooled, never one after the other.
-    let (mut raw_single, mut raw_batched, mut c1, mut c32) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut raw_single, mut raw_batched, mut c1, mut c32) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut bare_c1, mut full_c1) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         if let Some(raw) = raw.as_mut() {
@@ -408,9 +452,19 @@ fn main() {
     let raw = (!skip_raw).then(|| (pool(raw_single), pool(raw_batched)));
     if let Some((single, batched)) = &raw {
         println!("raw in-process ONNX Runtime ({RAW_THREADS} intra-op threads, same prompts)");
-        println!("  single prompt             p50 {:6.2} ms   p99 {:6.2} ms", ms(single.p50), ms(single.p99));
-        println!("  one prompt at a time      {:6.0} prompts/s", single.per_second);
-        println!("  length-sorted batches 32  {:6.0} prompts/s", batched.per_second);
+        println!(
+            "  single prompt             p50 {:6.2} ms   p99 {:6.2} ms",
+            ms(single.p50),
+            ms(single.p99)
+        );
+        println!(
+            "  one prompt at a time      {:6.0} prompts/s",
+            single.per_second
+        );
+        println!(
+            "  length-sorted batches 32  {:6.0} prompts/s",
+            batched.per_second
+        );
     }
     println!("semrouter POST /v1/route over loopback");
     let c1 = pool_load(c1);
@@ -428,7 +482,10 @@ fn main() {
     println!("  resident memory  {rss_start:.0} MB after start-up, {rss_end:.0} MB after the load");
     let (bare_c1, full_c1) = (pool_load(bare_c1), pool_load(full_c1));
     println!("the signals' cost: POST /v1/route at concurrency 1, same prompts, alternating chunks of 100");
-    for (name, r) in [("bare config (domain only, no policies)", &bare_c1), ("default config (all non-PII signals)", &full_c1)] {
+    for (name, r) in [
+        ("bare config (domain only, no policies)", &bare_c1),
+        ("default config (all non-PII signals)", &full_c1),
+    ] {
         println!(
             "  {name:<40} p50 {:6.2} ms   p99 {:7.2} ms   (server p50 {:.3} ms)",
             ms(r.client.p50),
@@ -439,7 +496,11 @@ fn main() {
     println!("targets");
     if let Some((single, batched)) = &raw {
         let limit = ms(single.p50) + 1.0;
-        println!("  p50 at c=1 <= raw p50 + 1 ms:        {:.2} <= {limit:.2} ms  {}", ms(c1.client.p50), verdict(ms(c1.client.p50) <= limit));
+        println!(
+            "  p50 at c=1 <= raw p50 + 1 ms:        {:.2} <= {limit:.2} ms  {}",
+            ms(c1.client.p50),
+            verdict(ms(c1.client.p50) <= limit)
+        );
         let best = single.per_second.max(batched.per_second);
         let ratio = c32.client.per_second / best;
         println!(
@@ -449,7 +510,10 @@ fn main() {
             verdict(ratio >= 0.85)
         );
     }
-    println!("  resident memory <= 300 MB:           {rss_start:.0} MB  {}", verdict(rss_start <= 300.0));
+    println!(
+        "  resident memory <= 300 MB:           {rss_start:.0} MB  {}",
+        verdict(rss_start <= 300.0)
+    );
     let overhead = ms(full_c1.client.p50) / ms(bare_c1.client.p50) - 1.0;
     println!(
         "  all non-PII signals add <= 10% to p50: {:.2} vs {:.2} ms = {:+.1}%  {}",

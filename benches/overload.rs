@@ -31,7 +31,10 @@ const PROMPTS: [&str; 8] = [
 ];
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -53,7 +56,11 @@ struct Phase {
 
 /// Runs `clients` closed-loop clients against `url` for `length`.
 async fn phase(url: &str, clients: usize, length: Duration) -> (Phase, Duration) {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(clients).timeout(Duration::from_secs(30)).build().expect("client");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
     let seen = Arc::new(Mutex::new(Phase::default()));
     let started = Instant::now();
     let stop = started + length;
@@ -89,7 +96,11 @@ async fn phase(url: &str, clients: usize, length: Duration) -> (Phase, Duration)
         let _ = task.await;
     }
     let elapsed = started.elapsed();
-    let mut phase = Arc::try_unwrap(seen).ok().expect("all clients done").into_inner().expect("phase lock");
+    let mut phase = Arc::try_unwrap(seen)
+        .ok()
+        .expect("all clients done")
+        .into_inner()
+        .expect("phase lock");
     phase.admitted.sort_unstable();
     phase.refused.sort_unstable();
     (phase, elapsed)
@@ -108,8 +119,15 @@ fn main() {
         ..common::Launch::default()
     });
     let url = server.url("/v1/route");
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    println!("overload: /v1/route on 127.0.0.1, server.max_in_flight = {limit}, {} s per phase", length.as_secs());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!(
+        "overload: /v1/route on 127.0.0.1, server.max_in_flight = {limit}, {} s per phase",
+        length.as_secs()
+    );
     let (warm, _) = runtime.block_on(phase(&url, limit, Duration::from_secs(2)));
     drop(warm);
 
@@ -132,7 +150,10 @@ fn main() {
     };
     report("unloaded", limit, &unloaded, unloaded_s);
     report("overload", limit + flood, &loaded, loaded_s);
-    let (p99_unloaded, p99_loaded) = (percentile(&unloaded.admitted, 0.99), percentile(&loaded.admitted, 0.99));
+    let (p99_unloaded, p99_loaded) = (
+        percentile(&unloaded.admitted, 0.99),
+        percentile(&loaded.admitted, 0.99),
+    );
     let ratio = p99_loaded.as_secs_f64() / p99_unloaded.as_secs_f64().max(1e-9);
     println!(
         "admitted p99 under overload / unloaded p99: {ratio:.2}x (target: within 2x: {}); slowest 429: {:.2} ms",

@@ -21,11 +21,20 @@ fn repo() -> PathBuf {
 
 fn detect(c: &mut Criterion) {
     let config = config::load(None).expect("the default config loads");
-    let runtime = OnnxRuntime::load(&repo().join(&config.runtime.onnxruntime_library), "run `make setup`").expect("ONNX Runtime (make setup)");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = OnnxRuntime::load(
+        &repo().join(&config.runtime.onnxruntime_library),
+        "run `make setup`",
+    )
+    .expect("ONNX Runtime (make setup)");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
 
     let regex_only = PiiDetector::new(None, PiiSettings::default()).expect("detector");
-    c.bench_function("pii/regex_only", |b| b.iter(|| rt.block_on(regex_only.detect(PROMPT)).expect("findings")));
+    c.bench_function("pii/regex_only", |b| {
+        b.iter(|| rt.block_on(regex_only.detect(PROMPT)).expect("findings"))
+    });
 
     let dir = repo().join("onnx/fetched/rampart");
     let rampart: OnnxModelConfig = serde_json::from_value(serde_json::json!({
@@ -37,9 +46,13 @@ fn detect(c: &mut Criterion) {
         "intra_threads": 1,
     }))
     .expect("model config");
-    let classifier = OnnxTokenClassifier::load(&runtime, &rampart, &dir.join("config.json")).expect("Rampart (make setup)");
-    let detector = PiiDetector::new(Some(Arc::new(classifier)), PiiSettings::default()).expect("detector");
-    c.bench_function("pii/detect_typical", |b| b.iter(|| rt.block_on(detector.detect(PROMPT)).expect("findings")));
+    let classifier = OnnxTokenClassifier::load(&runtime, &rampart, &dir.join("config.json"))
+        .expect("Rampart (make setup)");
+    let detector =
+        PiiDetector::new(Some(Arc::new(classifier)), PiiSettings::default()).expect("detector");
+    c.bench_function("pii/detect_typical", |b| {
+        b.iter(|| rt.block_on(detector.detect(PROMPT)).expect("findings"))
+    });
 }
 
 criterion_group!(benches, detect);

@@ -62,57 +62,100 @@ impl Embedder for FixedEmbedder {
 fn stages(c: &mut Criterion) {
     let config = config::load(None).expect("the default config loads");
     let onnx = config.embedding.onnx.clone().expect("embedding.onnx");
-    let runtime = OnnxRuntime::load(&repo().join(&config.runtime.onnxruntime_library), "run `make setup`").expect("ONNX Runtime (make setup)");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = OnnxRuntime::load(
+        &repo().join(&config.runtime.onnxruntime_library),
+        "run `make setup`",
+    )
+    .expect("ONNX Runtime (make setup)");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
 
-    c.bench_function("parse", |b| b.iter(|| parse_chat_request(BODY.as_bytes()).expect("valid body")));
+    c.bench_function("parse", |b| {
+        b.iter(|| parse_chat_request(BODY.as_bytes()).expect("valid body"))
+    });
 
-    let tokenizer = TextTokenizer::from_file(&repo().join(&onnx.tokenizer), onnx.max_tokens).expect("tokenizer");
+    let tokenizer = TextTokenizer::from_file(&repo().join(&onnx.tokenizer), onnx.max_tokens)
+        .expect("tokenizer");
     let long = "The quick brown fox jumps over the lazy dog near the riverbank. ".repeat(40);
-    c.bench_function("tokenize/typical", |b| b.iter(|| tokenizer.encode(PROMPT).expect("tokens")));
-    c.bench_function("tokenize/256_tokens", |b| b.iter(|| tokenizer.encode(&long).expect("tokens")));
+    c.bench_function("tokenize/typical", |b| {
+        b.iter(|| tokenizer.encode(PROMPT).expect("tokens"))
+    });
+    c.bench_function("tokenize/256_tokens", |b| {
+        b.iter(|| tokenizer.encode(&long).expect("tokens"))
+    });
 
     let mut model = onnx.clone();
     model.model = repo().join(&onnx.model);
     model.tokenizer = repo().join(&onnx.tokenizer);
     let encoder = OnnxEncoder::load(&runtime, &model).expect("encoder");
     c.bench_function("embed/one_prompt", |b| {
-        b.iter(|| rt.block_on(encoder.embed(vec![PROMPT.to_string()])).expect("embedding"))
+        b.iter(|| {
+            rt.block_on(encoder.embed(vec![PROMPT.to_string()]))
+                .expect("embedding")
+        })
     });
 
     let head_path = repo().join(config.classifier.head.as_deref().expect("classifier.head"));
     let head = LinearHead::load(&head_path).expect("head");
-    let vector = rt.block_on(encoder.embed(vec![PROMPT.to_string()])).expect("embedding").remove(0).values;
-    c.bench_function("classify/head", |b| b.iter(|| head.probabilities(&vector, PROMPT)));
+    let vector = rt
+        .block_on(encoder.embed(vec![PROMPT.to_string()]))
+        .expect("embedding")
+        .remove(0)
+        .values;
+    c.bench_function("classify/head", |b| {
+        b.iter(|| head.probabilities(&vector, PROMPT))
+    });
     // The jailbreak and complexity heads also hash the text's n-grams.
     for task in ["jailbreak", "complexity"] {
-        let path = repo().join(semrouter::heads::default_path(task, &head.embedding.model_id));
+        let path = repo().join(semrouter::heads::default_path(
+            task,
+            &head.embedding.model_id,
+        ));
         let extra = LinearHead::load(&path).expect("head");
-        c.bench_function(&format!("classify/{task}_head"), |b| b.iter(|| extra.probabilities(&vector, PROMPT)));
+        c.bench_function(&format!("classify/{task}_head"), |b| {
+            b.iter(|| extra.probabilities(&vector, PROMPT))
+        });
     }
     // The worst case: the lexical features read at most the first 8 KiB of a text.
-    let jailbreak = LinearHead::load(&repo().join(semrouter::heads::default_path("jailbreak", &head.embedding.model_id))).expect("head");
+    let jailbreak = LinearHead::load(&repo().join(semrouter::heads::default_path(
+        "jailbreak",
+        &head.embedding.model_id,
+    )))
+    .expect("head");
     let huge = long.repeat(8);
-    c.bench_function("classify/jailbreak_head_8k", |b| b.iter(|| jailbreak.probabilities(&vector, &huge)));
+    c.bench_function("classify/jailbreak_head_8k", |b| {
+        b.iter(|| jailbreak.probabilities(&vector, &huge))
+    });
 
     let fixed = FixedEmbedder {
         vector,
         info: encoder.info().clone(),
     };
-    let mut decide_config = config::load(Some(&repo().join("benches/decide.yaml"))).expect("benches/decide.yaml loads");
-    decide_config.runtime.onnxruntime_library = repo().join(&decide_config.runtime.onnxruntime_library);
-    let router = assemble_with(&decide_config, &runtime, Arc::new(fixed)).expect("the bench engine assembles");
+    let mut decide_config =
+        config::load(Some(&repo().join("benches/decide.yaml"))).expect("benches/decide.yaml loads");
+    decide_config.runtime.onnxruntime_library =
+        repo().join(&decide_config.runtime.onnxruntime_library);
+    let router = assemble_with(&decide_config, &runtime, Arc::new(fixed))
+        .expect("the bench engine assembles");
     let request = parse_chat_request(BODY.as_bytes()).expect("valid body");
     let options = RequestOptions::default();
     c.bench_function("decide/without_model_pass", |b| {
-        b.iter(|| rt.block_on(router.decide(&request, &options)).expect("decision"))
+        b.iter(|| {
+            rt.block_on(router.decide(&request, &options))
+                .expect("decision")
+        })
     });
 
     // Criterion reports means; the target is a p99, so time single calls too.
     let mut samples: Vec<std::time::Duration> = (0..20_000)
         .map(|_| {
             let t = std::time::Instant::now();
-            std::hint::black_box(rt.block_on(router.decide(&request, &options)).expect("decision"));
+            std::hint::black_box(
+                rt.block_on(router.decide(&request, &options))
+                    .expect("decision"),
+            );
             t.elapsed()
         })
         .collect();

@@ -28,7 +28,10 @@ use serde_json::{json, Value};
 const CHUNK: usize = 200;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Summary {
@@ -52,13 +55,23 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn line(label: &str, s: &Summary) {
-    println!("  {label:<34} p50 {:>7.3} ms   p99 {:>7.3} ms   {:>7.0} req/s", ms(s.p50), ms(s.p99), s.per_second);
+    println!(
+        "  {label:<34} p50 {:>7.3} ms   p99 {:>7.3} ms   {:>7.0} req/s",
+        ms(s.p50),
+        ms(s.p99),
+        s.per_second
+    );
 }
 
 /// One request, its whole answer read; panics on anything but 200.
 async fn call(client: &reqwest::Client, url: &str, body: &Value) -> Duration {
     let started = Instant::now();
-    let response = client.post(url).json(body).send().await.expect("request sent");
+    let response = client
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .expect("request sent");
     assert_eq!(response.status(), 200, "{url}");
     let bytes = response.bytes().await.expect("answer read");
     assert!(!bytes.is_empty());
@@ -67,7 +80,14 @@ async fn call(client: &reqwest::Client, url: &str, body: &Value) -> Duration {
 
 /// Concurrency 1, direct and proxied alternating in chunks: (direct, proxied) samples and
 /// the wall time each side took.
-async fn sequential(client: &reqwest::Client, direct: &str, proxied: &str, body: &Value, total: usize, label: &str) -> (Summary, Summary) {
+async fn sequential(
+    client: &reqwest::Client,
+    direct: &str,
+    proxied: &str,
+    body: &Value,
+    total: usize,
+    label: &str,
+) -> (Summary, Summary) {
     let (mut a, mut b) = (Vec::with_capacity(total), Vec::with_capacity(total));
     let (mut wall_a, mut wall_b) = (Duration::ZERO, Duration::ZERO);
     while a.len() < total {
@@ -88,12 +108,24 @@ async fn sequential(client: &reqwest::Client, direct: &str, proxied: &str, body:
 }
 
 /// `total` requests from `concurrency` callers.
-async fn concurrent(client: &reqwest::Client, url: &str, body: &Value, concurrency: usize, total: usize, label: &str) -> Summary {
+async fn concurrent(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    concurrency: usize,
+    total: usize,
+    label: &str,
+) -> Summary {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, url, body, next) = (client.clone(), url.to_string(), body.clone(), Arc::clone(&next));
+        let (client, url, body, next) = (
+            client.clone(),
+            url.to_string(),
+            body.clone(),
+            Arc::clone(&next),
+        );
         let label = label.to_string();
         tasks.push(tokio::spawn(async move {
             let mut samples = Vec::new();
@@ -122,7 +154,10 @@ fn main() {
     let stub = upstream::Upstream::start("bench");
     let mut config = common::default_config_with(&[(
         "    latency_prior_ms: 400\n",
-        &format!("    latency_prior_ms: 400\n    upstream: {{ base_url: \"{}\" }}\n", stub.base),
+        &format!(
+            "    latency_prior_ms: 400\n    upstream: {{ base_url: \"{}\" }}\n",
+            stub.base
+        ),
     )]);
     config.push('\n');
     eprintln!("starting semrouter (models load first)...");
@@ -130,7 +165,10 @@ fn main() {
         config: Some(config),
         env: Vec::new(),
     });
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
         let client = reqwest::Client::builder().pool_max_idle_per_host(64).tcp_nodelay(true).build().expect("client");
         let direct = format!("{}/v1/chat/completions", stub.base);

@@ -40,7 +40,10 @@ use upstream::Upstream;
 const OUTAGE: Duration = Duration::from_secs(5);
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The second semrouter, serving embeddings on a fixed port so it can be restarted in place.
@@ -51,7 +54,10 @@ struct EmbeddingServer {
 
 impl EmbeddingServer {
     fn start() -> Self {
-        let mut server = Self { port: free_port(), child: None };
+        let mut server = Self {
+            port: free_port(),
+            child: None,
+        };
         server.spawn();
         server
     }
@@ -72,7 +78,10 @@ impl EmbeddingServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(120);
         while common::get_status(&format!("127.0.0.1:{}", self.port), "/ready") != Some(200) {
-            assert!(Instant::now() < deadline, "the embedding server was not ready within 120 s");
+            assert!(
+                Instant::now() < deadline,
+                "the embedding server was not ready within 120 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -128,7 +137,10 @@ struct Window {
 
 fn quantile(samples: &mut [Duration], q: f64) -> Duration {
     samples.sort();
-    samples.get(((samples.len().max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or_default()
+    samples
+        .get(((samples.len().max(1) - 1) as f64 * q).round() as usize)
+        .copied()
+        .unwrap_or_default()
 }
 
 fn ms(d: Duration) -> f64 {
@@ -154,10 +166,18 @@ fn kind(n: u64) -> Kind {
 }
 
 /// Sends request `n` and reads its whole answer.
-async fn send(client: &reqwest::Client, base: &str, prompts: &[String], recent: &Mutex<Vec<String>>, n: u64) -> Result<u16, reqwest::Error> {
+async fn send(
+    client: &reqwest::Client,
+    base: &str,
+    prompts: &[String],
+    recent: &Mutex<Vec<String>>,
+    n: u64,
+) -> Result<u16, reqwest::Error> {
     let prompt = prompts[(n as usize) % prompts.len()].clone();
     let request = match kind(n) {
-        Kind::Route => client.post(format!("{base}/v1/route")).json(&chat("auto", &prompt)),
+        Kind::Route => client
+            .post(format!("{base}/v1/route"))
+            .json(&chat("auto", &prompt)),
         Kind::Proxy { stream } => {
             let mut body = chat("auto", &prompt);
             body["stream"] = json!(stream);
@@ -167,11 +187,19 @@ async fn send(client: &reqwest::Client, base: &str, prompts: &[String], recent: 
                     recent.remove(0);
                 }
             }
-            client.post(format!("{base}/v1/chat/completions")).json(&body)
+            client
+                .post(format!("{base}/v1/chat/completions"))
+                .json(&body)
         }
         Kind::Repeat => {
-            let again = recent.lock().ok().and_then(|r| r.get((n as usize) % r.len().max(1)).cloned()).unwrap_or(prompt);
-            client.post(format!("{base}/v1/chat/completions")).json(&chat("auto", &again))
+            let again = recent
+                .lock()
+                .ok()
+                .and_then(|r| r.get((n as usize) % r.len().max(1)).cloned())
+                .unwrap_or(prompt);
+            client
+                .post(format!("{base}/v1/chat/completions"))
+                .json(&chat("auto", &again))
         }
         Kind::Store => {
             let answer = json!({"id": "soak", "object": "chat.completion", "created": 0, "model": "qwen3-8b",
@@ -217,12 +245,27 @@ fn main() {
     let env = vec![
         ("SEMROUTER__CACHE__ENABLED", "true".to_string()),
         ("SEMROUTER__CACHE__MAX_ENTRIES", "256".to_string()),
-        ("SEMROUTER__MODELS__0__UPSTREAM__BASE_URL", stub.base.clone()),
-        ("SEMROUTER__MODELS__1__UPSTREAM__BASE_URL", stub.base.clone()),
-        ("SEMROUTER__MODELS__2__UPSTREAM__BASE_URL", stub.base.clone()),
+        (
+            "SEMROUTER__MODELS__0__UPSTREAM__BASE_URL",
+            stub.base.clone(),
+        ),
+        (
+            "SEMROUTER__MODELS__1__UPSTREAM__BASE_URL",
+            stub.base.clone(),
+        ),
+        (
+            "SEMROUTER__MODELS__2__UPSTREAM__BASE_URL",
+            stub.base.clone(),
+        ),
         ("RUST_LOG", "warn".to_string()),
     ];
-    let server = Server::start_on_file(config_path.clone(), Launch { env, ..Launch::default() });
+    let server = Server::start_on_file(
+        config_path.clone(),
+        Launch {
+            env,
+            ..Launch::default()
+        },
+    );
     let pid = server.pid();
     let base = server.base.clone();
     println!(
@@ -233,13 +276,23 @@ fn main() {
         warmup.as_secs()
     );
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let windows: Arc<Mutex<Vec<Window>>> = Arc::new(Mutex::new((0..secs.div_ceil(10)).map(|_| Window::default()).collect()));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let windows: Arc<Mutex<Vec<Window>>> = Arc::new(Mutex::new(
+        (0..secs.div_ceil(10)).map(|_| Window::default()).collect(),
+    ));
     let recent = Arc::new(Mutex::new(Vec::new()));
     let prompts = Arc::new(prompts);
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
     let started = Instant::now();
-    let (mut rss_warm, mut reloads, mut reload_failures, mut restarted) = (0.0, 0usize, 0usize, false);
+    let (mut rss_warm, mut reloads, mut reload_failures, mut restarted) =
+        (0.0, 0usize, 0usize, false);
     let rss_start = common::rss_mb(pid);
 
     runtime.block_on(async {
@@ -343,13 +396,20 @@ fn main() {
     });
 
     let rss_end = common::rss_mb(pid);
-    let windows = windows.lock().map(|mut w| std::mem::take(&mut *w)).unwrap_or_default();
+    let windows = windows
+        .lock()
+        .map(|mut w| std::mem::take(&mut *w))
+        .unwrap_or_default();
     let errors: usize = windows.iter().map(|w| w.errors).sum();
     let overloaded: usize = windows.iter().map(|w| w.overloaded).sum();
     let blocked: usize = windows.iter().map(|w| w.blocked).sum();
     let mut all: Vec<Duration> = windows.into_iter().flat_map(|w| w.latencies).collect();
     let total = all.len() + errors + overloaded + blocked;
-    let growth = if rss_warm > 0.0 { rss_end / rss_warm - 1.0 } else { f64::NAN };
+    let growth = if rss_warm > 0.0 {
+        rss_end / rss_warm - 1.0
+    } else {
+        f64::NAN
+    };
     let metrics = runtime.block_on(async {
         match client.get(format!("{base}/metrics")).send().await {
             Ok(response) => response.text().await.unwrap_or_default(),
@@ -362,7 +422,11 @@ fn main() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     let evictions = common::metric(&metrics, "semrouter_cache_evictions_total", &[]).unwrap_or(0.0);
-    println!("soak: {total} requests in {:.0} s ({:.1} req/s)", started.elapsed().as_secs_f64(), total as f64 / started.elapsed().as_secs_f64());
+    println!(
+        "soak: {total} requests in {:.0} s ({:.1} req/s)",
+        started.elapsed().as_secs_f64(),
+        total as f64 / started.elapsed().as_secs_f64()
+    );
     println!(
         "  errors {errors} ({:.3}%), 429s {overloaded}, blocked by policy (403) {blocked}; p50 {:.2} ms, p99 {:.2} ms over the run",
         100.0 * errors as f64 / total.max(1) as f64,
@@ -374,8 +438,15 @@ fn main() {
     let errors_ok = errors == 0 && reload_failures == 0;
     let memory_ok = growth <= 0.10;
     println!("targets");
-    println!("  no errors but deliberate 429s:            {}", if errors_ok { "PASS" } else { "FAIL" });
-    println!("  resident memory growth <= 10% after warm-up: {:+.1}%  {}", growth * 100.0, if memory_ok { "PASS" } else { "FAIL" });
+    println!(
+        "  no errors but deliberate 429s:            {}",
+        if errors_ok { "PASS" } else { "FAIL" }
+    );
+    println!(
+        "  resident memory growth <= 10% after warm-up: {:+.1}%  {}",
+        growth * 100.0,
+        if memory_ok { "PASS" } else { "FAIL" }
+    );
     drop(server);
     if !(errors_ok && memory_ok) {
         std::process::exit(1);

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use semrouter_embedder::{BackendInfo, Embedder};
 use semrouter_embedder::TokenClassifier;
+use semrouter_embedder::{BackendInfo, Embedder};
 use semrouter_onnx::{OnnxClassifier, OnnxEncoder, OnnxError, OnnxRuntime, OnnxTokenClassifier};
 use semrouter_vllm::{FallbackMode as VllmFallback, VllmEmbedder, VllmError};
 
@@ -14,11 +14,13 @@ use crate::config::{ClassifierKind, Config, EmbeddingBackend, HeadSignalConfig};
 use crate::engine::fleet::{Fleet, ModelCard};
 use crate::engine::policy::{Policies, PolicyError, PolicyScope};
 use crate::engine::privacy::PrivacyGuard;
-use crate::engine::signals::pii::{PiiConfigError, PiiDetector};
-use crate::engine::reasoning::{FamilyError, Families};
+use crate::engine::reasoning::{Families, FamilyError};
 use crate::engine::scorer::Scorer;
 use crate::engine::signals::domain::{DomainClassifier, LabelError};
-use crate::engine::signals::{HeadSignal, KeywordError, KeywordRules, NeedModel, SignalSet, JAILBREAK_LABEL};
+use crate::engine::signals::pii::{PiiConfigError, PiiDetector};
+use crate::engine::signals::{
+    HeadSignal, KeywordError, KeywordRules, NeedModel, SignalSet, JAILBREAK_LABEL,
+};
 use crate::engine::stats::ModelStats;
 use crate::engine::tools::ToolSelector;
 use crate::engine::{Router, RouterParts, Routing};
@@ -93,21 +95,42 @@ pub async fn assemble(config: &Config) -> Result<Router, AssembleError> {
 
 /// Builds the engine around an embedding backend that is already running (benches and tests
 /// use a fixed one; `assemble` uses the configured one).
-pub fn assemble_with(config: &Config, runtime: &OnnxRuntime, embedder: Arc<dyn Embedder>) -> Result<Router, AssembleError> {
+pub fn assemble_with(
+    config: &Config,
+    runtime: &OnnxRuntime,
+    embedder: Arc<dyn Embedder>,
+) -> Result<Router, AssembleError> {
     let info = embedder.info().clone();
 
     let classifier = match config.classifier.kind {
         ClassifierKind::Linear => {
-            let path = config.classifier.head.as_deref().ok_or(AssembleError::MissingSection("classifier.head"))?;
-            let head = load_head(path, "domain head", "train one with `semrouter train domain`", &info)?;
+            let path = config
+                .classifier
+                .head
+                .as_deref()
+                .ok_or(AssembleError::MissingSection("classifier.head"))?;
+            let head = load_head(
+                path,
+                "domain head",
+                "train one with `semrouter train domain`",
+                &info,
+            )?;
             DomainClassifier::linear(head).map_err(|source| AssembleError::Labels {
                 origin: path.display().to_string(),
                 source,
             })?
         }
         ClassifierKind::Onnx => {
-            let onnx = config.classifier.onnx.as_ref().ok_or(AssembleError::MissingSection("classifier.onnx"))?;
-            let labels = config.classifier.labels.as_deref().ok_or(AssembleError::MissingSection("classifier.labels"))?;
+            let onnx = config
+                .classifier
+                .onnx
+                .as_ref()
+                .ok_or(AssembleError::MissingSection("classifier.onnx"))?;
+            let labels = config
+                .classifier
+                .labels
+                .as_deref()
+                .ok_or(AssembleError::MissingSection("classifier.labels"))?;
             let model = OnnxClassifier::load(runtime, onnx, labels)?;
             DomainClassifier::sequence(Arc::new(model)).map_err(|source| AssembleError::Labels {
                 origin: labels.display().to_string(),
@@ -120,10 +143,22 @@ pub fn assemble_with(config: &Config, runtime: &OnnxRuntime, embedder: Arc<dyn E
         .signals
         .complexity
         .as_ref()
-        .map(|c| head_signal(c, "complexity head", "train one with `semrouter train complexity`", &info))
+        .map(|c| {
+            head_signal(
+                c,
+                "complexity head",
+                "train one with `semrouter train complexity`",
+                &info,
+            )
+        })
         .transpose()?;
     if let (Some(head), Some(c)) = (&complexity, &config.signals.complexity) {
-        if let Some(label) = config.reasoning.complexity_scores.keys().find(|l| !head.labels().contains(l)) {
+        if let Some(label) = config
+            .reasoning
+            .complexity_scores
+            .keys()
+            .find(|l| !head.labels().contains(l))
+        {
             return Err(AssembleError::HeadLabels {
                 path: c.head.display().to_string(),
                 message: format!("reasoning.complexity_scores names `{label}`, which is not one of its labels ({})", head.labels().join(", ")),
@@ -135,7 +170,12 @@ pub fn assemble_with(config: &Config, runtime: &OnnxRuntime, embedder: Arc<dyn E
         .jailbreak
         .as_ref()
         .map(|c| {
-            let head = head_signal(c, "jailbreak head", "train one with `semrouter train jailbreak`", &info)?;
+            let head = head_signal(
+                c,
+                "jailbreak head",
+                "train one with `semrouter train jailbreak`",
+                &info,
+            )?;
             if !head.labels().iter().any(|l| l == JAILBREAK_LABEL) {
                 return Err(AssembleError::HeadLabels {
                     path: c.head.display().to_string(),
@@ -152,9 +192,19 @@ pub fn assemble_with(config: &Config, runtime: &OnnxRuntime, embedder: Arc<dyn E
         &PolicyScope {
             models: config.models.iter().map(|m| m.name.as_str()).collect(),
             has_complexity: complexity.is_some(),
-            complexity_labels: complexity.as_ref().map(|h| h.labels().iter().map(String::as_str).collect::<HashSet<_>>()),
+            complexity_labels: complexity.as_ref().map(|h| {
+                h.labels()
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<HashSet<_>>()
+            }),
             has_jailbreak: jailbreak.is_some(),
-            keywords: config.signals.keywords.iter().map(|k| k.name.as_str()).collect(),
+            keywords: config
+                .signals
+                .keywords
+                .iter()
+                .map(|k| k.name.as_str())
+                .collect(),
             preferences: config.scoring.preference_names().into_iter().collect(),
         },
     )?;
@@ -171,17 +221,25 @@ pub fn assemble_with(config: &Config, runtime: &OnnxRuntime, embedder: Arc<dyn E
     let privacy = match (&config.signals.pii, needs_pii) {
         (Some(pii), true) => {
             let model: Option<Arc<dyn TokenClassifier>> = match (&pii.model, &pii.labels) {
-                (Some(onnx), Some(labels)) => Some(Arc::new(OnnxTokenClassifier::load(runtime, onnx, labels)?)),
+                (Some(onnx), Some(labels)) => {
+                    Some(Arc::new(OnnxTokenClassifier::load(runtime, onnx, labels)?))
+                }
                 (Some(_), None) => return Err(AssembleError::MissingSection("signals.pii.labels")),
                 (None, _) => None,
             };
-            Some(PrivacyGuard::new(PiiDetector::new(model, pii.detector.clone())?, pii.on_violation))
+            Some(PrivacyGuard::new(
+                PiiDetector::new(model, pii.detector.clone())?,
+                pii.on_violation,
+            ))
         }
         (None, true) => return Err(AssembleError::MissingSection("signals.pii")),
         (_, false) => None,
     };
     let stats = Arc::new(ModelStats::new(
-        config.models.iter().map(|m| (m.name.clone(), m.latency_prior_ms)),
+        config
+            .models
+            .iter()
+            .map(|m| (m.name.clone(), m.latency_prior_ms)),
         config.scoring.latency_alpha,
     ));
     Ok(Router::new(RouterParts {
@@ -196,14 +254,21 @@ pub fn assemble_with(config: &Config, runtime: &OnnxRuntime, embedder: Arc<dyn E
         privacy,
         fleet,
         stats,
-        routing: Routing::new(config.routing.auto_models.clone(), config.routing.unknown_models, config.classifier.text),
+        routing: Routing::new(
+            config.routing.auto_models.clone(),
+            config.routing.unknown_models,
+            config.classifier.text,
+        ),
         degraded_routing: degraded_routing(config),
     }))
 }
 
 /// Loads the ONNX Runtime library the configuration names.
 pub fn runtime(config: &Config) -> Result<OnnxRuntime, AssembleError> {
-    Ok(OnnxRuntime::load(&config.runtime.onnxruntime_library, FETCH_HINT)?)
+    Ok(OnnxRuntime::load(
+        &config.runtime.onnxruntime_library,
+        FETCH_HINT,
+    )?)
 }
 
 /// Builds the configured embedding backend alone (training needs no classifier).
@@ -212,15 +277,26 @@ pub fn runtime(config: &Config) -> Result<OnnxRuntime, AssembleError> {
 /// embedding (the remote backend's start-up checks); with `fallback: onnx` it also loads the
 /// local encoder of `embedding.onnx` and refuses one that is not the same model. Must run
 /// inside a Tokio runtime: the remote backend starts its dispatcher task on it.
-pub async fn build_embedder(config: &Config, runtime: &OnnxRuntime) -> Result<Arc<dyn Embedder>, AssembleError> {
+pub async fn build_embedder(
+    config: &Config,
+    runtime: &OnnxRuntime,
+) -> Result<Arc<dyn Embedder>, AssembleError> {
     let local = || -> Result<Arc<dyn Embedder>, AssembleError> {
-        let onnx = config.embedding.onnx.as_ref().ok_or(AssembleError::MissingSection("embedding.onnx"))?;
+        let onnx = config
+            .embedding
+            .onnx
+            .as_ref()
+            .ok_or(AssembleError::MissingSection("embedding.onnx"))?;
         Ok(Arc::new(OnnxEncoder::load(runtime, onnx)?))
     };
     match config.embedding.backend {
         EmbeddingBackend::Onnx => local(),
         EmbeddingBackend::Vllm => {
-            let vllm = config.embedding.vllm.clone().ok_or(AssembleError::MissingSection("embedding.vllm"))?;
+            let vllm = config
+                .embedding
+                .vllm
+                .clone()
+                .ok_or(AssembleError::MissingSection("embedding.vllm"))?;
             let remote = match vllm.fallback {
                 VllmFallback::Onnx => VllmEmbedder::connect_with_fallback(vllm, local()?).await?,
                 VllmFallback::Degraded | VllmFallback::Error => VllmEmbedder::connect(vllm).await?,
@@ -234,17 +310,36 @@ pub async fn build_embedder(config: &Config, runtime: &OnnxRuntime) -> Result<Ar
 /// embedding backend is unavailable: the `vllm` backend with `fallback: degraded`.
 pub fn degraded_routing(config: &Config) -> bool {
     config.embedding.backend == EmbeddingBackend::Vllm
-        && config.embedding.vllm.as_ref().is_some_and(|v| v.fallback == VllmFallback::Degraded)
+        && config
+            .embedding
+            .vllm
+            .as_ref()
+            .is_some_and(|v| v.fallback == VllmFallback::Degraded)
 }
 
 /// Loads a head file bound to the served embedding model.
-fn load_head(path: &Path, what: &'static str, hint: &'static str, served: &BackendInfo) -> Result<LinearHead, AssembleError> {
+fn load_head(
+    path: &Path,
+    what: &'static str,
+    hint: &'static str,
+    served: &BackendInfo,
+) -> Result<LinearHead, AssembleError> {
     require_file(what, path, hint)?;
     Ok(LinearHead::load_for(path, served)?)
 }
 
-fn head_signal(config: &HeadSignalConfig, what: &'static str, hint: &'static str, served: &BackendInfo) -> Result<HeadSignal, AssembleError> {
-    Ok(HeadSignal::new(load_head(&config.head, what, hint, served)?))
+fn head_signal(
+    config: &HeadSignalConfig,
+    what: &'static str,
+    hint: &'static str,
+    served: &BackendInfo,
+) -> Result<HeadSignal, AssembleError> {
+    Ok(HeadSignal::new(load_head(
+        &config.head,
+        what,
+        hint,
+        served,
+    )?))
 }
 
 fn require_file(what: &'static str, path: &Path, hint: &'static str) -> Result<(), AssembleError> {

@@ -36,7 +36,13 @@ impl Category {
         let normal: String = label
             .trim()
             .chars()
-            .map(|c| if c == '_' || c == '-' { ' ' } else { c.to_ascii_lowercase() })
+            .map(|c| {
+                if c == '_' || c == '-' {
+                    ' '
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
             .collect();
         CATEGORIES.iter().position(|&c| c == normal).map(Category)
     }
@@ -74,8 +80,16 @@ mod tests {
 
     #[test]
     fn labels_match_by_name_in_any_spelling() {
-        for spelling in ["computer science", "computer_science", "Computer-Science", " COMPUTER SCIENCE "] {
-            assert_eq!(Category::parse(spelling).map(Category::name), Some("computer science"));
+        for spelling in [
+            "computer science",
+            "computer_science",
+            "Computer-Science",
+            " COMPUTER SCIENCE ",
+        ] {
+            assert_eq!(
+                Category::parse(spelling).map(Category::name),
+                Some("computer science")
+            );
         }
         assert_eq!(Category::parse("astrology"), None);
         assert_eq!(Category::all().count(), 14);

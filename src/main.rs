@@ -106,7 +106,10 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { config: path, http_addr } => {
+        Command::Serve {
+            config: path,
+            http_addr,
+        } => {
             let config = config::load(path.as_deref())?;
             let telemetry = Telemetry::start(&config.telemetry)?;
             init_logging(config.server.log_format, telemetry.as_ref());
@@ -115,7 +118,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             // The config keeps the file's address, so a reload does not see it as changed.
             let addr = http_addr.unwrap_or(config.server.http_addr);
-            let served = actix_web::rt::System::new().block_on(semrouter::server::serve(config, addr, path));
+            let served =
+                actix_web::rt::System::new().block_on(semrouter::server::serve(config, addr, path));
             // Buffered spans go out on every exit, the failed ones included.
             if let Some(telemetry) = telemetry {
                 telemetry.shutdown();
@@ -148,12 +152,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     (Some(EvalHead::Complexity(args)), _) => commands::eval::complexity(args).await,
                     (Some(EvalHead::Pii(args)), _) => commands::eval_pii::pii(args).await,
                     (None, Some(args)) => commands::replay::replay(args).await,
-                    (None, None) => anyhow::bail!("give a labelled JSONL file or a signal; see `semrouter eval --help`"),
+                    (None, None) => anyhow::bail!(
+                        "give a labelled JSONL file or a signal; see `semrouter eval --help`"
+                    ),
                 }
             })
         }
-        Command::Data { what: DataCommand::Evals(args) } => commands::data::evals(args),
-        Command::Data { what: DataCommand::Pii(args) } => commands::data::pii(args),
+        Command::Data {
+            what: DataCommand::Evals(args),
+        } => commands::data::evals(args),
+        Command::Data {
+            what: DataCommand::Pii(args),
+        } => commands::data::pii(args),
     }
 }
 
@@ -174,5 +184,8 @@ fn init_logging(format: LogFormat, telemetry: Option<&Telemetry>) {
         LogFormat::Text => log.with_filter(filter).boxed(),
         LogFormat::Json => log.json().with_filter(filter).boxed(),
     };
-    tracing_subscriber::registry().with(log).with(telemetry.map(|t| t.layer())).init();
+    tracing_subscriber::registry()
+        .with(log)
+        .with(telemetry.map(|t| t.layer()))
+        .init();
 }

@@ -152,15 +152,24 @@ pub fn parse_chat_request(bytes: &[u8]) -> Result<ChatRequest, InvalidRequest> {
     let value = parse_json_object(bytes)?;
     let view: ChatView = typed(&value)?;
     if view.messages.is_empty() {
-        return Err(InvalidRequest::new("`messages` must contain at least one message", Some("messages")));
+        return Err(InvalidRequest::new(
+            "`messages` must contain at least one message",
+            Some("messages"),
+        ));
     }
     if view.model.trim().is_empty() {
-        return Err(InvalidRequest::new("`model` must not be empty", Some("model")));
+        return Err(InvalidRequest::new(
+            "`model` must not be empty",
+            Some("model"),
+        ));
     }
     // Checked for type above; the value itself is the upstream's business.
     let _ = view.temperature;
     let Value::Object(body) = value else {
-        return Err(InvalidRequest::new("the request body must be a JSON object", None));
+        return Err(InvalidRequest::new(
+            "the request body must be a JSON object",
+            None,
+        ));
     };
     Ok(ChatRequest {
         body,
@@ -190,7 +199,10 @@ pub fn parse_classify_request(bytes: &[u8]) -> Result<ClassifyRequest, InvalidRe
     let request: ClassifyRequest = typed(&value)?;
     match (&request.text, &request.messages) {
         (Some(_), None) | (None, Some(_)) => Ok(request),
-        _ => Err(InvalidRequest::new("give exactly one of `text` and `messages`", None)),
+        _ => Err(InvalidRequest::new(
+            "give exactly one of `text` and `messages`",
+            None,
+        )),
     }
 }
 
@@ -237,8 +249,13 @@ pub struct EmbeddingsRequest {
 /// Parses an embeddings body.
 pub fn parse_embeddings_request(bytes: &[u8]) -> Result<EmbeddingsRequest, InvalidRequest> {
     let value = parse_json_object(bytes)?;
-    if value.get("input").is_some_and(|v| !v.is_string() && !v.as_array().is_some_and(|a| a.iter().all(Value::is_string))) {
-        return Err(InvalidRequest::new("`input` must be a string or an array of strings (token arrays are not supported)", Some("input")));
+    if value.get("input").is_some_and(|v| {
+        !v.is_string() && !v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+    }) {
+        return Err(InvalidRequest::new(
+            "`input` must be a string or an array of strings (token arrays are not supported)",
+            Some("input"),
+        ));
     }
     typed(&value)
 }
@@ -246,14 +263,28 @@ pub fn parse_embeddings_request(bytes: &[u8]) -> Result<EmbeddingsRequest, Inval
 /// Parses `bytes` as a JSON object, with distinct messages for bad UTF-8, bad JSON and non-objects.
 fn parse_json_object(bytes: &[u8]) -> Result<Value, InvalidRequest> {
     if let Err(e) = std::str::from_utf8(bytes) {
-        return Err(InvalidRequest::new(format!("the request body is not valid UTF-8 (byte {})", e.valid_up_to()), None));
+        return Err(InvalidRequest::new(
+            format!(
+                "the request body is not valid UTF-8 (byte {})",
+                e.valid_up_to()
+            ),
+            None,
+        ));
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(InvalidRequest::new("the request body is empty; expected a JSON object", None));
+        return Err(InvalidRequest::new(
+            "the request body is empty; expected a JSON object",
+            None,
+        ));
     }
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| InvalidRequest::new(format!("the request body is not valid JSON: {e}"), None))?;
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        InvalidRequest::new(format!("the request body is not valid JSON: {e}"), None)
+    })?;
     if !value.is_object() {
-        return Err(InvalidRequest::new("the request body must be a JSON object", None));
+        return Err(InvalidRequest::new(
+            "the request body must be a JSON object",
+            None,
+        ));
     }
     Ok(value)
 }
@@ -314,31 +345,50 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = parse_chat_request(br#"{"model":"auto","messages":[{"role":"user","content":5}]}"#).unwrap_err();
+        let e = parse_chat_request(br#"{"model":"auto","messages":[{"role":"user","content":5}]}"#)
+            .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].content"));
-        let e = parse_chat_request(br#"{"model":"auto","messages":[{"role":"robot","content":"x"}]}"#).unwrap_err();
+        let e =
+            parse_chat_request(br#"{"model":"auto","messages":[{"role":"robot","content":"x"}]}"#)
+                .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].role"));
         let e = parse_chat_request(br#"{"messages":[]}"#).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("model"));
         let e = parse_chat_request(br#"{"model":"auto","messages":[]}"#).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages"));
-        let e = parse_chat_request(br#"{"model":"auto","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#).unwrap_err();
+        let e = parse_chat_request(
+            br#"{"model":"auto","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#,
+        )
+        .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("stream"));
     }
 
     #[test]
     fn bad_bytes_and_non_objects_are_rejected() {
-        assert!(parse_chat_request(b"\xff\xfe{}").unwrap_err().message.contains("UTF-8"));
-        assert!(parse_chat_request(b"{\"model\": ").unwrap_err().message.contains("not valid JSON"));
-        assert!(parse_chat_request(b"[1,2]").unwrap_err().message.contains("JSON object"));
-        assert!(parse_chat_request(b"  ").unwrap_err().message.contains("empty"));
+        assert!(parse_chat_request(b"\xff\xfe{}")
+            .unwrap_err()
+            .message
+            .contains("UTF-8"));
+        assert!(parse_chat_request(b"{\"model\": ")
+            .unwrap_err()
+            .message
+            .contains("not valid JSON"));
+        assert!(parse_chat_request(b"[1,2]")
+            .unwrap_err()
+            .message
+            .contains("JSON object"));
+        assert!(parse_chat_request(b"  ")
+            .unwrap_err()
+            .message
+            .contains("empty"));
     }
 
     #[test]
     fn embeddings_input_forms() {
         let one = parse_embeddings_request(br#"{"input":"hi"}"#).unwrap();
         assert_eq!(one.input, EmbeddingInput::One("hi".into()));
-        let many = parse_embeddings_request(br#"{"input":["a","b"],"encoding_format":"base64"}"#).unwrap();
+        let many =
+            parse_embeddings_request(br#"{"input":["a","b"],"encoding_format":"base64"}"#).unwrap();
         assert_eq!(many.encoding_format, EncodingFormat::Base64);
         let tokens = parse_embeddings_request(br#"{"input":[1,2,3]}"#).unwrap_err();
         assert_eq!(tokens.param.as_deref(), Some("input"));

@@ -81,10 +81,18 @@ impl Telemetry {
             .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
-            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.sample_ratio))))
-            .with_resource(Resource::builder().with_service_name(config.service_name.clone()).build())
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                config.sample_ratio,
+            ))))
+            .with_resource(
+                Resource::builder()
+                    .with_service_name(config.service_name.clone())
+                    .build(),
+            )
             .build();
-        TRACER.set(provider.tracer("semrouter")).map_err(|_| TelemetryError::AlreadyRunning)?;
+        TRACER
+            .set(provider.tracer("semrouter"))
+            .map_err(|_| TelemetryError::AlreadyRunning)?;
         Ok(Some(Self {
             provider,
             runtime: Some(runtime),
@@ -103,7 +111,9 @@ impl Telemetry {
             .with_tracked_inactivity(false)
             .with_threads(false)
             .with_level(false)
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| meta.is_span() && meta.target().starts_with("semrouter")))
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                meta.is_span() && meta.target().starts_with("semrouter")
+            }))
     }
 
     /// Exports what is buffered and stops the exporter.
@@ -124,10 +134,20 @@ pub fn enabled() -> bool {
 
 /// The `request` span of one API call, joined to the caller's trace when `headers` carry a
 /// W3C `traceparent` (and `tracestate`). `route` names the endpoint.
-pub fn request_span<'a>(route: &'static str, headers: impl Iterator<Item = (&'a str, &'a str)>) -> tracing::Span {
+pub fn request_span<'a>(
+    route: &'static str,
+    headers: impl Iterator<Item = (&'a str, &'a str)>,
+) -> tracing::Span {
     let span = tracing::debug_span!(target: "semrouter::request", "request", http.route = route);
     if enabled() && !span.is_disabled() {
-        let carrier = Carrier(headers.filter(|(name, _)| name.eq_ignore_ascii_case("traceparent") || name.eq_ignore_ascii_case("tracestate")).collect());
+        let carrier = Carrier(
+            headers
+                .filter(|(name, _)| {
+                    name.eq_ignore_ascii_case("traceparent")
+                        || name.eq_ignore_ascii_case("tracestate")
+                })
+                .collect(),
+        );
         if !carrier.0.is_empty() {
             // A malformed traceparent gives an empty context: the span starts a new trace.
             let _ = span.set_parent(TraceContextPropagator::new().extract(&carrier));
@@ -143,7 +163,8 @@ pub fn inject(headers: &mut reqwest::header::HeaderMap) {
         return;
     }
     let context = tracing::Span::current().context();
-    TraceContextPropagator::new().inject_context(&context, &mut opentelemetry_http::HeaderInjector(headers));
+    TraceContextPropagator::new()
+        .inject_context(&context, &mut opentelemetry_http::HeaderInjector(headers));
 }
 
 /// The `queue`, `tokenise` and `infer` spans of one encoder call that started at `started`,
@@ -155,8 +176,15 @@ pub fn record_backend_stages(started: SystemTime, timing: &StageTiming) {
     };
     let parent = tracing::Span::current().context();
     let mut at = started;
-    for (name, took) in [("queue", timing.queue), ("tokenise", timing.tokenize), ("infer", timing.infer)] {
-        let mut span = tracer.span_builder(name).with_start_time(at).start_with_context(tracer, &parent);
+    for (name, took) in [
+        ("queue", timing.queue),
+        ("tokenise", timing.tokenize),
+        ("infer", timing.infer),
+    ] {
+        let mut span = tracer
+            .span_builder(name)
+            .with_start_time(at)
+            .start_with_context(tracer, &parent);
         at += took;
         span.end_with_timestamp(at);
     }
@@ -167,7 +195,10 @@ struct Carrier<'a>(Vec<(&'a str, &'a str)>);
 
 impl Extractor for Carrier<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(name, _)| name.eq_ignore_ascii_case(key)).map(|(_, value)| *value)
+        self.0
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(key))
+            .map(|(_, value)| *value)
     }
 
     fn keys(&self) -> Vec<&str> {

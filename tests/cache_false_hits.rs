@@ -64,8 +64,15 @@ fn build(split: Split, per_kind: usize) -> Set {
         // The bigger splits come from the all-questions file the benches use too.
         let all = embeddings::mmlu_questions();
         let (model_id, vectors) = embeddings::embed_cached("mmlu-questions.bin", &all);
-        let by_text: std::collections::HashMap<&str, &Vec<f32>> = all.iter().map(String::as_str).zip(&vectors).collect();
-        (model_id, questions.iter().map(|q| by_text[q.as_str()].clone()).collect())
+        let by_text: std::collections::HashMap<&str, &Vec<f32>> =
+            all.iter().map(String::as_str).zip(&vectors).collect();
+        (
+            model_id,
+            questions
+                .iter()
+                .map(|q| by_text[q.as_str()].clone())
+                .collect(),
+        )
     };
     // Each question's nearest other question (distinct text): distinct questions, same topic.
     let mut nearest = Vec::new();
@@ -73,7 +80,10 @@ fn build(split: Split, per_kind: usize) -> Set {
     for i in (0..questions.len()).step_by(step).take(per_kind) {
         let best = (0..questions.len())
             .filter(|&j| j != i && questions[j].to_lowercase() != questions[i].to_lowercase())
-            .max_by(|&a, &b| cosine(&question_vectors[i], &question_vectors[a]).total_cmp(&cosine(&question_vectors[i], &question_vectors[b])));
+            .max_by(|&a, &b| {
+                cosine(&question_vectors[i], &question_vectors[a])
+                    .total_cmp(&cosine(&question_vectors[i], &question_vectors[b]))
+            });
         if let Some(j) = best {
             nearest.push(Pair {
                 kind: Kind::Nearest,
@@ -86,7 +96,10 @@ fn build(split: Split, per_kind: usize) -> Set {
     let texts: Vec<String> = pairs.iter().map(|p| p.query.clone()).collect();
     let (_, query_vectors) = embeddings::embed_cached(&format!("false-hits-{name}.bin"), &texts);
     let truncates = embeddings::truncation_check();
-    let truncated = pairs.iter().map(|p| truncates(&questions[p.stored]) || truncates(&p.query)).collect();
+    let truncated = pairs
+        .iter()
+        .map(|p| truncates(&questions[p.stored]) || truncates(&p.query))
+        .collect();
     Set {
         questions,
         question_vectors,
@@ -134,12 +147,27 @@ fn through_cache(set: &Set, config: &CacheConfig) -> BTreeMap<Kind, Tally> {
         let tenant = format!("pair-{n}");
         let stored = json!({"model": "auto", "messages": [{"role": "user", "content": set.questions[pair.stored]}]});
         let query = json!({"model": "auto", "messages": [{"role": "user", "content": pair.query}]});
-        let mut stored_req = cache.request(stored.as_object().unwrap(), "m", Some(&tenant)).unwrap();
+        let mut stored_req = cache
+            .request(stored.as_object().unwrap(), "m", Some(&tenant))
+            .unwrap();
         stored_req.embedding_truncated = set.truncated[n];
-        cache.insert(&stored_req, Some(&set.question_vectors[pair.stored]), None, answer(pair.stored)).unwrap();
-        let mut query_req = cache.request(query.as_object().unwrap(), "m", Some(&tenant)).unwrap();
+        cache
+            .insert(
+                &stored_req,
+                Some(&set.question_vectors[pair.stored]),
+                None,
+                answer(pair.stored),
+            )
+            .unwrap();
+        let mut query_req = cache
+            .request(query.as_object().unwrap(), "m", Some(&tenant))
+            .unwrap();
         query_req.embedding_truncated = set.truncated[n];
-        let hit = cache.lookup_exact(&query_req).or_else(|| cache.lookup_semantic(&query_req, &set.query_vectors[n], None).unwrap());
+        let hit = cache.lookup_exact(&query_req).or_else(|| {
+            cache
+                .lookup_semantic(&query_req, &set.query_vectors[n], None)
+                .unwrap()
+        });
         let tally = tallies.entry(pair.kind).or_default();
         tally.pairs += 1;
         tally.hits += usize::from(hit.is_some());
@@ -172,8 +200,18 @@ fn report(title: &str, tallies: &BTreeMap<Kind, Tally>) {
     println!("{title}");
     for kind in Kind::ALL {
         let t = tallies.get(&kind).copied().unwrap_or_default();
-        let label = if kind.should_match() { "hit rate" } else { "false hits" };
-        println!("  {:<11} {:>4} pairs  {label} {:>6.2}%  ({})", kind.name(), t.pairs, 100.0 * t.rate(), t.hits);
+        let label = if kind.should_match() {
+            "hit rate"
+        } else {
+            "false hits"
+        };
+        println!(
+            "  {:<11} {:>4} pairs  {label} {:>6.2}%  ({})",
+            kind.name(),
+            t.pairs,
+            100.0 * t.rate(),
+            t.hits
+        );
     }
 }
 
@@ -192,15 +230,39 @@ fn default_threshold_keeps_false_hits_under_one_percent() {
         ),
         &tallies,
     );
-    let must_not: Vec<Tally> = [Kind::Negation, Kind::Number, Kind::Entity].iter().map(|k| tallies[k]).collect();
-    for (kind, t) in [Kind::Negation, Kind::Number, Kind::Entity].iter().zip(&must_not) {
-        assert!(t.pairs >= 50, "{}: only {} pairs generated", kind.name(), t.pairs);
-        assert!(t.rate() <= 0.01, "{}: false-hit rate {:.2}% above 1%", kind.name(), 100.0 * t.rate());
+    let must_not: Vec<Tally> = [Kind::Negation, Kind::Number, Kind::Entity]
+        .iter()
+        .map(|k| tallies[k])
+        .collect();
+    for (kind, t) in [Kind::Negation, Kind::Number, Kind::Entity]
+        .iter()
+        .zip(&must_not)
+    {
+        assert!(
+            t.pairs >= 50,
+            "{}: only {} pairs generated",
+            kind.name(),
+            t.pairs
+        );
+        assert!(
+            t.rate() <= 0.01,
+            "{}: false-hit rate {:.2}% above 1%",
+            kind.name(),
+            100.0 * t.rate()
+        );
     }
     let nearest = tallies[&Kind::Nearest];
-    assert!(nearest.rate() <= 0.01, "nearest other question: false-hit rate {:.2}%", 100.0 * nearest.rate());
+    assert!(
+        nearest.rate() <= 0.01,
+        "nearest other question: false-hit rate {:.2}%",
+        100.0 * nearest.rate()
+    );
     let paraphrase = tallies[&Kind::Paraphrase];
-    assert!(paraphrase.rate() >= 0.6, "paraphrase hit rate {:.2}% fell below 60%", 100.0 * paraphrase.rate());
+    assert!(
+        paraphrase.rate() >= 0.6,
+        "paraphrase hit rate {:.2}% fell below 60%",
+        100.0 * paraphrase.rate()
+    );
 }
 
 #[test]
@@ -214,7 +276,13 @@ fn sweep() {
         let threshold = 0.78 + 0.01 * step as f32;
         let bare = decide(&set, threshold, None);
         let guarded = decide(&set, threshold, Some(&guard));
-        let cell = |kind: Kind| format!("{:5.1}/{:5.1}%", 100.0 * bare[&kind].rate(), 100.0 * guarded[&kind].rate());
+        let cell = |kind: Kind| {
+            format!(
+                "{:5.1}/{:5.1}%",
+                100.0 * bare[&kind].rate(),
+                100.0 * guarded[&kind].rate()
+            )
+        };
         println!(
             "{threshold:.2}      | {} | {} | {} | {} | {}",
             cell(Kind::Paraphrase),
@@ -232,12 +300,26 @@ fn sweep() {
             let sim = cosine(&set.question_vectors[p.stored], &set.query_vectors[n]);
             let passes = sim >= threshold
                 && !set.truncated[n]
-                && guard.check(&GuardFeatures::extract(&p.query), &GuardFeatures::extract(&set.questions[p.stored])).is_ok();
+                && guard
+                    .check(
+                        &GuardFeatures::extract(&p.query),
+                        &GuardFeatures::extract(&set.questions[p.stored]),
+                    )
+                    .is_ok();
             let limit = if kind == Kind::Nearest { 14 } else { 4 };
             if passes != kind.should_match() && shown < limit {
                 shown += 1;
-                let cut = |t: &str| t.chars().take(if kind == Kind::Nearest { 600 } else { 110 }).collect::<String>();
-                println!("  {} {sim:.3}\n    stored: {}\n    query:  {}", kind.name(), cut(&set.questions[p.stored]), cut(&p.query));
+                let cut = |t: &str| {
+                    t.chars()
+                        .take(if kind == Kind::Nearest { 600 } else { 110 })
+                        .collect::<String>()
+                };
+                println!(
+                    "  {} {sim:.3}\n    stored: {}\n    query:  {}",
+                    kind.name(),
+                    cut(&set.questions[p.stored]),
+                    cut(&p.query)
+                );
             }
         }
     }
@@ -255,6 +337,15 @@ fn sweep() {
     for kind in Kind::ALL {
         let s = sims(kind);
         let q = |f: f64| s[((s.len() - 1) as f64 * f) as usize];
-        println!("{:<11} n={:>4} similarity p1 {:.3} p10 {:.3} p50 {:.3} p90 {:.3} p99 {:.3}", kind.name(), s.len(), q(0.01), q(0.1), q(0.5), q(0.9), q(0.99));
+        println!(
+            "{:<11} n={:>4} similarity p1 {:.3} p10 {:.3} p50 {:.3} p90 {:.3} p99 {:.3}",
+            kind.name(),
+            s.len(),
+            q(0.01),
+            q(0.1),
+            q(0.5),
+            q(0.9),
+            q(0.99)
+        );
     }
 }

@@ -29,7 +29,10 @@ fn replica(redis: &Redis) -> Server {
             ("SEMROUTER__CACHE__ENABLED", "true".into()),
             ("SEMROUTER__CACHE__SHARED__ENABLED", "true".into()),
             ("SEMROUTER__CACHE__SHARED__URL", redis.url()),
-            ("SEMROUTER__CACHE__SHARED__KEY_PREFIX", "replicas-test".into()),
+            (
+                "SEMROUTER__CACHE__SHARED__KEY_PREFIX",
+                "replicas-test".into(),
+            ),
             ("SEMROUTER__CACHE__SHARED__CONNECT_TIMEOUT_MS", "300".into()),
             ("SEMROUTER__CACHE__SHARED__COMMAND_TIMEOUT_MS", "500".into()),
             ("SEMROUTER__CACHE__SHARED__BACKOFF_INITIAL_MS", "50".into()),
@@ -51,13 +54,23 @@ struct Client {
 impl Client {
     fn new() -> Self {
         // A hang fails the test instead of stalling it.
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()
+            .unwrap();
         Self { http }
     }
 
     async fn store(&self, server: &Server, prompt: &str, answer: &str) {
         let entry = json!({"request": chat("auto", prompt), "response": completion(answer)});
-        let reply = self.http.post(server.url("/v1/cache")).bearer_auth(common::ADMIN_TOKEN).json(&entry).send().await.unwrap();
+        let reply = self
+            .http
+            .post(server.url("/v1/cache"))
+            .bearer_auth(common::ADMIN_TOKEN)
+            .json(&entry)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(reply.status(), 200);
         let body: Value = reply.json().await.unwrap();
         assert_eq!(body["stored"], true, "{body}");
@@ -66,7 +79,13 @@ impl Client {
     /// `/v1/route` for `prompt`: the `cache` object, and how long it took. Anything but 200 fails.
     async fn route(&self, server: &Server, prompt: &str) -> (Value, Duration) {
         let started = Instant::now();
-        let reply = self.http.post(server.url("/v1/route")).json(&chat("auto", prompt)).send().await.unwrap();
+        let reply = self
+            .http
+            .post(server.url("/v1/route"))
+            .json(&chat("auto", prompt))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(reply.status(), 200, "route on {}", server.base);
         let body: Value = reply.json().await.unwrap();
         (body["cache"].clone(), started.elapsed())
@@ -75,12 +94,22 @@ impl Client {
     /// The cached answer `server` serves for `prompt`, with the hit's kind.
     async fn served(&self, server: &Server, prompt: &str) -> Option<(String, String)> {
         let (cache, _) = self.route(server, prompt).await;
-        let content = cache["response"]["choices"][0]["message"]["content"].as_str()?.to_string();
+        let content = cache["response"]["choices"][0]["message"]["content"]
+            .as_str()?
+            .to_string();
         Some((cache["kind"].as_str()?.to_string(), content))
     }
 
     async fn connected(&self, server: &Server) -> bool {
-        let stats: Value = self.http.get(server.url("/v1/cache/stats")).send().await.unwrap().json().await.unwrap();
+        let stats: Value = self
+            .http
+            .get(server.url("/v1/cache/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         stats["shared"]["connected"] == true
     }
 
@@ -91,7 +120,11 @@ impl Client {
             if self.served(server, prompt).await == Some((kind.to_string(), answer.to_string())) {
                 return;
             }
-            assert!(Instant::now() < deadline, "{} never served `{answer}` as a {kind} hit", server.base);
+            assert!(
+                Instant::now() < deadline,
+                "{} never served `{answer}` as a {kind} hit",
+                server.base
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -100,10 +133,15 @@ impl Client {
     async fn until_connected(&self, replicas: [&Server; 2], connected: bool) {
         let deadline = Instant::now() + WAIT;
         loop {
-            if self.connected(replicas[0]).await == connected && self.connected(replicas[1]).await == connected {
+            if self.connected(replicas[0]).await == connected
+                && self.connected(replicas[1]).await == connected
+            {
                 return;
             }
-            assert!(Instant::now() < deadline, "replicas never reported connected={connected}");
+            assert!(
+                Instant::now() < deadline,
+                "replicas never reported connected={connected}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -122,18 +160,31 @@ async fn two_router_processes_share_one_redis_and_survive_its_outage() {
     let (miss, _) = client.route(&b, QUESTION).await;
     assert_eq!(miss["hit"], false, "{miss}");
     client.store(&a, QUESTION, "Canberra.").await;
-    client.until_served(&b, QUESTION, "exact", "Canberra.").await;
-    assert_eq!(client.served(&b, PARAPHRASE).await, Some(("semantic".into(), "Canberra.".into())));
+    client
+        .until_served(&b, QUESTION, "exact", "Canberra.")
+        .await;
+    assert_eq!(
+        client.served(&b, PARAPHRASE).await,
+        Some(("semantic".into(), "Canberra.".into()))
+    );
 
     // Redis dies. Before and after the replicas notice, both answer at once from their local
     // tier: hits for what they hold, misses for the rest, stores kept locally.
     redis.kill();
     for round in 0..2 {
         for server in [&a, &b] {
-            for (prompt, hit) in [(QUESTION, true), (PARAPHRASE, true), ("How do volcanoes form?", false)] {
+            for (prompt, hit) in [
+                (QUESTION, true),
+                (PARAPHRASE, true),
+                ("How do volcanoes form?", false),
+            ] {
                 let (cache, took) = client.route(server, prompt).await;
                 assert_eq!(cache["hit"], hit, "round {round}, {prompt}: {cache}");
-                assert!(took < OUTAGE_BOUND, "round {round}: {prompt} took {took:?} on {}", server.base);
+                assert!(
+                    took < OUTAGE_BOUND,
+                    "round {round}: {prompt} took {took:?} on {}",
+                    server.base
+                );
             }
         }
         if round == 0 {
@@ -141,19 +192,50 @@ async fn two_router_processes_share_one_redis_and_survive_its_outage() {
         }
     }
     let started = Instant::now();
-    client.store(&a, "Who wrote the novel Moby-Dick?", "Herman Melville.").await;
-    assert!(started.elapsed() < OUTAGE_BOUND, "a store never waits for Redis");
-    client.until_served(&a, "Who wrote the novel Moby-Dick?", "exact", "Herman Melville.").await;
+    client
+        .store(&a, "Who wrote the novel Moby-Dick?", "Herman Melville.")
+        .await;
+    assert!(
+        started.elapsed() < OUTAGE_BOUND,
+        "a store never waits for Redis"
+    );
+    client
+        .until_served(
+            &a,
+            "Who wrote the novel Moby-Dick?",
+            "exact",
+            "Herman Melville.",
+        )
+        .await;
 
     // Redis returns, empty, on the same port: both reconnect by themselves and share again.
     redis.restart();
     client.until_connected([&a, &b], true).await;
-    client.store(&a, "What is the boiling point of water at sea level?", "100 degrees Celsius.").await;
-    client.until_served(&b, "What is the boiling point of water at sea level?", "exact", "100 degrees Celsius.").await;
+    client
+        .store(
+            &a,
+            "What is the boiling point of water at sea level?",
+            "100 degrees Celsius.",
+        )
+        .await;
+    client
+        .until_served(
+            &b,
+            "What is the boiling point of water at sea level?",
+            "exact",
+            "100 degrees Celsius.",
+        )
+        .await;
     assert_eq!(
-        client.served(&b, "What's the boiling point of water at sea level?").await.map(|(kind, _)| kind),
+        client
+            .served(&b, "What's the boiling point of water at sea level?")
+            .await
+            .map(|(kind, _)| kind),
         Some("semantic".into())
     );
     // What B held before the outage it still serves.
-    assert_eq!(client.served(&b, QUESTION).await, Some(("exact".into(), "Canberra.".into())));
+    assert_eq!(
+        client.served(&b, QUESTION).await,
+        Some(("exact".into(), "Canberra.".into()))
+    );
 }

@@ -30,13 +30,20 @@ async fn get_json(client: &reqwest::Client, url: String) -> Value {
 fn launch(small: &Upstream, big: &Upstream, extra: &[(&'static str, &str)]) -> Launch<'static> {
     let mut env = vec![
         ("SEMROUTER__CACHE__ENABLED", "true".to_string()),
-        ("SEMROUTER__MODELS__0__UPSTREAM__BASE_URL", small.base.clone()),
+        (
+            "SEMROUTER__MODELS__0__UPSTREAM__BASE_URL",
+            small.base.clone(),
+        ),
         ("SEMROUTER__MODELS__1__UPSTREAM__BASE_URL", big.base.clone()),
         ("SEMROUTER__MODELS__2__UPSTREAM__BASE_URL", big.base.clone()),
     ];
     env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
-    let config = std::fs::read_to_string(repo().join("config/semrouter.yaml")).expect("default config");
-    Launch { config: Some(config), env }
+    let config =
+        std::fs::read_to_string(repo().join("config/semrouter.yaml")).expect("default config");
+    Launch {
+        config: Some(config),
+        env,
+    }
 }
 
 #[tokio::test]
@@ -44,24 +51,51 @@ async fn the_assets_are_embedded_and_load_nothing_from_elsewhere() {
     let server = Server::start_default();
     let client = reqwest::Client::new();
     for (path, content_type, needle) in [
-        ("/dashboard", "text/html", "<title>semrouter dashboard</title>"),
+        (
+            "/dashboard",
+            "text/html",
+            "<title>semrouter dashboard</title>",
+        ),
         ("/dashboard/", "text/html", "/dashboard/dashboard.js"),
-        ("/dashboard/dashboard.js", "text/javascript", "/dashboard/api/decisions"),
+        (
+            "/dashboard/dashboard.js",
+            "text/javascript",
+            "/dashboard/api/decisions",
+        ),
         ("/dashboard/dashboard.css", "text/css", ".cards"),
     ] {
         let response = client.get(server.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
         let headers = response.headers().clone();
-        assert!(headers["content-type"].to_str().unwrap().starts_with(content_type), "{path}: {:?}", headers["content-type"]);
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(content_type),
+            "{path}: {:?}",
+            headers["content-type"]
+        );
         let csp = headers["content-security-policy"].to_str().unwrap();
-        assert!(csp.contains("default-src 'self'") && !csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert!(
+            csp.contains("default-src 'self'") && !csp.contains("unsafe-inline"),
+            "{path}: {csp}"
+        );
         let body = response.text().await.unwrap();
         assert!(body.contains(needle), "{path} lacks {needle}");
         // The SVG namespace is a name, not a fetch; any other absolute URL would be one.
         let external = body.replace("http://www.w3.org/2000/svg", "");
-        assert!(!external.contains("http://") && !external.contains("https://") && !external.contains("//cdn"), "{path} refers to another host");
+        assert!(
+            !external.contains("http://")
+                && !external.contains("https://")
+                && !external.contains("//cdn"),
+            "{path} refers to another host"
+        );
     }
-    let error = expect_error(client.post(server.url("/dashboard")).send().await.unwrap(), 405).await;
+    let error = expect_error(
+        client.post(server.url("/dashboard")).send().await.unwrap(),
+        405,
+    )
+    .await;
     assert_eq!(error["code"], "method_not_allowed");
 }
 
@@ -72,11 +106,24 @@ async fn the_views_show_what_each_front_end_decided_and_never_the_prompt() {
     let client = reqwest::Client::new();
 
     let math = format!("Prove that there are infinitely many primes, {MARKER}.");
-    let routed: Value = client.post(server.url("/v1/route")).json(&chat("auto", &math)).send().await.unwrap().json().await.unwrap();
+    let routed: Value = client
+        .post(server.url("/v1/route"))
+        .json(&chat("auto", &math))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let history = format!("Who was the first emperor of Rome, {MARKER}?");
     for _ in 0..2 {
         // The second one is an exact cache hit of the first's answer.
-        let response = client.post(server.url("/v1/chat/completions")).json(&chat("auto", &history)).send().await.unwrap();
+        let response = client
+            .post(server.url("/v1/chat/completions"))
+            .json(&chat("auto", &history))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         response.bytes().await.unwrap();
     }
@@ -93,19 +140,40 @@ async fn the_views_show_what_each_front_end_decided_and_never_the_prompt() {
     assert!(rest["latency_us"].as_u64().unwrap() > 0);
     assert_eq!(proxied["front_end"], "proxy");
     assert_eq!(proxied["cache"], "miss");
-    assert_eq!((hit["front_end"].as_str(), hit["action"].as_str(), hit["cache_kind"].as_str()), (Some("proxy"), Some("cache"), Some("exact")));
-    assert_eq!(hit["model"], proxied["model"], "the cache served the model that answered");
+    assert_eq!(
+        (
+            hit["front_end"].as_str(),
+            hit["action"].as_str(),
+            hit["cache_kind"].as_str()
+        ),
+        (Some("proxy"), Some("cache"), Some("exact"))
+    );
+    assert_eq!(
+        hit["model"], proxied["model"],
+        "the cache served the model that answered"
+    );
     assert!(rest["at_ms"].as_u64() <= hit["at_ms"].as_u64());
 
     let dist = &decisions["distribution"];
     assert_eq!(dist["decisions"], 3);
-    assert_eq!((dist["cache_hits"].as_u64(), dist["cache_lookups"].as_u64()), (Some(1), Some(3)));
+    assert_eq!(
+        (dist["cache_hits"].as_u64(), dist["cache_lookups"].as_u64()),
+        (Some(1), Some(3))
+    );
     assert_eq!(dist["by_front_end"], json!({"proxy": 2, "rest": 1}));
     assert_eq!(dist["by_action"]["cache"], 1);
-    let by_model: u64 = dist["by_model"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    let by_model: u64 = dist["by_model"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
     assert_eq!(by_model, 3);
     assert_eq!(decisions["show_prompts"], false);
-    assert!(!decisions.to_string().contains(MARKER), "prompt text reached the dashboard: {decisions}");
+    assert!(
+        !decisions.to_string().contains(MARKER),
+        "prompt text reached the dashboard: {decisions}"
+    );
 
     let overview = get_json(&client, server.url("/dashboard/api/overview")).await;
     assert_eq!(overview["ready"], true);
@@ -115,9 +183,18 @@ async fn the_views_show_what_each_front_end_decided_and_never_the_prompt() {
     assert_eq!(overview["cache"]["entries"], 1);
     let models = overview["models"].as_array().unwrap();
     assert_eq!(models.len(), 3);
-    assert!(models.iter().all(|m| m["proxied"] == true && m["in_flight"] == 0));
-    let answered = models.iter().find(|m| m["name"] == proxied["model"]).unwrap();
-    assert_ne!(answered["latency_ewma_ms"], json!(400.0), "the stub's answer moved the EWMA off its prior: {answered}");
+    assert!(models
+        .iter()
+        .all(|m| m["proxied"] == true && m["in_flight"] == 0));
+    let answered = models
+        .iter()
+        .find(|m| m["name"] == proxied["model"])
+        .unwrap();
+    assert_ne!(
+        answered["latency_ewma_ms"],
+        json!(400.0),
+        "the stub's answer moved the EWMA off its prior: {answered}"
+    );
     assert_eq!(overview["admission"]["max_in_flight"], 1024);
 }
 
@@ -125,8 +202,21 @@ async fn the_views_show_what_each_front_end_decided_and_never_the_prompt() {
 async fn the_policy_map_is_the_loaded_configuration() {
     let server = Server::start_default();
     let map = get_json(&reqwest::Client::new(), server.url("/dashboard/api/policy")).await;
-    let rules: Vec<&str> = map["rules"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(rules, ["block-jailbreak", "guard-suspected-jailbreak", "code-on-capable-models", "default"]);
+    let rules: Vec<&str> = map["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "block-jailbreak",
+            "guard-suspected-jailbreak",
+            "code-on-capable-models",
+            "default"
+        ]
+    );
     let block = &map["rules"][0];
     assert_eq!(block["action"], "block");
     assert_eq!(block["models"], json!([]));
@@ -135,12 +225,32 @@ async fn the_policy_map_is_the_loaded_configuration() {
     assert_eq!(map["rules"][1]["models"], json!(["gpt-oss-120b"]));
     assert_eq!(map["rules"][1]["reasoning"], "off");
     assert_eq!(map["rules"][2]["signals"], json!(["keyword:code"]));
-    assert_eq!(map["rules"][3]["models"], json!(["qwen3-8b", "gpt-oss-120b", "deepseek-v3.1"]));
+    assert_eq!(
+        map["rules"][3]["models"],
+        json!(["qwen3-8b", "gpt-oss-120b", "deepseek-v3.1"])
+    );
     assert_eq!(map["rules"][3]["when"], Value::Null);
-    assert_eq!(map["tenant_header"], "x-semrouter-tenant", "the try-it box sends the configured tenant header");
-    let signals: Vec<&str> = map["signals"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    for expected in ["domain", "complexity", "jailbreak", "keyword:code", "request"] {
-        assert!(signals.contains(&expected), "{expected} missing from {signals:?}");
+    assert_eq!(
+        map["tenant_header"], "x-semrouter-tenant",
+        "the try-it box sends the configured tenant header"
+    );
+    let signals: Vec<&str> = map["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "domain",
+        "complexity",
+        "jailbreak",
+        "keyword:code",
+        "request",
+    ] {
+        assert!(
+            signals.contains(&expected),
+            "{expected} missing from {signals:?}"
+        );
     }
     // The default config's PII detector is loaded only when a rule or a model needs it; none does.
     assert!(!signals.contains(&"pii"), "{signals:?}");
@@ -151,7 +261,12 @@ async fn the_policy_map_is_the_loaded_configuration() {
     assert!((deepseek["quality"]["math"].as_f64().unwrap() - 0.95).abs() < 1e-6);
     assert_eq!(map["scoring"]["weights"]["quality"], 0.75);
     assert_eq!(map["scoring"]["fallback"], "cheapest");
-    assert!(map["scoring"]["preferences"]["cost"]["cost"].as_f64().unwrap() > 0.5);
+    assert!(
+        map["scoring"]["preferences"]["cost"]["cost"]
+            .as_f64()
+            .unwrap()
+            > 0.5
+    );
     assert_eq!(map["reasoning_levels"].as_array().unwrap().len(), 4);
 }
 
@@ -163,7 +278,15 @@ async fn prompts_appear_only_with_the_debug_option_and_the_dashboard_can_be_turn
     });
     let client = reqwest::Client::new();
     let prompt = format!("What is the capital of France, {MARKER}?");
-    client.post(shown.url("/v1/route")).json(&chat("auto", &prompt)).send().await.unwrap().bytes().await.unwrap();
+    client
+        .post(shown.url("/v1/route"))
+        .json(&chat("auto", &prompt))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     let decisions = get_json(&client, shown.url("/dashboard/api/decisions")).await;
     assert_eq!(decisions["show_prompts"], true);
     assert_eq!(decisions["recent"][0]["prompt"], prompt.as_str());
@@ -173,12 +296,22 @@ async fn prompts_appear_only_with_the_debug_option_and_the_dashboard_can_be_turn
         env: vec![("SEMROUTER__DASHBOARD__ENABLED", "false".into())],
         ..Launch::default()
     });
-    for path in ["/dashboard", "/dashboard/dashboard.js", "/dashboard/api/decisions", "/dashboard/api/policy"] {
+    for path in [
+        "/dashboard",
+        "/dashboard/dashboard.js",
+        "/dashboard/api/decisions",
+        "/dashboard/api/policy",
+    ] {
         let error = expect_error(client.get(off.url(path)).send().await.unwrap(), 404).await;
         assert_eq!(error["code"], "unknown_url", "{path}");
     }
     // The rest of the router is unaffected.
-    let routed = client.post(off.url("/v1/route")).json(&chat("auto", "What is 2 + 2?")).send().await.unwrap();
+    let routed = client
+        .post(off.url("/v1/route"))
+        .json(&chat("auto", "What is 2 + 2?"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(routed.status(), 200);
 }
 
@@ -190,13 +323,23 @@ async fn the_try_it_box_learns_a_renamed_tenant_header() {
     });
     let map = get_json(&reqwest::Client::new(), server.url("/dashboard/api/policy")).await;
     assert_eq!(map["tenant_header"], "x-team");
-    let script = reqwest::get(server.url("/dashboard/dashboard.js")).await.unwrap().text().await.unwrap();
-    assert!(script.contains("headers[tenantHeader]") && script.contains("tenantHeader = map.tenant_header"), "the box sends the header the map names");
+    let script = reqwest::get(server.url("/dashboard/dashboard.js"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        script.contains("headers[tenantHeader]")
+            && script.contains("tenantHeader = map.tenant_header"),
+        "the box sends the header the map names"
+    );
 }
 
 #[test]
 fn a_bad_dashboard_setting_stops_start_up_naming_the_key() {
-    let (status, stderr) = common::serve_expecting_failure(None, &[("SEMROUTER__DASHBOARD__HISTORY", "5")]);
+    let (status, stderr) =
+        common::serve_expecting_failure(None, &[("SEMROUTER__DASHBOARD__HISTORY", "5")]);
     assert!(!status.success());
     assert!(stderr.contains("dashboard.history"), "{stderr}");
 }
@@ -205,7 +348,8 @@ fn a_bad_dashboard_setting_stops_start_up_naming_the_key() {
 /// browser test fails under `make test` (`SEMROUTER_REQUIRE_BROWSER=1`) and otherwise skips
 /// loudly.
 fn browser() -> Option<(PathBuf, PathBuf)> {
-    let chromium = PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
+    let chromium =
+        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
     let script = repo().join("tests/browser/dashboard.mjs");
     let modules = repo().join("tests/browser/node_modules/playwright-core");
     if chromium.exists() && modules.exists() {
@@ -221,7 +365,8 @@ fn browser() -> Option<(PathBuf, PathBuf)> {
 }
 
 fn is_png(path: &Path) -> bool {
-    std::fs::read(path).is_ok_and(|bytes| bytes.len() > 10_000 && bytes.starts_with(b"\x89PNG\r\n\x1a\n"))
+    std::fs::read(path)
+        .is_ok_and(|bytes| bytes.len() > 10_000 && bytes.starts_with(b"\x89PNG\r\n\x1a\n"))
 }
 
 #[tokio::test]
@@ -232,8 +377,17 @@ async fn every_view_renders_in_chromium_and_the_try_it_box_explains_a_decision()
     let (small, big) = (Upstream::start("small"), Upstream::start("big"));
     let server = Server::start(launch(&small, &big, &[]));
     let client = reqwest::Client::new();
-    for prompt in ["Who was the first emperor of Rome?", "Write a python function that reverses a list", "Who was the first emperor of Rome?"] {
-        let response = client.post(server.url("/v1/chat/completions")).json(&chat("auto", prompt)).send().await.unwrap();
+    for prompt in [
+        "Who was the first emperor of Rome?",
+        "Write a python function that reverses a list",
+        "Who was the first emperor of Rome?",
+    ] {
+        let response = client
+            .post(server.url("/v1/chat/completions"))
+            .json(&chat("auto", prompt))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         response.bytes().await.unwrap();
     }
@@ -267,18 +421,29 @@ async fn every_view_renders_in_chromium_and_the_try_it_box_explains_a_decision()
     .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "the browser run failed ({}):\n{stderr}\nsaw: {stdout}", run.status);
-    let seen: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert!(
+        run.status.success(),
+        "the browser run failed ({}):\n{stderr}\nsaw: {stdout}",
+        run.status
+    );
+    let seen: Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
 
     // Live view: the three proxied requests and the explained decision, and a row per model.
     assert_eq!(seen["live_rows"], 4, "{seen}");
     assert_eq!(seen["model_rows"], 3);
     assert!(seen["distribution_cards"].as_u64().unwrap() >= 5);
-    assert!(seen["embedding"].as_str().unwrap().contains("all-MiniLM-L6-v2-int8"));
+    assert!(seen["embedding"]
+        .as_str()
+        .unwrap()
+        .contains("all-MiniLM-L6-v2-int8"));
     // Policy view: a node per rule and per model, and edges between them.
     let rules = seen["policy_rules"].as_array().unwrap();
     assert_eq!(rules.len(), 4, "{seen}");
-    assert!(rules[0].as_str().unwrap().starts_with("1. block-jailbreak") && rules[3].as_str().unwrap().starts_with("4. default"));
+    assert!(
+        rules[0].as_str().unwrap().starts_with("1. block-jailbreak")
+            && rules[3].as_str().unwrap().starts_with("4. default")
+    );
     assert_eq!(seen["policy_models"], 3);
     assert!(seen["policy_edges"].as_u64().unwrap() >= 6);
     // Try-it: the page shows the decision the API makes for the same prompt.
@@ -286,9 +451,15 @@ async fn every_view_renders_in_chromium_and_the_try_it_box_explains_a_decision()
     assert_eq!(shown[0], expected["action"]);
     assert_eq!(shown[1], expected["model"]);
     assert_eq!(shown[2], expected["policy"]);
-    assert_eq!(seen["try_candidates"].as_u64(), expected["candidates"].as_array().map(|c| c.len() as u64));
+    assert_eq!(
+        seen["try_candidates"].as_u64(),
+        expected["candidates"].as_array().map(|c| c.len() as u64)
+    );
     assert_eq!(seen["try_body"], expected["request"], "the rewritten body");
-    assert!(seen["try_signals"].as_str().unwrap().contains(expected["category"]["name"].as_str().unwrap()));
+    assert!(seen["try_signals"]
+        .as_str()
+        .unwrap()
+        .contains(expected["category"]["name"].as_str().unwrap()));
     // ...and its decision joins the live view.
     assert_eq!(seen["live_rows_after"], 5);
 
@@ -298,6 +469,12 @@ async fn every_view_renders_in_chromium_and_the_try_it_box_explains_a_decision()
     }
 
     // The reload button: refused without the admin token, applied with it.
-    assert!(seen["reload_without_token"].as_str().unwrap().starts_with("refused (401)"), "{seen}");
+    assert!(
+        seen["reload_without_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused (401)"),
+        "{seen}"
+    );
     assert_eq!(seen["reload_with_token"]["reloaded"], true, "{seen}");
 }

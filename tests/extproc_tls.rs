@@ -21,7 +21,11 @@ fn chat_body() -> Vec<u8> {
 }
 
 async fn serving(channel: Channel) -> Result<i32, tonic::Status> {
-    let reply = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await?;
+    let reply = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?;
     Ok(reply.into_inner().status)
 }
 
@@ -34,13 +38,21 @@ async fn the_grpc_listener_serves_ext_proc_and_health_over_tls_only() {
         env: vec![
             ("SEMROUTER__EXTPROC__ENABLED", "true".to_string()),
             ("SEMROUTER__EXTPROC__ADDR", format!("127.0.0.1:{port}")),
-            ("SEMROUTER__EXTPROC__TLS__CERT_FILE", cert.display().to_string()),
-            ("SEMROUTER__EXTPROC__TLS__KEY_FILE", key.display().to_string()),
+            (
+                "SEMROUTER__EXTPROC__TLS__CERT_FILE",
+                cert.display().to_string(),
+            ),
+            (
+                "SEMROUTER__EXTPROC__TLS__KEY_FILE",
+                key.display().to_string(),
+            ),
         ],
         ..Launch::default()
     });
 
-    let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&pem)).domain_name("localhost");
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&pem))
+        .domain_name("localhost");
     let channel = Endpoint::from_shared(format!("https://127.0.0.1:{port}"))
         .unwrap()
         .tls_config(tls)
@@ -52,29 +64,48 @@ async fn the_grpc_listener_serves_ext_proc_and_health_over_tls_only() {
     // SERVING once the engine is warm (the REST /ready already is).
     let started = Instant::now();
     while serving(channel.clone()).await.unwrap() != ServingStatus::Serving as i32 {
-        assert!(started.elapsed() < Duration::from_secs(30), "gRPC health never turned SERVING");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "gRPC health never turned SERVING"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     let mut client = ExternalProcessorClient::new(channel);
-    let mut replies = client.process(tokio_stream::iter(extproc::buffered_chat(chat_body()))).await.unwrap().into_inner();
+    let mut replies = client
+        .process(tokio_stream::iter(extproc::buffered_chat(chat_body())))
+        .await
+        .unwrap()
+        .into_inner();
     let mut seen = Vec::new();
-    while let Some(reply) = tokio::time::timeout(Duration::from_secs(10), replies.message()).await.expect("an ext_proc reply in time").unwrap() {
+    while let Some(reply) = tokio::time::timeout(Duration::from_secs(10), replies.message())
+        .await
+        .expect("an ext_proc reply in time")
+        .unwrap()
+    {
         seen.push(format!("{reply:?}"));
         if seen.last().is_some_and(|r| r.contains("RequestBody")) {
             break;
         }
     }
     let all = seen.join("\n");
-    assert!(all.contains("x-selected-model"), "the routed exchange sets the model header: {all}");
+    assert!(
+        all.contains("x-selected-model"),
+        "the routed exchange sets the model header: {all}"
+    );
 
     // A plaintext HTTP/2 client gets no gRPC answer from the TLS listener.
-    let plain = Endpoint::from_shared(format!("http://127.0.0.1:{port}")).unwrap().timeout(Duration::from_secs(5));
+    let plain = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .timeout(Duration::from_secs(5));
     let refused = match plain.connect().await {
         Err(_) => true,
         Ok(channel) => serving(channel).await.is_err(),
     };
-    assert!(refused, "a plaintext client was answered by the TLS listener");
+    assert!(
+        refused,
+        "a plaintext client was answered by the TLS listener"
+    );
 }
 
 #[test]
@@ -87,14 +118,26 @@ fn an_unusable_grpc_key_stops_start_up_naming_the_key() {
     let addr = format!("127.0.0.1:{}", free_port());
     let env = |key_file: &str| {
         vec![
-            ("SEMROUTER__EXTPROC__ENABLED".to_string(), "true".to_string()),
+            (
+                "SEMROUTER__EXTPROC__ENABLED".to_string(),
+                "true".to_string(),
+            ),
             ("SEMROUTER__EXTPROC__ADDR".to_string(), addr.clone()),
-            ("SEMROUTER__EXTPROC__TLS__CERT_FILE".to_string(), cert.clone()),
-            ("SEMROUTER__EXTPROC__TLS__KEY_FILE".to_string(), key_file.to_string()),
+            (
+                "SEMROUTER__EXTPROC__TLS__CERT_FILE".to_string(),
+                cert.clone(),
+            ),
+            (
+                "SEMROUTER__EXTPROC__TLS__KEY_FILE".to_string(),
+                key_file.to_string(),
+            ),
         ]
     };
     let run = |pairs: Vec<(String, String)>| {
-        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         serve_expecting_failure(None, &pairs)
     };
     let (status, stderr) = run(env(&key));
@@ -103,5 +146,8 @@ fn an_unusable_grpc_key_stops_start_up_naming_the_key() {
     let missing = dir.path().join("absent.pem").display().to_string();
     let (status, stderr) = run(env(&missing));
     assert!(!status.success());
-    assert!(stderr.contains("extproc.tls.key_file") && stderr.contains("not a file"), "{stderr}");
+    assert!(
+        stderr.contains("extproc.tls.key_file") && stderr.contains("not a file"),
+        "{stderr}"
+    );
 }

@@ -23,7 +23,8 @@ use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_client::Ex
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_response::Response;
 use envoy_types::pb::envoy::service::ext_proc::v3::{
-    CommonResponse, HttpBody, HttpHeaders, HttpTrailers, ProcessingRequest, ProcessingResponse, ProtocolConfiguration,
+    CommonResponse, HttpBody, HttpHeaders, HttpTrailers, ProcessingRequest, ProcessingResponse,
+    ProtocolConfiguration,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -59,7 +60,11 @@ impl Mode {
         };
         ProtocolConfiguration {
             request_body_mode: body as i32,
-            response_body_mode: if self == Mode::FullDuplex { body as i32 } else { BodySendMode::Buffered as i32 },
+            response_body_mode: if self == Mode::FullDuplex {
+                body as i32
+            } else {
+                BodySendMode::Buffered as i32
+            },
             send_body_without_waiting_for_header_response: early,
         }
     }
@@ -126,7 +131,11 @@ fn reply_kind(reply: &ProcessingResponse) -> Result<Kind, TestCaseError> {
         Some(Response::ResponseBody(_)) => Kind::ResponseBody,
         Some(Response::ResponseTrailers(_)) => Kind::ResponseTrailers,
         Some(Response::ImmediateResponse(_)) => Kind::Immediate,
-        Some(other) => return Err(TestCaseError::fail(format!("a reply the processor never sends: {other:?}"))),
+        Some(other) => {
+            return Err(TestCaseError::fail(format!(
+                "a reply the processor never sends: {other:?}"
+            )))
+        }
         None => return Err(TestCaseError::fail("a reply with no response in it")),
     })
 }
@@ -146,20 +155,46 @@ fn check_immediate(reply: &ProcessingResponse) -> Result<u16, TestCaseError> {
         return Err(TestCaseError::fail("not an ImmediateResponse"));
     };
     let status = immediate.status.as_ref().map_or(0, |s| s.code) as u16;
-    prop_assert!([400, 403, 404, 413, 415, 429].contains(&status), "ImmediateResponse status {}: {:?}", status, immediate);
-    let envelope: Value = serde_json::from_slice(&immediate.body).map_err(|e| TestCaseError::fail(format!("body not JSON: {e}")))?;
+    prop_assert!(
+        [400, 403, 404, 413, 415, 429].contains(&status),
+        "ImmediateResponse status {}: {:?}",
+        status,
+        immediate
+    );
+    let envelope: Value = serde_json::from_slice(&immediate.body)
+        .map_err(|e| TestCaseError::fail(format!("body not JSON: {e}")))?;
     let error = &envelope["error"];
-    prop_assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()) && error["type"].is_string() && error["code"].is_string(), "{}", envelope);
+    prop_assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty())
+            && error["type"].is_string()
+            && error["code"].is_string(),
+        "{}",
+        envelope
+    );
     let set: Vec<(String, String)> = immediate
         .headers
         .iter()
         .flat_map(|m| &m.set_headers)
         .filter_map(|h| h.header.as_ref())
-        .map(|h| (h.key.to_ascii_lowercase(), String::from_utf8_lossy(&h.raw_value).into_owned()))
+        .map(|h| {
+            (
+                h.key.to_ascii_lowercase(),
+                String::from_utf8_lossy(&h.raw_value).into_owned(),
+            )
+        })
         .collect();
-    prop_assert!(set.iter().any(|(k, v)| k == "content-type" && v == "application/json"), "{:?}", set);
+    prop_assert!(
+        set.iter()
+            .any(|(k, v)| k == "content-type" && v == "application/json"),
+        "{:?}",
+        set
+    );
     if status == 429 {
-        prop_assert!(set.iter().any(|(k, _)| k == "retry-after"), "a 429 without retry-after: {:?}", set);
+        prop_assert!(
+            set.iter().any(|(k, _)| k == "retry-after"),
+            "a 429 without retry-after: {:?}",
+            set
+        );
     }
     Ok(status)
 }
@@ -171,7 +206,9 @@ fn rewrites(replies: &[ProcessingResponse]) -> Result<Vec<Vec<u8>>, TestCaseErro
     let mut declared: Option<usize> = None;
     let mut bodies = Vec::new();
     for reply in replies {
-        let Some(common) = common_of(reply) else { continue };
+        let Some(common) = common_of(reply) else {
+            continue;
+        };
         if let Some(len) = common
             .header_mutation
             .iter()
@@ -180,20 +217,34 @@ fn rewrites(replies: &[ProcessingResponse]) -> Result<Vec<Vec<u8>>, TestCaseErro
             .find(|h| h.key.eq_ignore_ascii_case("content-length"))
         {
             let text = String::from_utf8_lossy(&len.raw_value).into_owned();
-            declared = Some(text.parse().map_err(|_| TestCaseError::fail(format!("content-length `{text}`")))?);
+            declared = Some(
+                text.parse()
+                    .map_err(|_| TestCaseError::fail(format!("content-length `{text}`")))?,
+            );
         }
-        let new_body = match common.body_mutation.as_ref().and_then(|m| m.mutation.as_ref()) {
+        let new_body = match common
+            .body_mutation
+            .as_ref()
+            .and_then(|m| m.mutation.as_ref())
+        {
             Some(Mutation::Body(b)) => Some(b.clone()),
             Some(Mutation::StreamedResponse(s)) if declared.is_some() => Some(s.body.clone()),
             _ => None,
         };
         if let (Some(new_body), Some(len)) = (new_body, declared) {
-            prop_assert_eq!(len, new_body.len(), "content-length differs from the rewritten body's length");
+            prop_assert_eq!(
+                len,
+                new_body.len(),
+                "content-length differs from the rewritten body's length"
+            );
             declared = None;
             bodies.push(new_body);
         }
     }
-    prop_assert!(declared.is_none(), "a content-length was set with no body after it");
+    prop_assert!(
+        declared.is_none(),
+        "a content-length was set with no body after it"
+    );
     Ok(bodies)
 }
 
@@ -207,20 +258,36 @@ struct Call {
 impl Call {
     async fn open(client: &mut ExternalProcessorClient<Channel>) -> Self {
         let (tx, outbound) = mpsc::unbounded_channel();
-        let rx = client.process(UnboundedReceiverStream::new(outbound)).await.expect("the stream opens").into_inner();
-        Self { tx: Some(tx), rx, replies: Vec::new() }
+        let rx = client
+            .process(UnboundedReceiverStream::new(outbound))
+            .await
+            .expect("the stream opens")
+            .into_inner();
+        Self {
+            tx: Some(tx),
+            rx,
+            replies: Vec::new(),
+        }
     }
 
     fn send(&self, message: ProcessingRequest) {
-        self.tx.as_ref().expect("not closed").send(message).expect("the stream is open");
+        self.tx
+            .as_ref()
+            .expect("not closed")
+            .send(message)
+            .expect("the stream is open");
     }
 
     /// The next reply within `REPLY_TIMEOUT`.
     async fn next(&mut self, waiting_for: &str) -> Result<ProcessingResponse, TestCaseError> {
         match tokio::time::timeout(REPLY_TIMEOUT, self.rx.message()).await {
-            Err(_) => Err(TestCaseError::fail(format!("no reply within {REPLY_TIMEOUT:?} to {waiting_for}: Envoy would stall"))),
+            Err(_) => Err(TestCaseError::fail(format!(
+                "no reply within {REPLY_TIMEOUT:?} to {waiting_for}: Envoy would stall"
+            ))),
             Ok(Err(status)) => Err(TestCaseError::fail(format!("the stream failed: {status}"))),
-            Ok(Ok(None)) => Err(TestCaseError::fail(format!("the stream ended before the reply to {waiting_for}"))),
+            Ok(Ok(None)) => Err(TestCaseError::fail(format!(
+                "the stream ended before the reply to {waiting_for}"
+            ))),
             Ok(Ok(Some(reply))) => {
                 self.replies.push(reply.clone());
                 Ok(reply)
@@ -234,8 +301,16 @@ impl Call {
         let mut rest = Vec::new();
         loop {
             match tokio::time::timeout(REPLY_TIMEOUT, self.rx.message()).await {
-                Err(_) => return Err(TestCaseError::fail("the stream did not end after Envoy closed its side")),
-                Ok(Err(status)) => return Err(TestCaseError::fail(format!("the stream ended in error: {status}"))),
+                Err(_) => {
+                    return Err(TestCaseError::fail(
+                        "the stream did not end after Envoy closed its side",
+                    ))
+                }
+                Ok(Err(status)) => {
+                    return Err(TestCaseError::fail(format!(
+                        "the stream ended in error: {status}"
+                    )))
+                }
                 Ok(Ok(None)) => return Ok(rest),
                 Ok(Ok(Some(reply))) => {
                     self.replies.push(reply.clone());
@@ -259,12 +334,18 @@ enum BodyKind {
 impl BodyKind {
     fn bytes(&self) -> Vec<u8> {
         match self {
-            BodyKind::Chat(prompt) => serde_json::to_vec(&json!({"model": "auto", "messages": [{"role": "user", "content": prompt}]})).unwrap(),
+            BodyKind::Chat(prompt) => serde_json::to_vec(
+                &json!({"model": "auto", "messages": [{"role": "user", "content": prompt}]}),
+            )
+            .unwrap(),
             BodyKind::Bytes(b) => b.clone(),
             BodyKind::Json(v) => serde_json::to_vec(v).unwrap(),
             BodyKind::Oversize(extra) => {
                 let prompt = "a".repeat(MAX_BODY + extra);
-                serde_json::to_vec(&json!({"model": "auto", "messages": [{"role": "user", "content": prompt}]})).unwrap()
+                serde_json::to_vec(
+                    &json!({"model": "auto", "messages": [{"role": "user", "content": prompt}]}),
+                )
+                .unwrap()
             }
             BodyKind::Empty => Vec::new(),
         }
@@ -309,10 +390,32 @@ struct Exchange {
 }
 
 fn exchange() -> impl Strategy<Value = Exchange> {
-    let mode = prop::sample::select(vec![Mode::Buffered, Mode::Buffered, Mode::Buffered, Mode::Streamed, Mode::StreamedEarly, Mode::StreamedEarly, Mode::FullDuplex, Mode::FullDuplex]);
-    let method = prop::sample::select(vec!["POST", "POST", "POST", "POST", "POST", "POST", "POST", "GET", "PUT"]);
-    let path = prop::sample::select(vec!["/v1/chat/completions", "/v1/chat/completions", "/v1/chat/completions", "/openai/v1/chat/completions?x=1", "/v1/models", "/"]);
-    let content_type = proptest::option::of(prop::sample::select(vec!["application/json", "application/json; charset=utf-8", "text/plain"]));
+    let mode = prop::sample::select(vec![
+        Mode::Buffered,
+        Mode::Buffered,
+        Mode::Buffered,
+        Mode::Streamed,
+        Mode::StreamedEarly,
+        Mode::StreamedEarly,
+        Mode::FullDuplex,
+        Mode::FullDuplex,
+    ]);
+    let method = prop::sample::select(vec![
+        "POST", "POST", "POST", "POST", "POST", "POST", "POST", "GET", "PUT",
+    ]);
+    let path = prop::sample::select(vec![
+        "/v1/chat/completions",
+        "/v1/chat/completions",
+        "/v1/chat/completions",
+        "/openai/v1/chat/completions?x=1",
+        "/v1/models",
+        "/",
+    ]);
+    let content_type = proptest::option::of(prop::sample::select(vec![
+        "application/json",
+        "application/json; charset=utf-8",
+        "text/plain",
+    ]));
     // Mostly headers a client means (so that many requests get routed), sometimes any value.
     let meant = prop::sample::select(vec![
         ("x-semrouter-cost-weight", "0.3"),
@@ -323,24 +426,57 @@ fn exchange() -> impl Strategy<Value = Exchange> {
         ("x-semrouter-tenant", "team-a"),
     ])
     .prop_map(|(k, v)| (k, v.to_string()));
-    let any_value = (prop::sample::select(vec!["x-semrouter-cost-weight", "x-semrouter-preference", "x-semrouter-explain", "cache-control", "x-tenant"]), prop_oneof!["[0-9.]{0,4}", "[a-z]{0,8}", ".{0,8}"]);
+    let any_value = (
+        prop::sample::select(vec![
+            "x-semrouter-cost-weight",
+            "x-semrouter-preference",
+            "x-semrouter-explain",
+            "cache-control",
+            "x-tenant",
+        ]),
+        prop_oneof!["[0-9.]{0,4}", "[a-z]{0,8}", ".{0,8}"],
+    );
     let extra = prop::collection::vec(prop_oneof![4 => meant, 1 => any_value], 0..3);
     let answer = prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..3);
-    (mode, method, path, content_type, extra, prop::bool::weighted(0.1), body_kind(), prop::collection::vec(any::<usize>(), 0..4), any::<bool>(), (any::<bool>(), answer, any::<bool>()))
-        .prop_map(|(mode, method, path, content_type, extra, no_body, body, cuts, trailers, (answer_sse, answer_chunks, answer_trailers))| Exchange {
-            mode,
-            method,
-            path,
-            content_type,
-            extra,
-            no_body,
-            body,
-            cuts,
-            trailers,
-            answer_sse,
-            answer_chunks,
-            answer_trailers,
-        })
+    (
+        mode,
+        method,
+        path,
+        content_type,
+        extra,
+        prop::bool::weighted(0.1),
+        body_kind(),
+        prop::collection::vec(any::<usize>(), 0..4),
+        any::<bool>(),
+        (any::<bool>(), answer, any::<bool>()),
+    )
+        .prop_map(
+            |(
+                mode,
+                method,
+                path,
+                content_type,
+                extra,
+                no_body,
+                body,
+                cuts,
+                trailers,
+                (answer_sse, answer_chunks, answer_trailers),
+            )| Exchange {
+                mode,
+                method,
+                path,
+                content_type,
+                extra,
+                no_body,
+                body,
+                cuts,
+                trailers,
+                answer_sse,
+                answer_chunks,
+                answer_trailers,
+            },
+        )
 }
 
 /// Cuts `bytes` into chunks at `cuts` (Buffered: one chunk, as Envoy sends it).
@@ -348,7 +484,11 @@ fn chunks(bytes: &[u8], cuts: &[usize], mode: Mode) -> Vec<Vec<u8>> {
     if mode == Mode::Buffered || bytes.is_empty() {
         return vec![bytes.to_vec()];
     }
-    let mut at: Vec<usize> = cuts.iter().map(|c| c % bytes.len()).filter(|&c| c > 0).collect();
+    let mut at: Vec<usize> = cuts
+        .iter()
+        .map(|c| c % bytes.len())
+        .filter(|&c| c > 0)
+        .collect();
     at.sort_unstable();
     at.dedup();
     let mut out = Vec::new();
@@ -361,7 +501,9 @@ fn chunks(bytes: &[u8], cuts: &[usize], mode: Mode) -> Vec<Vec<u8>> {
 }
 
 fn is_chat_path(path: &str) -> bool {
-    path.split('?').next().is_some_and(|p| p.ends_with("/chat/completions"))
+    path.split('?')
+        .next()
+        .is_some_and(|p| p.ends_with("/chat/completions"))
 }
 
 /// How an exchange ended, to check the cases reach every path.
@@ -373,13 +515,22 @@ enum Outcome {
 }
 
 /// Plays one exchange the way Envoy would and checks every reply.
-async fn play(client: &mut ExternalProcessorClient<Channel>, x: &Exchange, models: &[String]) -> Result<Outcome, TestCaseError> {
-    let mut pairs: Vec<(String, String)> = vec![(":method".into(), x.method.into()), (":path".into(), x.path.into()), (":authority".into(), "router.test".into())];
+async fn play(
+    client: &mut ExternalProcessorClient<Channel>,
+    x: &Exchange,
+    models: &[String],
+) -> Result<Outcome, TestCaseError> {
+    let mut pairs: Vec<(String, String)> = vec![
+        (":method".into(), x.method.into()),
+        (":path".into(), x.path.into()),
+        (":authority".into(), "router.test".into()),
+    ];
     if let Some(ct) = x.content_type {
         pairs.push(("content-type".into(), ct.into()));
     }
     pairs.extend(x.extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    let routed = x.method == "POST" && is_chat_path(x.path) && !x.no_body && x.mode != Mode::Streamed;
+    let routed =
+        x.method == "POST" && is_chat_path(x.path) && !x.no_body && x.mode != Mode::Streamed;
     let bytes = x.body.bytes();
     let chunks = chunks(&bytes, &x.cuts, x.mode);
 
@@ -408,7 +559,10 @@ async fn play(client: &mut ExternalProcessorClient<Channel>, x: &Exchange, model
                 }
                 if !routed && x.mode == Mode::FullDuplex {
                     // Passed through: the processor sends the chunk back as it came.
-                    let Some(Mutation::StreamedResponse(s)) = common_of(&reply).and_then(|c| c.body_mutation.as_ref()).and_then(|m| m.mutation.as_ref()) else {
+                    let Some(Mutation::StreamedResponse(s)) = common_of(&reply)
+                        .and_then(|c| c.body_mutation.as_ref())
+                        .and_then(|m| m.mutation.as_ref())
+                    else {
                         return Err(TestCaseError::fail("a full-duplex chunk not sent back"));
                     };
                     prop_assert_eq!(&s.body, chunk);
@@ -417,11 +571,18 @@ async fn play(client: &mut ExternalProcessorClient<Channel>, x: &Exchange, model
             }
         }
         if immediate.is_none() && x.trailers {
-            call.send(message(Request::RequestTrailers(HttpTrailers::default()), None));
+            call.send(message(
+                Request::RequestTrailers(HttpTrailers::default()),
+                None,
+            ));
         }
         if immediate.is_none() && routed && x.mode.defers() {
             // Owed now: the header reply, then one per chunk (full duplex: the body once).
-            let owed = 1 + if x.mode == Mode::FullDuplex { 1 } else { chunks.len() };
+            let owed = 1 + if x.mode == Mode::FullDuplex {
+                1
+            } else {
+                chunks.len()
+            };
             for n in 0..owed {
                 let reply = call.next("the deferred header and body replies").await?;
                 match reply_kind(&reply)? {
@@ -429,7 +590,14 @@ async fn play(client: &mut ExternalProcessorClient<Channel>, x: &Exchange, model
                         immediate = Some(reply);
                         break;
                     }
-                    kind => prop_assert_eq!(kind, if n == 0 { Kind::RequestHeaders } else { Kind::RequestBody }),
+                    kind => prop_assert_eq!(
+                        kind,
+                        if n == 0 {
+                            Kind::RequestHeaders
+                        } else {
+                            Kind::RequestBody
+                        }
+                    ),
                 }
             }
         }
@@ -442,7 +610,9 @@ async fn play(client: &mut ExternalProcessorClient<Channel>, x: &Exchange, model
     if let Some(reply) = &immediate {
         let status = check_immediate(reply)?;
         let parsed = semrouter::openai::parse_chat_request(&bytes);
-        let json_ct = x.content_type.is_none_or(|ct| ct.starts_with("application/json"));
+        let json_ct = x
+            .content_type
+            .is_none_or(|ct| ct.starts_with("application/json"));
         if bytes.len() > MAX_BODY {
             prop_assert_eq!(status, 413);
         } else if !json_ct {
@@ -458,46 +628,131 @@ async fn play(client: &mut ExternalProcessorClient<Channel>, x: &Exchange, model
     if routed {
         // Routed (a readable chat request) or refused; nothing else lets it through.
         prop_assert!(bytes.len() <= MAX_BODY, "an oversized body went through");
-        let original = semrouter::openai::parse_chat_request(&bytes).map_err(|e| TestCaseError::fail(format!("an unreadable body went through: {e:?}")))?;
+        let original = semrouter::openai::parse_chat_request(&bytes)
+            .map_err(|e| TestCaseError::fail(format!("an unreadable body went through: {e:?}")))?;
         prop_assert_eq!(released.len(), 1, "one rewritten body per routed request");
-        let rewritten: Value = serde_json::from_slice(&released[0]).map_err(|e| TestCaseError::fail(format!("rewritten body not JSON: {e}")))?;
+        let rewritten: Value = serde_json::from_slice(&released[0])
+            .map_err(|e| TestCaseError::fail(format!("rewritten body not JSON: {e}")))?;
         let model = rewritten["model"].as_str().unwrap_or_default().to_string();
-        prop_assert!(models.contains(&model), "routed to `{}`, not a configured model", model);
-        prop_assert_eq!(&rewritten["messages"], &original.body["messages"], "the conversation passes unchanged");
+        prop_assert!(
+            models.contains(&model),
+            "routed to `{}`, not a configured model",
+            model
+        );
+        prop_assert_eq!(
+            &rewritten["messages"],
+            &original.body["messages"],
+            "the conversation passes unchanged"
+        );
     } else {
         prop_assert!(released.is_empty(), "a request not routed was rewritten");
     }
 
     // The upstream's answer, each message answered before the next, as Envoy waits.
-    let status_pairs = vec![(":status".to_string(), "200".to_string()), ("content-type".to_string(), if x.answer_sse { "text/event-stream" } else { "application/json" }.to_string())];
+    let status_pairs = vec![
+        (":status".to_string(), "200".to_string()),
+        (
+            "content-type".to_string(),
+            if x.answer_sse {
+                "text/event-stream"
+            } else {
+                "application/json"
+            }
+            .to_string(),
+        ),
+    ];
     let no_answer_body = x.answer_chunks.is_empty() && !x.answer_trailers;
-    call.send(message(Request::ResponseHeaders(HttpHeaders { headers: Some(extproc::header_map(&status_pairs)), end_of_stream: no_answer_body, ..HttpHeaders::default() }), None));
-    prop_assert_eq!(reply_kind(&call.next("the response headers").await?)?, Kind::ResponseHeaders);
+    call.send(message(
+        Request::ResponseHeaders(HttpHeaders {
+            headers: Some(extproc::header_map(&status_pairs)),
+            end_of_stream: no_answer_body,
+            ..HttpHeaders::default()
+        }),
+        None,
+    ));
+    prop_assert_eq!(
+        reply_kind(&call.next("the response headers").await?)?,
+        Kind::ResponseHeaders
+    );
     for (i, chunk) in x.answer_chunks.iter().enumerate() {
         let end = i + 1 == x.answer_chunks.len() && !x.answer_trailers;
-        call.send(message(Request::ResponseBody(HttpBody { body: chunk.clone(), end_of_stream: end, ..HttpBody::default() }), None));
-        prop_assert_eq!(reply_kind(&call.next("a response body chunk").await?)?, Kind::ResponseBody);
+        call.send(message(
+            Request::ResponseBody(HttpBody {
+                body: chunk.clone(),
+                end_of_stream: end,
+                ..HttpBody::default()
+            }),
+            None,
+        ));
+        prop_assert_eq!(
+            reply_kind(&call.next("a response body chunk").await?)?,
+            Kind::ResponseBody
+        );
     }
     if x.answer_trailers {
-        call.send(message(Request::ResponseTrailers(HttpTrailers::default()), None));
-        prop_assert_eq!(reply_kind(&call.next("the response trailers").await?)?, Kind::ResponseTrailers);
+        call.send(message(
+            Request::ResponseTrailers(HttpTrailers::default()),
+            None,
+        ));
+        prop_assert_eq!(
+            reply_kind(&call.next("the response trailers").await?)?,
+            Kind::ResponseTrailers
+        );
     }
     let extra = call.close().await?;
-    prop_assert!(extra.is_empty(), "replies no message asked for: {:?}", extra);
-    Ok(if routed { Outcome::Routed } else { Outcome::Passed })
+    prop_assert!(
+        extra.is_empty(),
+        "replies no message asked for: {:?}",
+        extra
+    );
+    Ok(if routed {
+        Outcome::Routed
+    } else {
+        Outcome::Passed
+    })
 }
 
 /// Any message, with any contents, in any order.
 fn any_message() -> impl Strategy<Value = Request> {
     let pairs = prop::collection::vec(
-        (prop::sample::select(vec![":method", ":path", "content-type", ":status", "x-semrouter-cost-weight", "x-any"]), prop_oneof![Just("POST".to_string()), Just("/v1/chat/completions".to_string()), Just("application/json".to_string()), ".{0,12}"]),
+        (
+            prop::sample::select(vec![
+                ":method",
+                ":path",
+                "content-type",
+                ":status",
+                "x-semrouter-cost-weight",
+                "x-any",
+            ]),
+            prop_oneof![
+                Just("POST".to_string()),
+                Just("/v1/chat/completions".to_string()),
+                Just("application/json".to_string()),
+                ".{0,12}"
+            ],
+        ),
         0..5,
     )
-    .prop_map(|pairs| pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<Vec<_>>());
-    let chat_headers = any::<bool>().prop_map(|eos| {
-        headers(&[(":method".into(), "POST".into()), (":path".into(), "/v1/chat/completions".into()), ("content-type".into(), "application/json".into())], eos)
+    .prop_map(|pairs| {
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect::<Vec<_>>()
     });
-    let bytes = prop_oneof![body_kind().prop_map(|b| b.bytes()), prop::collection::vec(any::<u8>(), 0..64)];
+    let chat_headers = any::<bool>().prop_map(|eos| {
+        headers(
+            &[
+                (":method".into(), "POST".into()),
+                (":path".into(), "/v1/chat/completions".into()),
+                ("content-type".into(), "application/json".into()),
+            ],
+            eos,
+        )
+    });
+    let bytes = prop_oneof![
+        body_kind().prop_map(|b| b.bytes()),
+        prop::collection::vec(any::<u8>(), 0..64)
+    ];
     prop_oneof![
         2 => chat_headers,
         1 => (pairs.clone(), any::<bool>()).prop_map(|(p, eos)| headers(&p, eos)),
@@ -511,16 +766,22 @@ fn any_message() -> impl Strategy<Value = Request> {
 
 /// Sends a random sequence at once and checks what comes back: no reply answers a message
 /// that was not sent, refusals are well-formed, lengths match, and the stream ends.
-async fn play_sequence(client: &mut ExternalProcessorClient<Channel>, config: Option<(i32, i32, bool)>, sequence: &[Request]) -> Result<(), TestCaseError> {
+async fn play_sequence(
+    client: &mut ExternalProcessorClient<Channel>,
+    config: Option<(i32, i32, bool)>,
+    sequence: &[Request],
+) -> Result<(), TestCaseError> {
     let mut call = Call::open(client).await;
     let mut sent = std::collections::HashMap::new();
     for (i, request) in sequence.iter().enumerate() {
         *sent.entry(request_kind(request)).or_insert(0usize) += 1;
-        let config = config.filter(|_| i == 0).map(|(req, resp, early)| ProtocolConfiguration {
-            request_body_mode: req,
-            response_body_mode: resp,
-            send_body_without_waiting_for_header_response: early,
-        });
+        let config = config
+            .filter(|_| i == 0)
+            .map(|(req, resp, early)| ProtocolConfiguration {
+                request_body_mode: req,
+                response_body_mode: resp,
+                send_body_without_waiting_for_header_response: early,
+            });
         call.send(message(request.clone(), config));
     }
     let replies = call.close().await?;
@@ -534,7 +795,13 @@ async fn play_sequence(client: &mut ExternalProcessorClient<Channel>, config: Op
         }
     }
     for (kind, n) in &got {
-        prop_assert!(*n <= sent.get(kind).copied().unwrap_or(0), "{} replies of kind {:?} to {:?} messages", n, kind, sent.get(kind));
+        prop_assert!(
+            *n <= sent.get(kind).copied().unwrap_or(0),
+            "{} replies of kind {:?} to {:?} messages",
+            n,
+            kind,
+            sent.get(kind)
+        );
     }
     rewrites(&replies)?;
     Ok(())
@@ -558,9 +825,18 @@ fn harness() -> Harness {
         ],
         ..Launch::default()
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let (client, models) = runtime.block_on(async {
-        let listing: Value = reqwest::get(server.url("/v1/models")).await.unwrap().json().await.unwrap();
+        let listing: Value = reqwest::get(server.url("/v1/models"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let models = listing["data"]
             .as_array()
             .unwrap()
@@ -572,12 +848,19 @@ fn harness() -> Harness {
         loop {
             match ExternalProcessorClient::connect(format!("http://127.0.0.1:{port}")).await {
                 Ok(client) => break (client, models),
-                Err(e) if std::time::Instant::now() > deadline => panic!("ext_proc not reachable: {e}"),
+                Err(e) if std::time::Instant::now() > deadline => {
+                    panic!("ext_proc not reachable: {e}")
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
     });
-    Harness { server, runtime, client, models }
+    Harness {
+        server,
+        runtime,
+        client,
+        models,
+    }
 }
 
 #[test]
@@ -602,9 +885,15 @@ fn envoy_shaped_exchanges_get_every_reply_and_well_formed_refusals() {
     let tally = tally.into_inner().unwrap();
     eprintln!("extproc exchanges: {tally:?}");
     for outcome in [Outcome::Routed, Outcome::Refused, Outcome::Passed] {
-        assert!(tally.get(&outcome).is_some_and(|&n| n > 0), "no case was {outcome:?}: {tally:?}");
+        assert!(
+            tally.get(&outcome).is_some_and(|&n| n > 0),
+            "no case was {outcome:?}: {tally:?}"
+        );
     }
-    assert_eq!(common::get_status(h.server.base.trim_start_matches("http://"), "/ready"), Some(200));
+    assert_eq!(
+        common::get_status(h.server.base.trim_start_matches("http://"), "/ready"),
+        Some(200)
+    );
 }
 
 #[test]
@@ -614,16 +903,23 @@ fn random_message_sequences_never_break_the_stream() {
     let config = proptest::option::of((mode.clone(), mode, any::<bool>()));
     let progress = fuzz::Progress::new("extproc_sequences");
     fuzz::runner(file!(), 64)
-        .run(&(config, prop::collection::vec(any_message(), 0..10)), |(config, sequence)| {
-            if !progress.tick() {
-                return Ok(());
-            }
-            let mut client = h.client.clone();
-            h.runtime.block_on(play_sequence(&mut client, config, &sequence))
-        })
+        .run(
+            &(config, prop::collection::vec(any_message(), 0..10)),
+            |(config, sequence)| {
+                if !progress.tick() {
+                    return Ok(());
+                }
+                let mut client = h.client.clone();
+                h.runtime
+                    .block_on(play_sequence(&mut client, config, &sequence))
+            },
+        )
         .unwrap();
     progress.finish();
-    assert_eq!(common::get_status(h.server.base.trim_start_matches("http://"), "/ready"), Some(200));
+    assert_eq!(
+        common::get_status(h.server.base.trim_start_matches("http://"), "/ready"),
+        Some(200)
+    );
 }
 
 /// Found by the exchange property: in BUFFERED mode a request with trailers arrives as one
@@ -649,5 +945,8 @@ fn a_buffered_body_without_end_of_stream_is_answered_at_once() {
     };
     let mut client = h.client.clone();
     let models = h.models.clone();
-    assert_eq!(h.runtime.block_on(play(&mut client, &x, &models)).unwrap(), Outcome::Routed);
+    assert_eq!(
+        h.runtime.block_on(play(&mut client, &x, &models)).unwrap(),
+        Outcome::Routed
+    );
 }

@@ -14,7 +14,9 @@ mod fuzz;
 use actix_web::ResponseError as _;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use semrouter::openai::{self, parse_chat_request, parse_classify_request, parse_embeddings_request};
+use semrouter::openai::{
+    self, parse_chat_request, parse_classify_request, parse_embeddings_request,
+};
 use semrouter::server::ApiError;
 use serde_json::{json, Map, Value};
 
@@ -65,11 +67,19 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (any::<usize>(), 1u8..=255).prop_map(|(a, b)| Mutation::Flip(a, b)),
         any::<usize>().prop_map(Mutation::Truncate),
-        (any::<usize>(), prop::collection::vec(any::<u8>(), 1..8)).prop_map(|(a, b)| Mutation::Insert(a, b)),
+        (any::<usize>(), prop::collection::vec(any::<u8>(), 1..8))
+            .prop_map(|(a, b)| Mutation::Insert(a, b)),
     ]
 }
 
-const ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
+const ROLES: [&str; 6] = [
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
 
 /// A message's content as sent (a string or parts) and the text the router reads from it.
 fn content() -> impl Strategy<Value = (Value, String)> {
@@ -77,10 +87,20 @@ fn content() -> impl Strategy<Value = (Value, String)> {
         fuzz::prompt_text().prop_map(|t| (Value::String(t.clone()), t)),
         Just((Value::Null, String::new())),
         prop::collection::vec((any::<bool>(), fuzz::prompt_text()), 0..4).prop_map(|parts| {
-            let texts: Vec<String> = parts.iter().filter(|(text, _)| *text).map(|(_, t)| t.clone()).collect();
+            let texts: Vec<String> = parts
+                .iter()
+                .filter(|(text, _)| *text)
+                .map(|(_, t)| t.clone())
+                .collect();
             let parts: Vec<Value> = parts
                 .into_iter()
-                .map(|(text, t)| if text { json!({"type": "text", "text": t}) } else { json!({"type": "image_url", "image_url": {"url": t}}) })
+                .map(|(text, t)| {
+                    if text {
+                        json!({"type": "text", "text": t})
+                    } else {
+                        json!({"type": "image_url", "image_url": {"url": t}})
+                    }
+                })
                 .collect();
             (Value::Array(parts), texts.join("\n"))
         }),
@@ -99,7 +119,12 @@ struct ValidChat {
 }
 
 fn valid_chat() -> impl Strategy<Value = ValidChat> {
-    let model = prop_oneof![Just("auto".to_string()), Just("qwen3-8b".to_string()), "[a-zA-Z0-9._/-]{1,20}", ".{0,6}[a-z].{0,6}"];
+    let model = prop_oneof![
+        Just("auto".to_string()),
+        Just("qwen3-8b".to_string()),
+        "[a-zA-Z0-9._/-]{1,20}",
+        ".{0,6}[a-z].{0,6}"
+    ];
     let message = (prop::sample::select(&ROLES[..]), content());
     let extra = prop::collection::btree_map("x_[a-z]{1,6}", fuzz::json_value(3), 0..4);
     (
@@ -111,25 +136,46 @@ fn valid_chat() -> impl Strategy<Value = ValidChat> {
         proptest::option::of(-2.0f64..2.0),
         extra,
     )
-        .prop_map(|(model, messages, stream, max_tokens, max_completion_tokens, temperature, extra)| {
-            let mut body = Map::new();
-            body.insert("model".into(), json!(model));
-            body.insert("messages".into(), Value::Array(messages.iter().map(|(role, (content, _))| json!({"role": role, "content": content})).collect()));
-            for (key, value) in [("stream", stream.map(Value::from)), ("max_tokens", max_tokens.map(Value::from)), ("max_completion_tokens", max_completion_tokens.map(Value::from)), ("temperature", temperature.map(Value::from))] {
-                if let Some(value) = value {
-                    body.insert(key.into(), value);
+        .prop_map(
+            |(model, messages, stream, max_tokens, max_completion_tokens, temperature, extra)| {
+                let mut body = Map::new();
+                body.insert("model".into(), json!(model));
+                body.insert(
+                    "messages".into(),
+                    Value::Array(
+                        messages
+                            .iter()
+                            .map(|(role, (content, _))| json!({"role": role, "content": content}))
+                            .collect(),
+                    ),
+                );
+                for (key, value) in [
+                    ("stream", stream.map(Value::from)),
+                    ("max_tokens", max_tokens.map(Value::from)),
+                    (
+                        "max_completion_tokens",
+                        max_completion_tokens.map(Value::from),
+                    ),
+                    ("temperature", temperature.map(Value::from)),
+                ] {
+                    if let Some(value) = value {
+                        body.insert(key.into(), value);
+                    }
                 }
-            }
-            body.extend(extra);
-            ValidChat {
-                body,
-                model,
-                messages: messages.into_iter().map(|(role, (_, text))| (role, text)).collect(),
-                stream,
-                max_tokens,
-                max_completion_tokens,
-            }
-        })
+                body.extend(extra);
+                ValidChat {
+                    body,
+                    model,
+                    messages: messages
+                        .into_iter()
+                        .map(|(role, (_, text))| (role, text))
+                        .collect(),
+                    stream,
+                    max_tokens,
+                    max_completion_tokens,
+                }
+            },
+        )
 }
 
 fn role_name(role: openai::Role) -> &'static str {
@@ -147,7 +193,8 @@ fn role_name(role: openai::Role) -> &'static str {
 fn any_body() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         prop::collection::vec(any::<u8>(), 0..512),
-        (valid_chat(), prop::collection::vec(mutation(), 1..4)).prop_map(|(c, m)| mutate(serde_json::to_vec(&c.body).unwrap(), &m)),
+        (valid_chat(), prop::collection::vec(mutation(), 1..4))
+            .prop_map(|(c, m)| mutate(serde_json::to_vec(&c.body).unwrap(), &m)),
         fuzz::json_value(4).prop_map(|v| serde_json::to_vec(&v).unwrap()),
         valid_chat().prop_map(|c| serde_json::to_vec(&c.body).unwrap()),
     ]
@@ -198,11 +245,22 @@ fn valid_requests_read_back_as_sent() {
                 return Ok(());
             }
             let parsed = parsed.map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
-            prop_assert_eq!(&parsed.body, &chat.body, "the body the router forwards is the body sent");
+            prop_assert_eq!(
+                &parsed.body,
+                &chat.body,
+                "the body the router forwards is the body sent"
+            );
             prop_assert_eq!(&parsed.model, &chat.model);
             prop_assert_eq!(parsed.stream, chat.stream.unwrap_or(false));
-            prop_assert_eq!(parsed.max_completion_tokens, chat.max_completion_tokens.or(chat.max_tokens));
-            let read: Vec<(&str, String)> = parsed.messages.iter().map(|m| (role_name(m.role), m.content.0.clone())).collect();
+            prop_assert_eq!(
+                parsed.max_completion_tokens,
+                chat.max_completion_tokens.or(chat.max_tokens)
+            );
+            let read: Vec<(&str, String)> = parsed
+                .messages
+                .iter()
+                .map(|m| (role_name(m.role), m.content.0.clone()))
+                .collect();
             prop_assert_eq!(read, chat.messages.clone());
             // What the router forwards parses again to the same request.
             let again = parse_chat_request(&serde_json::to_vec(&parsed.body).unwrap()).unwrap();
@@ -228,41 +286,66 @@ fn field_accepts(field: &str, value: &Value) -> Option<bool> {
 
 #[test]
 fn a_field_of_the_wrong_type_is_refused_naming_it() {
-    let fields = prop::sample::select(vec!["model", "messages", "stream", "max_tokens", "max_completion_tokens", "temperature", "tools", "messages[0].role", "messages[0].content"]);
+    let fields = prop::sample::select(vec![
+        "model",
+        "messages",
+        "stream",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "tools",
+        "messages[0].role",
+        "messages[0].content",
+    ]);
     let progress = fuzz::Progress::new("wrong_types");
     fuzz::runner(file!(), 256)
-        .run(&(valid_chat(), fields, fuzz::json_value(3)), |(chat, field, value)| {
-            if !progress.tick() {
-                return Ok(());
-            }
-            let mut body = chat.body.clone();
-            // A valid model and a readable first message, so only `field` can be at fault.
-            body.insert("model".into(), json!("auto"));
-            let mut messages = body["messages"].as_array().cloned().unwrap_or_default();
-            messages[0] = json!({"role": "user", "content": "hello"});
-            match field.strip_prefix("messages[0].") {
-                Some(inner) => {
-                    messages[0][inner] = value.clone();
-                    body.insert("messages".into(), Value::Array(messages));
+        .run(
+            &(valid_chat(), fields, fuzz::json_value(3)),
+            |(chat, field, value)| {
+                if !progress.tick() {
+                    return Ok(());
                 }
-                None => {
-                    body.insert("messages".into(), Value::Array(messages));
-                    body.insert(field.into(), value.clone());
+                let mut body = chat.body.clone();
+                // A valid model and a readable first message, so only `field` can be at fault.
+                body.insert("model".into(), json!("auto"));
+                let mut messages = body["messages"].as_array().cloned().unwrap_or_default();
+                messages[0] = json!({"role": "user", "content": "hello"});
+                match field.strip_prefix("messages[0].") {
+                    Some(inner) => {
+                        messages[0][inner] = value.clone();
+                        body.insert("messages".into(), Value::Array(messages));
+                    }
+                    None => {
+                        body.insert("messages".into(), Value::Array(messages));
+                        body.insert(field.into(), value.clone());
+                    }
                 }
-            }
-            let result = parse_chat_request(&serde_json::to_vec(&body).unwrap());
-            match (field_accepts(field, &value), result) {
-                (Some(true), Err(error)) => return Err(TestCaseError::fail(format!("`{field}` = {value} refused: {error:?}"))),
-                (Some(false), Ok(_)) => return Err(TestCaseError::fail(format!("`{field}` = {value} accepted"))),
-                (_, Err(error)) => {
-                    let param = error.param.clone().unwrap_or_default();
-                    prop_assert!(param.starts_with(field.split('[').next().unwrap_or(field)), "`{}` = {}: param {:?}", field, value, param);
-                    check_refusal(error)?;
+                let result = parse_chat_request(&serde_json::to_vec(&body).unwrap());
+                match (field_accepts(field, &value), result) {
+                    (Some(true), Err(error)) => {
+                        return Err(TestCaseError::fail(format!(
+                            "`{field}` = {value} refused: {error:?}"
+                        )))
+                    }
+                    (Some(false), Ok(_)) => {
+                        return Err(TestCaseError::fail(format!("`{field}` = {value} accepted")))
+                    }
+                    (_, Err(error)) => {
+                        let param = error.param.clone().unwrap_or_default();
+                        prop_assert!(
+                            param.starts_with(field.split('[').next().unwrap_or(field)),
+                            "`{}` = {}: param {:?}",
+                            field,
+                            value,
+                            param
+                        );
+                        check_refusal(error)?;
+                    }
+                    (_, Ok(_)) => {}
                 }
-                (_, Ok(_)) => {}
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
         .unwrap();
     progress.finish();
 }
@@ -270,7 +353,11 @@ fn a_field_of_the_wrong_type_is_refused_naming_it() {
 #[test]
 fn deep_nesting_is_refused_or_read_without_overflowing_the_stack() {
     let progress = fuzz::Progress::new("deep_nesting");
-    let shape = (1usize..4000, any::<bool>(), prop::sample::select(vec!["extra", "content", "tools"]));
+    let shape = (
+        1usize..4000,
+        any::<bool>(),
+        prop::sample::select(vec!["extra", "content", "tools"]),
+    );
     fuzz::runner(file!(), 64)
         .run(&shape, |(depth, arrays, place)| {
             if !progress.tick() {
@@ -304,7 +391,10 @@ fn a_prompt_near_the_body_limit_reads_whole() {
     assert!(body.len() > 800_000);
     let chat = parse_chat_request(&body).unwrap();
     assert_eq!(chat.messages[0].content.0, prompt);
-    let error = parse_chat_request(br#"{"model":"auto","messages":[{"role":"user","content":""}],"max_tokens":1e400}"#).unwrap_err();
+    let error = parse_chat_request(
+        br#"{"model":"auto","messages":[{"role":"user","content":""}],"max_tokens":1e400}"#,
+    )
+    .unwrap_err();
     assert!(error.message.contains("not valid JSON"), "{error:?}");
 }
 
@@ -322,7 +412,12 @@ fn numbers_the_client_sent_are_forwarded_exactly() {
 /// What a body of `content_type` should get from a JSON endpoint, from the parser's verdict.
 fn json_content_type(content_type: Option<&str>) -> bool {
     content_type.is_none_or(|ct| {
-        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         essence == "application/json" || essence.ends_with("+json")
     })
 }
@@ -333,75 +428,125 @@ fn the_server_answers_any_body_with_a_4xx_envelope_or_a_decision() {
         env: vec![("SEMROUTER__SERVER__MAX_BODY_BYTES", MAX_BODY.to_string())],
         ..Launch::default()
     });
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
     let body = prop_oneof![
         4 => any_body(),
         1 => (0usize..3).prop_map(|n| vec![b' '; MAX_BODY + 1 + n * 1000]),
         1 => "\\PC{1000,1500}".prop_map(|p| serde_json::to_vec(&common::chat("auto", &p)).unwrap()),
     ];
-    let content_type = proptest::option::of(prop::sample::select(vec!["application/json", "application/json; charset=utf-8", "text/plain", "application/problem+json", "multipart/form-data"]));
-    let endpoint = prop::sample::select(vec!["/v1/route", "/v1/chat/completions", "/v1/classify", "/v1/embeddings"]);
+    let content_type = proptest::option::of(prop::sample::select(vec![
+        "application/json",
+        "application/json; charset=utf-8",
+        "text/plain",
+        "application/problem+json",
+        "multipart/form-data",
+    ]));
+    let endpoint = prop::sample::select(vec![
+        "/v1/route",
+        "/v1/chat/completions",
+        "/v1/classify",
+        "/v1/embeddings",
+    ]);
     let progress = fuzz::Progress::new("server_bodies");
     fuzz::runner(file!(), 48)
-        .run(&(endpoint, content_type, body), |(endpoint, content_type, body)| {
-            if !progress.tick() {
-                return Ok(());
-            }
-            let (status, reply) = runtime.block_on(async {
-                let mut request = client.post(server.url(endpoint)).body(body.clone());
-                if let Some(ct) = content_type {
-                    request = request.header("content-type", ct);
+        .run(
+            &(endpoint, content_type, body),
+            |(endpoint, content_type, body)| {
+                if !progress.tick() {
+                    return Ok(());
                 }
-                let response = request.send().await.expect("the server answers");
-                let status = response.status().as_u16();
-                let text = response.bytes().await.expect("a whole reply");
-                (status, serde_json::from_slice::<Value>(&text).unwrap_or(Value::Null))
-            });
-            let parsed = match endpoint {
-                "/v1/classify" => parse_classify_request(&body).map(|_| ()),
-                "/v1/embeddings" => parse_embeddings_request(&body).map(|_| ()),
-                _ => parse_chat_request(&body).map(|_| ()),
-            };
-            if status >= 400 {
-                let error = &reply["error"];
-                prop_assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{}: {} without an envelope: {}", endpoint, status, reply);
-                prop_assert!(error["type"].is_string() && error["code"].is_string(), "{}", reply);
-            }
-            // The server checks the content type, then the size, then the JSON.
-            let expected = if !json_content_type(content_type) {
-                Some(415)
-            } else if body.len() > MAX_BODY {
-                Some(413)
-            } else if parsed.is_err() {
-                Some(400)
-            } else {
-                None
-            };
-            match (expected, &parsed) {
-                (Some(code), _) => {
-                    prop_assert_eq!(status, code, "{} {:?}: {}", endpoint, content_type, reply);
-                    if let (400, Err(error)) = (code, &parsed) {
-                        prop_assert_eq!(reply["error"]["param"].as_str(), error.param.as_deref(), "the server names the parser's field");
+                let (status, reply) = runtime.block_on(async {
+                    let mut request = client.post(server.url(endpoint)).body(body.clone());
+                    if let Some(ct) = content_type {
+                        request = request.header("content-type", ct);
                     }
+                    let response = request.send().await.expect("the server answers");
+                    let status = response.status().as_u16();
+                    let text = response.bytes().await.expect("a whole reply");
+                    (
+                        status,
+                        serde_json::from_slice::<Value>(&text).unwrap_or(Value::Null),
+                    )
+                });
+                let parsed = match endpoint {
+                    "/v1/classify" => parse_classify_request(&body).map(|_| ()),
+                    "/v1/embeddings" => parse_embeddings_request(&body).map(|_| ()),
+                    _ => parse_chat_request(&body).map(|_| ()),
+                };
+                if status >= 400 {
+                    let error = &reply["error"];
+                    prop_assert!(
+                        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+                        "{}: {} without an envelope: {}",
+                        endpoint,
+                        status,
+                        reply
+                    );
+                    prop_assert!(
+                        error["type"].is_string() && error["code"].is_string(),
+                        "{}",
+                        reply
+                    );
                 }
-                // A readable request: a decision (or a refusal the engine makes, still a 4xx);
-                // the proxy has no upstream here, which is its one 5xx (502).
-                (None, _) => match endpoint {
-                    "/v1/chat/completions" => prop_assert!(
-                        status < 500 || (status == 502 && reply["error"]["code"] == "upstream_not_configured"),
-                        "{}: {}", status, reply
-                    ),
-                    _ => prop_assert!(status == 200 || (400..500).contains(&status), "{} {}: {}", endpoint, status, reply),
-                },
-            }
-            if endpoint == "/v1/route" && status == 200 {
-                prop_assert!(reply["action"].is_string(), "{}", reply);
-            }
-            Ok(())
-        })
+                // The server checks the content type, then the size, then the JSON.
+                let expected = if !json_content_type(content_type) {
+                    Some(415)
+                } else if body.len() > MAX_BODY {
+                    Some(413)
+                } else if parsed.is_err() {
+                    Some(400)
+                } else {
+                    None
+                };
+                match (expected, &parsed) {
+                    (Some(code), _) => {
+                        prop_assert_eq!(status, code, "{} {:?}: {}", endpoint, content_type, reply);
+                        if let (400, Err(error)) = (code, &parsed) {
+                            prop_assert_eq!(
+                                reply["error"]["param"].as_str(),
+                                error.param.as_deref(),
+                                "the server names the parser's field"
+                            );
+                        }
+                    }
+                    // A readable request: a decision (or a refusal the engine makes, still a 4xx);
+                    // the proxy has no upstream here, which is its one 5xx (502).
+                    (None, _) => match endpoint {
+                        "/v1/chat/completions" => prop_assert!(
+                            status < 500
+                                || (status == 502
+                                    && reply["error"]["code"] == "upstream_not_configured"),
+                            "{}: {}",
+                            status,
+                            reply
+                        ),
+                        _ => prop_assert!(
+                            status == 200 || (400..500).contains(&status),
+                            "{} {}: {}",
+                            endpoint,
+                            status,
+                            reply
+                        ),
+                    },
+                }
+                if endpoint == "/v1/route" && status == 200 {
+                    prop_assert!(reply["action"].is_string(), "{}", reply);
+                }
+                Ok(())
+            },
+        )
         .unwrap();
     progress.finish();
     // The server is still serving after all of it.
-    assert_eq!(common::get_status(server.base.trim_start_matches("http://"), "/ready"), Some(200));
+    assert_eq!(
+        common::get_status(server.base.trim_start_matches("http://"), "/ready"),
+        Some(200)
+    );
 }

@@ -32,9 +32,17 @@ fn config(base: &str) -> String {
     let upstream = format!("    upstream: {{ base_url: \"{base}\" }}\n");
     let entries: Vec<(String, String)> = ["qwen3-8b", "gpt-oss-120b", "deepseek-v3.1"]
         .iter()
-        .map(|m| (format!("  - name: {m}\n"), format!("  - name: {m}\n{upstream}")))
+        .map(|m| {
+            (
+                format!("  - name: {m}\n"),
+                format!("  - name: {m}\n{upstream}"),
+            )
+        })
         .collect();
-    let pairs: Vec<(&str, &str)> = entries.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     default_config_with(&pairs)
 }
 
@@ -48,9 +56,18 @@ struct Seen {
 
 async fn post(client: &reqwest::Client, url: &str, body: &Value) -> Seen {
     let started = Instant::now();
-    let response = client.post(url).json(body).send().await.expect("the server answers");
+    let response = client
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .expect("the server answers");
     let status = response.status().as_u16();
-    let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let body = response.json().await.unwrap_or(Value::Null);
     Seen {
         status,
@@ -63,11 +80,21 @@ async fn post(client: &reqwest::Client, url: &str, body: &Value) -> Seen {
 /// Asserts a refusal for overload: 429, `Retry-After`, the envelope with code `overloaded`.
 fn assert_overloaded(seen: &Seen) {
     assert_eq!(seen.status, 429, "{}", seen.body);
-    assert_eq!(seen.retry_after.as_deref(), Some("1"), "a 429 tells the client when to retry");
+    assert_eq!(
+        seen.retry_after.as_deref(),
+        Some("1"),
+        "a 429 tells the client when to retry"
+    );
     let error = &seen.body["error"];
     assert_eq!(error["type"], "rate_limit_error", "{}", seen.body);
     assert_eq!(error["code"], "overloaded", "{}", seen.body);
-    assert!(error["message"].as_str().is_some_and(|m| m.contains("server.max_in_flight")), "{}", seen.body);
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("server.max_in_flight")),
+        "{}",
+        seen.body
+    );
 }
 
 fn start(upstream: &Upstream, extproc: u16) -> Server {
@@ -91,7 +118,10 @@ async fn beyond_the_limit_requests_get_429_at_once_and_the_admitted_all_succeed(
     });
     let extproc = free_port();
     let server = start(&upstream, extproc);
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
 
     // A flood of proxy requests from many clients at once: LIMIT are taken, the rest refused.
     let url = server.url("/v1/chat/completions");
@@ -106,10 +136,18 @@ async fn beyond_the_limit_requests_get_429_at_once_and_the_admitted_all_succeed(
         seen.push(task.await.unwrap());
     }
     let (admitted, refused): (Vec<&Seen>, Vec<&Seen>) = seen.iter().partition(|s| s.status != 429);
-    assert!(!admitted.is_empty() && !refused.is_empty(), "{} admitted, {} refused", admitted.len(), refused.len());
+    assert!(
+        !admitted.is_empty() && !refused.is_empty(),
+        "{} admitted, {} refused",
+        admitted.len(),
+        refused.len()
+    );
     for s in &admitted {
         assert_eq!(s.status, 200, "an admitted request succeeds: {}", s.body);
-        assert_eq!(s.body["choices"][0]["message"]["content"], answer_text("slow"));
+        assert_eq!(
+            s.body["choices"][0]["message"]["content"],
+            answer_text("slow")
+        );
     }
     let slowest_refusal = refused.iter().map(|s| s.latency).max().unwrap();
     let fastest_admitted = admitted.iter().map(|s| s.latency).min().unwrap();
@@ -137,38 +175,88 @@ async fn beyond_the_limit_requests_get_429_at_once_and_the_admitted_all_succeed(
         .collect();
     let deadline = Instant::now() + Duration::from_secs(10);
     while upstream.received().len() < LIMIT {
-        assert!(Instant::now() < deadline, "the holders did not reach the upstream");
+        assert!(
+            Instant::now() < deadline,
+            "the holders did not reach the upstream"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let route = server.url("/v1/route");
-    assert_overloaded(&post(&client, &route, &chat("auto", "What is the capital of France?")).await);
+    assert_overloaded(
+        &post(
+            &client,
+            &route,
+            &chat("auto", "What is the capital of France?"),
+        )
+        .await,
+    );
     let immediate = extproc_exchange(extproc).await;
-    assert_eq!(immediate.0, 429, "ext_proc refuses with an ImmediateResponse 429: {}", immediate.2);
-    assert!(immediate.1.iter().any(|(k, v)| k == "retry-after" && v == "1"), "{:?}", immediate.1);
+    assert_eq!(
+        immediate.0, 429,
+        "ext_proc refuses with an ImmediateResponse 429: {}",
+        immediate.2
+    );
+    assert!(
+        immediate
+            .1
+            .iter()
+            .any(|(k, v)| k == "retry-after" && v == "1"),
+        "{:?}",
+        immediate.1
+    );
     assert_eq!(immediate.2["error"]["code"], "overloaded");
     for holder in holders {
         assert_eq!(holder.await.unwrap().status, 200);
     }
 
     // The slots are released: the next request is admitted.
-    let after = post(&client, &route, &chat("auto", "What is the capital of France?")).await;
+    let after = post(
+        &client,
+        &route,
+        &chat("auto", "What is the capital of France?"),
+    )
+    .await;
     assert_eq!(after.status, 200, "{}", after.body);
 
-    let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for front_end in ["proxy", "rest", "extproc"] {
         let label = format!("front_end=\"{front_end}\"");
-        assert!(metric(&metrics, "semrouter_admission_rejections_total", &[&label]).is_some_and(|n| n >= 1.0), "{front_end}: {metrics}");
+        assert!(
+            metric(&metrics, "semrouter_admission_rejections_total", &[&label])
+                .is_some_and(|n| n >= 1.0),
+            "{front_end}: {metrics}"
+        );
     }
-    let proxy_refusals = metric(&metrics, "semrouter_admission_rejections_total", &["front_end=\"proxy\""]).unwrap_or(0.0);
-    assert_eq!(proxy_refusals as usize, refused.len(), "every refusal is counted");
+    let proxy_refusals = metric(
+        &metrics,
+        "semrouter_admission_rejections_total",
+        &["front_end=\"proxy\""],
+    )
+    .unwrap_or(0.0);
+    assert_eq!(
+        proxy_refusals as usize,
+        refused.len(),
+        "every refusal is counted"
+    );
 }
 
 /// One routed ext_proc exchange (headers, then the body); the ImmediateResponse it ends in:
 /// status, headers, body.
 async fn extproc_exchange(port: u16) -> (u16, Vec<(String, String)>, Value) {
-    let mut client = ExternalProcessorClient::connect(format!("http://127.0.0.1:{port}")).await.expect("ext_proc reachable");
+    let mut client = ExternalProcessorClient::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("ext_proc reachable");
     let messages = extproc::buffered_chat(serde_json::to_vec(&chat("auto", PROMPT)).unwrap());
-    let mut replies = client.process(futures_util::stream::iter(messages)).await.expect("the stream opens").into_inner();
+    let mut replies = client
+        .process(futures_util::stream::iter(messages))
+        .await
+        .expect("the stream opens")
+        .into_inner();
     loop {
         let reply = tokio::time::timeout(Duration::from_secs(10), replies.message())
             .await
@@ -181,7 +269,12 @@ async fn extproc_exchange(port: u16) -> (u16, Vec<(String, String)>, Value) {
                 .iter()
                 .flat_map(|m| &m.set_headers)
                 .filter_map(|h| h.header.as_ref())
-                .map(|h| (h.key.clone(), String::from_utf8_lossy(&h.raw_value).into_owned()))
+                .map(|h| {
+                    (
+                        h.key.clone(),
+                        String::from_utf8_lossy(&h.raw_value).into_owned(),
+                    )
+                })
                 .collect();
             let body = serde_json::from_slice(&immediate.body).unwrap_or(Value::Null);
             return (immediate.status.map_or(0, |s| s.code) as u16, headers, body);
@@ -200,7 +293,17 @@ async fn a_flood_of_decisions_gets_decisions_or_429s_only() {
     let tasks: Vec<_> = (0..64)
         .map(|i| {
             let (client, url) = (client.clone(), url.clone());
-            tokio::spawn(async move { post(&client, &url, &chat("auto", &format!("Question {i}: how do vaccines train the immune system?"))).await })
+            tokio::spawn(async move {
+                post(
+                    &client,
+                    &url,
+                    &chat(
+                        "auto",
+                        &format!("Question {i}: how do vaccines train the immune system?"),
+                    ),
+                )
+                .await
+            })
         })
         .collect();
     let mut admitted = 0;
@@ -219,7 +322,8 @@ async fn a_flood_of_decisions_gets_decisions_or_429s_only() {
 
 #[test]
 fn the_limit_is_checked_at_load() {
-    let (status, stderr) = common::serve_expecting_failure(None, &[("SEMROUTER__SERVER__MAX_IN_FLIGHT", "0")]);
+    let (status, stderr) =
+        common::serve_expecting_failure(None, &[("SEMROUTER__SERVER__MAX_IN_FLIGHT", "0")]);
     assert!(!status.success());
     assert!(stderr.contains("server.max_in_flight"), "{stderr}");
 }

@@ -24,7 +24,8 @@ const TOKEN: &str = "test-token-6f1c2a";
 /// only the jailbreak block policy, no `cache:` or `proxy:` section (their defaults: cache
 /// off), and `extra` appended.
 fn config(small: &str, reasoner: &str, extra: &str) -> String {
-    let text = std::fs::read_to_string(common::repo().join("config/semrouter.yaml")).expect("default config");
+    let text = std::fs::read_to_string(common::repo().join("config/semrouter.yaml"))
+        .expect("default config");
     let policies = text.find("\npolicies:\n").expect("policies section");
     let scoring = text.find("\n# Scoring:").expect("scoring section");
     let models = text.find("\nmodels:\n").expect("models section");
@@ -59,15 +60,27 @@ fn launch(config: String) -> Launch<'static> {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 async fn post(client: &reqwest::Client, server: &Server, body: &Value) -> reqwest::Response {
-    client.post(server.url("/v1/chat/completions")).json(body).send().await.unwrap()
+    client
+        .post(server.url("/v1/chat/completions"))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
 }
 
 fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
-    response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 fn streamed(model: &str, prompt: &str) -> Value {
@@ -79,14 +92,20 @@ fn streamed(model: &str, prompt: &str) -> Value {
 
 /// The text of an SSE body's `data:` events, checked to be valid: JSON chunks then `[DONE]`.
 fn sse_content(body: &str) -> String {
-    assert!(body.ends_with("data: [DONE]\n\n"), "ends with [DONE]: {body}");
+    assert!(
+        body.ends_with("data: [DONE]\n\n"),
+        "ends with [DONE]: {body}"
+    );
     let mut content = String::new();
     for event in body.split("\n\n").filter(|e| !e.is_empty()) {
-        let data = event.strip_prefix("data: ").unwrap_or_else(|| panic!("not a data event: {event}"));
+        let data = event
+            .strip_prefix("data: ")
+            .unwrap_or_else(|| panic!("not a data event: {event}"));
         if data == "[DONE]" {
             continue;
         }
-        let chunk: Value = serde_json::from_str(data).unwrap_or_else(|e| panic!("chunk is not JSON ({e}): {data}"));
+        let chunk: Value = serde_json::from_str(data)
+            .unwrap_or_else(|e| panic!("chunk is not JSON ({e}): {data}"));
         assert_eq!(chunk["object"], "chat.completion.chunk");
         for choice in chunk["choices"].as_array().unwrap() {
             content.push_str(choice["delta"]["content"].as_str().unwrap_or(""));
@@ -96,14 +115,25 @@ fn sse_content(body: &str) -> String {
 }
 
 async fn metrics(client: &reqwest::Client, server: &Server) -> String {
-    client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap()
+    client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn routes_rewrites_streams_and_answers_repeats_from_the_cache() {
     let small = Upstream::start("small");
     let reasoner = Upstream::start("reasoner");
-    let server = Server::start(launch(config(&small.base, &reasoner.base, "cache: {enabled: true}\n")));
+    let server = Server::start(launch(config(
+        &small.base,
+        &reasoner.base,
+        "cache: {enabled: true}\n",
+    )));
     let client = client();
 
     // A math question goes to the reasoning model, with its family's thinking switch on.
@@ -115,12 +145,22 @@ async fn routes_rewrites_streams_and_answers_repeats_from_the_cache() {
     assert_ne!(header(&response, "x-semrouter-reasoning"), "off");
     assert_eq!(header(&response, "x-semrouter-cache"), "miss");
     let answer: Value = response.json().await.unwrap();
-    assert_eq!(answer["choices"][0]["message"]["content"], answer_text("reasoner"));
+    assert_eq!(
+        answer["choices"][0]["message"]["content"],
+        answer_text("reasoner")
+    );
     let received = reasoner.received();
     assert_eq!(received.len(), 1);
     assert_eq!(received[0]["model"], "deepseek-v3.1");
-    assert_eq!(received[0]["chat_template_kwargs"], json!({"thinking": true}));
-    assert_eq!(reasoner.authorizations(), [None], "no token configured for the reasoner");
+    assert_eq!(
+        received[0]["chat_template_kwargs"],
+        json!({"thinking": true})
+    );
+    assert_eq!(
+        reasoner.authorizations(),
+        [None],
+        "no token configured for the reasoner"
+    );
     assert!(small.received().is_empty());
 
     // Small talk goes to the small model, thinking off, with its bearer token.
@@ -129,8 +169,14 @@ async fn routes_rewrites_streams_and_answers_repeats_from_the_cache() {
     assert_eq!(header(&response, "x-selected-model"), "qwen3-8b");
     assert_eq!(header(&response, "x-semrouter-reasoning"), "off");
     let answer: Value = response.json().await.unwrap();
-    assert_eq!(answer["choices"][0]["message"]["content"], answer_text("small"));
-    assert_eq!(small.received()[0]["chat_template_kwargs"], json!({"enable_thinking": false}));
+    assert_eq!(
+        answer["choices"][0]["message"]["content"],
+        answer_text("small")
+    );
+    assert_eq!(
+        small.received()[0]["chat_template_kwargs"],
+        json!({"enable_thinking": false})
+    );
     assert_eq!(small.authorizations(), [Some(format!("Bearer {TOKEN}"))]);
 
     // The repeat is answered from the cache: no upstream sees it.
@@ -139,7 +185,10 @@ async fn routes_rewrites_streams_and_answers_repeats_from_the_cache() {
     assert_eq!(header(&response, "x-semrouter-cache"), "hit");
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["object"], "chat.completion");
-    assert_eq!(answer["choices"][0]["message"]["content"], answer_text("small"));
+    assert_eq!(
+        answer["choices"][0]["message"]["content"],
+        answer_text("small")
+    );
     assert_eq!(small.received().len(), 1);
     assert_eq!(reasoner.received().len(), 1);
 
@@ -150,10 +199,22 @@ async fn routes_rewrites_streams_and_answers_repeats_from_the_cache() {
     assert!(header(&response, "content-type").starts_with("text/event-stream"));
     let model = header(&response, "x-selected-model").to_string();
     let text = response.text().await.unwrap();
-    let stub = if model == "qwen3-8b" { &small } else { &reasoner };
+    let stub = if model == "qwen3-8b" {
+        &small
+    } else {
+        &reasoner
+    };
     let forwarded = stub.received().pop().unwrap();
     assert_eq!(forwarded["stream"], true);
-    let direct = client.post(format!("{}/v1/chat/completions", stub.base)).json(&forwarded).send().await.unwrap().text().await.unwrap();
+    let direct = client
+        .post(format!("{}/v1/chat/completions", stub.base))
+        .json(&forwarded)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(text, direct, "every chunk passed through unchanged");
     assert_eq!(sse_content(&text), answer_text(&stub.name));
     assert!(text.contains("\"usage\""));
@@ -175,24 +236,61 @@ async fn routes_rewrites_streams_and_answers_repeats_from_the_cache() {
     assert_eq!(small.received().pop().unwrap(), body);
 
     // /v1/models lists `auto` and the proxied fleet.
-    let models: Value = client.get(server.url("/v1/models")).send().await.unwrap().json().await.unwrap();
-    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["auto", "qwen3-8b", "deepseek-v3.1", "all-MiniLM-L6-v2-int8"]);
+    let models: Value = client
+        .get(server.url("/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["auto", "qwen3-8b", "deepseek-v3.1", "all-MiniLM-L6-v2-int8"]
+    );
     assert_eq!(models["data"][1]["semrouter"]["proxied"], true);
     assert_eq!(models["data"][1]["object"], "model");
 
     // The answers fed the latency EWMA and the token counters.
     let text = metrics(&client, &server).await;
     for (model, prior) in [("qwen3-8b", 0.4), ("deepseek-v3.1", 1.5)] {
-        let ewma = metric(&text, "semrouter_model_latency_ewma_seconds", &[&format!("model=\"{model}\"")]);
-        assert!(ewma.is_some_and(|v| v > 0.0 && v < prior), "{model} latency EWMA moved below its prior: {ewma:?}");
+        let ewma = metric(
+            &text,
+            "semrouter_model_latency_ewma_seconds",
+            &[&format!("model=\"{model}\"")],
+        );
+        assert!(
+            ewma.is_some_and(|v| v > 0.0 && v < prior),
+            "{model} latency EWMA moved below its prior: {ewma:?}"
+        );
     }
-    let completion = metric(&text, "semrouter_model_tokens_total", &["model=\"qwen3-8b\"", "kind=\"completion\""]);
-    assert!(completion.is_some_and(|n| n >= 8.0), "two answers of 4 completion tokens: {completion:?}");
-    assert!(metric(&text, "semrouter_model_tokens_total", &["model=\"deepseek-v3.1\"", "kind=\"prompt\""]).is_some_and(|n| n >= 12.0));
+    let completion = metric(
+        &text,
+        "semrouter_model_tokens_total",
+        &["model=\"qwen3-8b\"", "kind=\"completion\""],
+    );
+    assert!(
+        completion.is_some_and(|n| n >= 8.0),
+        "two answers of 4 completion tokens: {completion:?}"
+    );
+    assert!(metric(
+        &text,
+        "semrouter_model_tokens_total",
+        &["model=\"deepseek-v3.1\"", "kind=\"prompt\""]
+    )
+    .is_some_and(|n| n >= 12.0));
     let stderr = server.stderr();
     assert!(!stderr.contains(TOKEN), "the token is never logged");
-    assert!(!stderr.contains("movie") && !text.contains("movie"), "prompts are never logged");
+    assert!(
+        !stderr.contains("movie") && !text.contains("movie"),
+        "prompts are never logged"
+    );
 }
 
 #[tokio::test]
@@ -204,19 +302,32 @@ async fn failures_retry_before_the_first_byte_and_break_the_stream_after_it() {
     let client = client();
 
     // A 5xx before the first byte moves to the next candidate, its body rewritten for it.
-    reasoner.set(Behaviour { status: Some(503), ..Behaviour::default() });
+    reasoner.set(Behaviour {
+        status: Some(503),
+        ..Behaviour::default()
+    });
     let response = post(&client, &server, &chat("auto", MATH)).await;
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "x-selected-model"), "qwen3-8b");
     let answer: Value = response.json().await.unwrap();
-    assert_eq!(answer["choices"][0]["message"]["content"], answer_text("small"));
+    assert_eq!(
+        answer["choices"][0]["message"]["content"],
+        answer_text("small")
+    );
     assert_eq!(reasoner.received().len(), 1);
     let retried = small.received().pop().unwrap();
     assert_eq!(retried["model"], "qwen3-8b");
-    assert_eq!(retried["chat_template_kwargs"], json!({"enable_thinking": true}), "qwen3's switch, not deepseek's");
+    assert_eq!(
+        retried["chat_template_kwargs"],
+        json!({"enable_thinking": true}),
+        "qwen3's switch, not deepseek's"
+    );
 
     // A 4xx is the upstream's answer: passed on, not retried.
-    reasoner.set(Behaviour { status: Some(400), ..Behaviour::default() });
+    reasoner.set(Behaviour {
+        status: Some(400),
+        ..Behaviour::default()
+    });
     let response = post(&client, &server, &chat("auto", MATH)).await;
     assert_eq!(response.status(), 400);
     assert_eq!(header(&response, "x-selected-model"), "deepseek-v3.1");
@@ -225,13 +336,19 @@ async fn failures_retry_before_the_first_byte_and_break_the_stream_after_it() {
     reasoner.set(Behaviour::default());
 
     // A stream cut after its first chunk reaches the client as an error, never as [DONE].
-    small.set(Behaviour { cut_stream: true, ..Behaviour::default() });
+    small.set(Behaviour {
+        cut_stream: true,
+        ..Behaviour::default()
+    });
     let response = post(&client, &server, &streamed("auto", SMALL_TALK)).await;
     assert_eq!(response.status(), 200);
     let mut stream = response.bytes_stream();
     let mut received = Vec::new();
     let mut failed = false;
-    while let Some(item) = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.expect("the stream ends in time") {
+    while let Some(item) = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("the stream ends in time")
+    {
         match item {
             Ok(bytes) => received.extend_from_slice(&bytes),
             Err(_) => {
@@ -242,30 +359,48 @@ async fn failures_retry_before_the_first_byte_and_break_the_stream_after_it() {
     }
     let text = String::from_utf8_lossy(&received);
     assert!(failed, "the client saw the stream break; got {text}");
-    assert!(text.starts_with("data: ") && !text.contains("[DONE]"), "{text}");
+    assert!(
+        text.starts_with("data: ") && !text.contains("[DONE]"),
+        "{text}"
+    );
 
     // An upstream slower than the first-byte timeout gives 504 in the envelope, in time.
-    small.set(Behaviour { delay: Duration::from_secs(4), ..Behaviour::default() });
+    small.set(Behaviour {
+        delay: Duration::from_secs(4),
+        ..Behaviour::default()
+    });
     let started = Instant::now();
     let response = post(&client, &server, &chat("auto", SMALL_TALK)).await;
     let error = expect_error(response, 504).await;
     assert_eq!(error["code"], "upstream_timeout");
-    assert!(started.elapsed() < Duration::from_secs(4), "504 after the 1.5 s timeout, not the upstream's 4 s");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "504 after the 1.5 s timeout, not the upstream's 4 s"
+    );
 
     // A client that goes away mid-stream cancels the upstream's stream.
-    small.set(Behaviour { chunk_gap: Duration::from_millis(700), ..Behaviour::default() });
+    small.set(Behaviour {
+        chunk_gap: Duration::from_millis(700),
+        ..Behaviour::default()
+    });
     let before = small.abandoned();
     let response = post(&client, &server, &streamed("auto", SMALL_TALK)).await;
     assert_eq!(response.status(), 200);
     let mut stream = response.bytes_stream();
-    let first = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.expect("a first chunk");
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("a first chunk");
     assert!(first.is_some_and(|c| c.is_ok()));
     drop(stream);
     let deadline = Instant::now() + Duration::from_secs(10);
     while small.abandoned() == before && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(small.abandoned(), before + 1, "the upstream's stream was abandoned when the client left");
+    assert_eq!(
+        small.abandoned(),
+        before + 1,
+        "the upstream's stream was abandoned when the client left"
+    );
     small.set(Behaviour::default());
 
     // Bad input: malformed JSON is 400, a blocked prompt 403, both in the envelope and
@@ -279,7 +414,12 @@ async fn failures_retry_before_the_first_byte_and_break_the_stream_after_it() {
         .await
         .unwrap();
     expect_error(response, 400).await;
-    let response = post(&client, &server, &json!({"model": "auto", "messages": "hi"})).await;
+    let response = post(
+        &client,
+        &server,
+        &json!({"model": "auto", "messages": "hi"}),
+    )
+    .await;
     let error = expect_error(response, 400).await;
     assert_eq!(error["param"], "messages");
     let response = post(&client, &server, &chat("auto", JAILBREAK)).await;
@@ -291,9 +431,24 @@ async fn failures_retry_before_the_first_byte_and_break_the_stream_after_it() {
     assert_eq!((small.received().len(), reasoner.received().len()), seen);
 
     let text = metrics(&client, &server).await;
-    assert!(metric(&text, "semrouter_proxy_upstream_attempts_total", &["model=\"deepseek-v3.1\"", "outcome=\"5xx\""]).is_some());
-    assert!(metric(&text, "semrouter_proxy_cancelled_total", &["model=\"qwen3-8b\""]).is_some());
-    assert!(metric(&text, "semrouter_proxy_stream_errors_total", &["model=\"qwen3-8b\"", "reason=\"upstream\""]).is_some());
+    assert!(metric(
+        &text,
+        "semrouter_proxy_upstream_attempts_total",
+        &["model=\"deepseek-v3.1\"", "outcome=\"5xx\""]
+    )
+    .is_some());
+    assert!(metric(
+        &text,
+        "semrouter_proxy_cancelled_total",
+        &["model=\"qwen3-8b\""]
+    )
+    .is_some());
+    assert!(metric(
+        &text,
+        "semrouter_proxy_stream_errors_total",
+        &["model=\"qwen3-8b\"", "reason=\"upstream\""]
+    )
+    .is_some());
 }
 
 #[tokio::test]
@@ -301,20 +456,34 @@ async fn a_refused_connection_moves_to_the_next_candidate() {
     let small = Upstream::start("small");
     // Nothing listens on this port.
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let server = Server::start(launch(config(&small.base, &dead, "proxy: {max_retries: 1}\n")));
+    let server = Server::start(launch(config(
+        &small.base,
+        &dead,
+        "proxy: {max_retries: 1}\n",
+    )));
     let client = client();
     let response = post(&client, &server, &chat("auto", MATH)).await;
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "x-selected-model"), "qwen3-8b");
-    assert_eq!(small.received()[0]["chat_template_kwargs"], json!({"enable_thinking": true}));
+    assert_eq!(
+        small.received()[0]["chat_template_kwargs"],
+        json!({"enable_thinking": true})
+    );
 
     // Without retries the client gets 502 in the envelope.
     drop(server);
-    let server = Server::start(launch(config(&small.base, &dead, "proxy: {max_retries: 0}\n")));
+    let server = Server::start(launch(config(
+        &small.base,
+        &dead,
+        "proxy: {max_retries: 0}\n",
+    )));
     let response = post(&client, &server, &chat("auto", MATH)).await;
     let error = expect_error(response, 502).await;
     assert_eq!(error["code"], "upstream_unavailable");
-    assert!(!error["message"].as_str().unwrap().contains("127.0.0.1"), "the upstream's address stays internal");
+    assert!(
+        !error["message"].as_str().unwrap().contains("127.0.0.1"),
+        "the upstream's address stays internal"
+    );
 }
 
 #[test]
@@ -322,9 +491,17 @@ fn a_missing_token_stops_start_up_naming_the_key() {
     let text = config("http://127.0.0.1:9", "http://127.0.0.1:9", "");
     let (status, stderr) = common::serve_expecting_failure(Some(&text), &[]);
     assert!(!status.success());
-    assert!(stderr.contains("SEMROUTER_TEST_SMALL_KEY") && stderr.contains("models[0].upstream.api_key_env"), "{stderr}");
-    let bad = text.replace("base_url: \"http://127.0.0.1:9\" }", "base_url: \"http://127.0.0.1:9/v1\" }");
-    let (status, stderr) = common::serve_expecting_failure(Some(&bad), &[("SEMROUTER_TEST_SMALL_KEY", TOKEN)]);
+    assert!(
+        stderr.contains("SEMROUTER_TEST_SMALL_KEY")
+            && stderr.contains("models[0].upstream.api_key_env"),
+        "{stderr}"
+    );
+    let bad = text.replace(
+        "base_url: \"http://127.0.0.1:9\" }",
+        "base_url: \"http://127.0.0.1:9/v1\" }",
+    );
+    let (status, stderr) =
+        common::serve_expecting_failure(Some(&bad), &[("SEMROUTER_TEST_SMALL_KEY", TOKEN)]);
     assert!(!status.success());
     assert!(stderr.contains("models[1].upstream.base_url"), "{stderr}");
 }

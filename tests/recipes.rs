@@ -24,36 +24,60 @@ const CODE: &str = "Why does my Python function raise a KeyError?";
 
 /// `config/recipes/NAME/semrouter.yaml`.
 fn recipe(name: &str) -> PathBuf {
-    repo().join("config/recipes").join(name).join("semrouter.yaml")
+    repo()
+        .join("config/recipes")
+        .join(name)
+        .join("semrouter.yaml")
 }
 
 /// `semrouter check-config` accepts the recipe.
 fn check_config(name: &str) {
     let path = recipe(name);
-    let (status, stdout, stderr) = run_cli(&["check-config", path.to_str().expect("utf-8 path")], &[]);
-    assert!(status.success(), "check-config {name}: {status}\n{stdout}{stderr}");
+    let (status, stdout, stderr) =
+        run_cli(&["check-config", path.to_str().expect("utf-8 path")], &[]);
+    assert!(
+        status.success(),
+        "check-config {name}: {status}\n{stdout}{stderr}"
+    );
 }
 
 /// Validates the recipe, then serves it (with `env` overrides) until ready.
 fn serve(name: &str, env: Vec<(&'static str, String)>) -> Server {
     check_config(name);
-    Server::start_on_file(recipe(name), Launch { env, ..Launch::default() })
+    Server::start_on_file(
+        recipe(name),
+        Launch {
+            env,
+            ..Launch::default()
+        },
+    )
 }
 
 /// The decision for `body`, with every signal explained.
 async fn route(client: &reqwest::Client, server: &Server, body: &Value) -> Value {
-    let response = client.post(server.url("/v1/route?explain=true")).json(body).send().await.expect("request");
+    let response = client
+        .post(server.url("/v1/route?explain=true"))
+        .json(body)
+        .send()
+        .await
+        .expect("request");
     assert_eq!(response.status(), 200, "route failed");
     response.json().await.expect("decision JSON")
 }
 
 /// The `model` fields of a decision's `candidates` or `excluded` list.
 fn models(list: &Value) -> Vec<&str> {
-    list.as_array().map_or_else(Vec::new, |l| l.iter().map(|c| c["model"].as_str().expect("model name")).collect())
+    list.as_array().map_or_else(Vec::new, |l| {
+        l.iter()
+            .map(|c| c["model"].as_str().expect("model name"))
+            .collect()
+    })
 }
 
 fn need(d: &Value) -> f64 {
-    d["signals"]["reasoning_need"].as_f64().expect("reasoning_need with explain")
+    d["signals"]["reasoning_need"]
+        .as_f64()
+        .expect("reasoning_need with explain")
 }
 
 #[tokio::test]
@@ -69,23 +93,48 @@ async fn cost_saver_keeps_the_small_model_and_reasons_only_on_hard_problems() {
         assert_eq!(d["model"], "qwen3-8b", "{prompt}: {d}");
         assert_eq!(d["policy"], "default", "{prompt}: {d}");
         assert_eq!(d["reasoning"]["enabled"], false, "{prompt}: {d}");
-        assert_eq!(d["request"]["chat_template_kwargs"], json!({"enable_thinking": false}), "{prompt}: qwen3 thinking is switched off");
-        assert!(need(&d) < 0.55, "{prompt}: below the first thinking level: {d}");
+        assert_eq!(
+            d["request"]["chat_template_kwargs"],
+            json!({"enable_thinking": false}),
+            "{prompt}: qwen3 thinking is switched off"
+        );
+        assert!(
+            need(&d) < 0.55,
+            "{prompt}: below the first thinking level: {d}"
+        );
         let top = &d["candidates"][0]["factors"];
-        assert!(top["cost"]["contribution"].as_f64().unwrap() > top["quality"]["contribution"].as_f64().unwrap(), "cost dominates: {d}");
+        assert!(
+            top["cost"]["contribution"].as_f64().unwrap()
+                > top["quality"]["contribution"].as_f64().unwrap(),
+            "cost dominates: {d}"
+        );
     }
 
     // Hard mathematics reaches the first thinking level: the reasoning model, thinking.
     for prompt in [PROOF, INDUCTION] {
         let d = route(&client, &server, &chat("auto", prompt)).await;
-        assert_eq!(d["policy"], "hard-problems-on-the-reasoning-model", "{prompt}: {d}");
+        assert_eq!(
+            d["policy"], "hard-problems-on-the-reasoning-model",
+            "{prompt}: {d}"
+        );
         assert_eq!(d["model"], "deepseek-v3.1", "{prompt}: {d}");
         assert_eq!(models(&d["candidates"]), ["deepseek-v3.1"]);
         assert!(need(&d) >= 0.55, "{d}");
         assert_eq!(d["reasoning"]["enabled"], true, "{prompt}: {d}");
-        assert!(["medium", "high"].contains(&d["reasoning"]["effort"].as_str().unwrap_or("")), "{d}");
-        assert!(d["reasoning"]["budget_tokens"].as_u64().is_some_and(|b| b >= 4096), "{d}");
-        assert_eq!(d["request"]["chat_template_kwargs"]["thinking"], true, "deepseek thinking is switched on: {d}");
+        assert!(
+            ["medium", "high"].contains(&d["reasoning"]["effort"].as_str().unwrap_or("")),
+            "{d}"
+        );
+        assert!(
+            d["reasoning"]["budget_tokens"]
+                .as_u64()
+                .is_some_and(|b| b >= 4096),
+            "{d}"
+        );
+        assert_eq!(
+            d["request"]["chat_template_kwargs"]["thinking"], true,
+            "deepseek thinking is switched on: {d}"
+        );
     }
 }
 
@@ -106,10 +155,22 @@ async fn quality_first_picks_the_best_model_for_the_category_and_reasons_early()
         assert_eq!(d["model"], model, "{prompt}: {d}");
         let candidates = d["candidates"].as_array().unwrap();
         assert_eq!(candidates.len(), 3, "every model competes: {d}");
-        let best_quality = candidates.iter().map(|c| c["factors"]["quality"]["value"].as_f64().unwrap()).fold(0.0, f64::max);
-        assert_eq!(candidates[0]["factors"]["quality"]["value"].as_f64().unwrap(), best_quality, "{prompt}: the highest expected quality wins: {d}");
+        let best_quality = candidates
+            .iter()
+            .map(|c| c["factors"]["quality"]["value"].as_f64().unwrap())
+            .fold(0.0, f64::max);
+        assert_eq!(
+            candidates[0]["factors"]["quality"]["value"]
+                .as_f64()
+                .unwrap(),
+            best_quality,
+            "{prompt}: the highest expected quality wins: {d}"
+        );
         for c in candidates {
-            assert_eq!(c["factors"]["cost"]["contribution"], 0.0, "cost has no weight: {c}");
+            assert_eq!(
+                c["factors"]["cost"]["contribution"], 0.0,
+                "cost has no weight: {c}"
+            );
         }
         match reasoning {
             Some((effort, budget)) => {
@@ -131,23 +192,50 @@ async fn privacy_first_keeps_personal_data_on_the_on_prem_model() {
     let client = reqwest::Client::new();
 
     let personal = [
-        ("Please write a polite reminder to jane.doe@example.com about the unpaid invoice.", "EMAIL"),
-        ("Call me back at (727) 538-7059 about my order, please.", "PHONE"),
-        ("Write a short birthday message for my colleague Marie Hamanová.", "PERSON"),
+        (
+            "Please write a polite reminder to jane.doe@example.com about the unpaid invoice.",
+            "EMAIL",
+        ),
+        (
+            "Call me back at (727) 538-7059 about my order, please.",
+            "PHONE",
+        ),
+        (
+            "Write a short birthday message for my colleague Marie Hamanová.",
+            "PERSON",
+        ),
         // A code question: the code rule alone would leave only cloud candidates (and mask).
-        ("My python function fails for user John Smith, phone 415-555-0132. Why?", "PHONE"),
+        (
+            "My python function fails for user John Smith, phone 415-555-0132. Why?",
+            "PHONE",
+        ),
     ];
     for (prompt, kind) in personal {
         let body = chat("auto", prompt);
         let d = route(&client, &server, &body).await;
         assert_eq!(d["model"], "onprem-llama", "{prompt}: {d}");
         assert_eq!(d["policy"], "personal-data-stays-on-prem", "{prompt}: {d}");
-        assert_eq!(d["action"], "route", "the on-prem model may see it, so nothing is masked: {d}");
+        assert_eq!(
+            d["action"], "route",
+            "the on-prem model may see it, so nothing is masked: {d}"
+        );
         assert_eq!(d["flags"], json!(["pii-on-prem"]), "{d}");
-        assert_eq!(models(&d["candidates"]), ["onprem-llama"], "no cloud model is a candidate: {d}");
-        let types: Vec<&str> = d["signals"]["pii"]["types"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+        assert_eq!(
+            models(&d["candidates"]),
+            ["onprem-llama"],
+            "no cloud model is a candidate: {d}"
+        );
+        let types: Vec<&str> = d["signals"]["pii"]["types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
         assert!(types.contains(&kind), "{prompt}: {kind} in {types:?}");
-        assert_eq!(d["request"]["messages"], body["messages"], "sent unmasked to the on-prem model");
+        assert_eq!(
+            d["request"]["messages"], body["messages"],
+            "sent unmasked to the on-prem model"
+        );
     }
 
     // Clean prompts compete on quality, and the cloud models win them.
@@ -155,20 +243,35 @@ async fn privacy_first_keeps_personal_data_on_the_on_prem_model() {
     assert_eq!(d["model"], "deepseek-v3.1", "{d}");
     assert_eq!(d["policy"], "default");
     assert_eq!(d["signals"]["pii"]["types"], json!([]));
-    assert!(d.get("excluded").is_none(), "nothing found, nothing excluded: {d}");
+    assert!(
+        d.get("excluded").is_none(),
+        "nothing found, nothing excluded: {d}"
+    );
     let d = route(&client, &server, &chat("auto", CODE)).await;
     assert_eq!(d["model"], "gpt-oss-120b", "{d}");
     assert_eq!(d["policy"], "code-on-capable-models");
 
-    assert!(!server.stderr().contains("jane.doe@example.com"), "values never reach the log");
+    assert!(
+        !server.stderr().contains("jane.doe@example.com"),
+        "values never reach the log"
+    );
 }
 
 #[tokio::test]
 async fn latency_slo_excludes_models_whose_p95_latency_is_over_the_budget() {
     // qwen3-8b gets an upstream (the recipe has none), so the proxy can observe its answers.
     let small = Upstream::start("small");
-    let server = serve("latency-slo", vec![("SEMROUTER__MODELS__0__UPSTREAM__BASE_URL", small.base.clone())]);
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+    let server = serve(
+        "latency-slo",
+        vec![(
+            "SEMROUTER__MODELS__0__UPSTREAM__BASE_URL",
+            small.base.clone(),
+        )],
+    );
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
 
     // deepseek-v3.1's prior (1500 ms) is over the 1000 ms budget: excluded from every decision,
     // even where it would be the best (math) or a policy names it (code).
@@ -176,7 +279,11 @@ async fn latency_slo_excludes_models_whose_p95_latency_is_over_the_budget() {
         let d = route(&client, &server, &chat("auto", prompt)).await;
         assert_ne!(d["model"], "deepseek-v3.1", "{prompt}: {d}");
         assert!(d["model"].is_string() && d["action"] == "route", "{d}");
-        assert_eq!(d["excluded"], json!([{"model": "deepseek-v3.1", "reason": "p95 latency 1500 ms is over the 1000 ms budget"}]), "{prompt}: {d}");
+        assert_eq!(
+            d["excluded"],
+            json!([{"model": "deepseek-v3.1", "reason": "p95 latency 1500 ms is over the 1000 ms budget"}]),
+            "{prompt}: {d}"
+        );
         assert!(!models(&d["candidates"]).contains(&"deepseek-v3.1"));
     }
     let d = route(&client, &server, &chat("auto", SMALL_TALK)).await;
@@ -193,9 +300,20 @@ async fn latency_slo_excludes_models_whose_p95_latency_is_over_the_budget() {
         });
         let (client, url) = (client.clone(), server.url("/v1/chat/completions"));
         async move {
-            let response = client.post(url).json(&chat("auto", SMALL_TALK)).send().await.unwrap();
+            let response = client
+                .post(url)
+                .json(&chat("auto", SMALL_TALK))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(response.status(), 200);
-            assert_eq!(response.headers().get("x-selected-model").and_then(|v| v.to_str().ok()), Some("qwen3-8b"));
+            assert_eq!(
+                response
+                    .headers()
+                    .get("x-selected-model")
+                    .and_then(|v| v.to_str().ok()),
+                Some("qwen3-8b")
+            );
             response.bytes().await.unwrap();
         }
     };
@@ -204,14 +322,26 @@ async fn latency_slo_excludes_models_whose_p95_latency_is_over_the_budget() {
     }
     proxied(1200).await;
     let d = route(&client, &server, &chat("auto", SMALL_TALK)).await;
-    assert_eq!(d["model"], "qwen3-8b", "one slow answer in twenty is within a p95: {d}");
+    assert_eq!(
+        d["model"], "qwen3-8b",
+        "one slow answer in twenty is within a p95: {d}"
+    );
     proxied(1200).await;
     let d = route(&client, &server, &chat("auto", SMALL_TALK)).await;
-    assert_eq!(d["model"], "gpt-oss-120b", "qwen3-8b is now over the budget: {d}");
+    assert_eq!(
+        d["model"], "gpt-oss-120b",
+        "qwen3-8b is now over the budget: {d}"
+    );
     let excluded = d["excluded"].as_array().unwrap();
-    let slow = excluded.iter().find(|e| e["model"] == "qwen3-8b").unwrap_or_else(|| panic!("qwen3-8b excluded: {d}"));
+    let slow = excluded
+        .iter()
+        .find(|e| e["model"] == "qwen3-8b")
+        .unwrap_or_else(|| panic!("qwen3-8b excluded: {d}"));
     let reason = slow["reason"].as_str().unwrap();
-    assert!(reason.starts_with("p95 latency 12") && reason.ends_with("ms is over the 1000 ms budget"), "{reason}");
+    assert!(
+        reason.starts_with("p95 latency 12") && reason.ends_with("ms is over the 1000 ms budget"),
+        "{reason}"
+    );
 }
 
 fn tool(name: &str, description: &str) -> Value {
@@ -237,7 +367,11 @@ fn catalogue() -> Vec<Value> {
 }
 
 fn names<'a>(list: &'a Value, key: &str) -> Vec<&'a str> {
-    list.as_array().map_or_else(Vec::new, |l| l.iter().map(|t| t[key].as_str().expect("tool name")).collect())
+    list.as_array().map_or_else(Vec::new, |l| {
+        l.iter()
+            .map(|t| t[key].as_str().expect("tool name"))
+            .collect()
+    })
 }
 
 #[tokio::test]
@@ -248,13 +382,19 @@ async fn tool_agents_keep_the_relevant_tools_of_a_long_catalogue() {
 
     for (prompt, relevant) in [
         ("What's the weather in Paris tomorrow?", "get_weather"),
-        ("Which customers placed more than ten orders last month? Query the orders table.", "run_sql"),
+        (
+            "Which customers placed more than ten orders last month? Query the orders table.",
+            "run_sql",
+        ),
     ] {
         let mut body = chat("auto", prompt);
         body["tools"] = json!(catalogue());
         let d = route(&client, &server, &body).await;
         let kept = names(&d["tools"]["kept"], "name");
-        assert_eq!(kept[0], relevant, "{prompt}: the most similar tool first: {d}");
+        assert_eq!(
+            kept[0], relevant,
+            "{prompt}: the most similar tool first: {d}"
+        );
         assert!(kept.contains(&"ask_user"), "always_keep: {kept:?}");
         let ranked = kept.iter().filter(|&&n| n != "ask_user").count();
         assert!(ranked <= TOP_K, "{prompt}: at most top_k by rank: {kept:?}");
@@ -262,12 +402,27 @@ async fn tool_agents_keep_the_relevant_tools_of_a_long_catalogue() {
         assert_eq!(kept.len() + removed.len(), 12);
         for r in removed {
             let reason = r["reason"].as_str().unwrap();
-            assert!(reason.contains("threshold 0.20") || reason.contains("top 3"), "{reason}");
+            assert!(
+                reason.contains("threshold 0.20") || reason.contains("top 3"),
+                "{reason}"
+            );
         }
-        let sent: BTreeSet<&str> = d["request"]["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
-        assert_eq!(sent, kept.iter().copied().collect(), "the body carries exactly the kept tools");
+        let sent: BTreeSet<&str> = d["request"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["function"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            sent,
+            kept.iter().copied().collect(),
+            "the body carries exactly the kept tools"
+        );
         assert_eq!(d["policy"], "tools-on-capable-models", "{d}");
-        assert_ne!(d["model"], "qwen3-8b", "tool calls go to a large model: {d}");
+        assert_ne!(
+            d["model"], "qwen3-8b",
+            "tool calls go to a large model: {d}"
+        );
     }
 
     // A multi-step request with four relevant tools: top_k decides.
@@ -275,7 +430,12 @@ async fn tool_agents_keep_the_relevant_tools_of_a_long_catalogue() {
     body["tools"] = json!(catalogue());
     let d = route(&client, &server, &body).await;
     let kept = names(&d["tools"]["kept"], "name");
-    assert!(kept.contains(&"get_weather") && kept.contains(&"book_flight") && kept.contains(&"ask_user"), "{kept:?}");
+    assert!(
+        kept.contains(&"get_weather")
+            && kept.contains(&"book_flight")
+            && kept.contains(&"ask_user"),
+        "{kept:?}"
+    );
     assert_eq!(kept.len(), TOP_K + 1, "3 by rank plus ask_user: {kept:?}");
     let cut: Vec<&str> = d["tools"]["removed"]
         .as_array()
@@ -284,8 +444,15 @@ async fn tool_agents_keep_the_relevant_tools_of_a_long_catalogue() {
         .filter(|r| r["reason"] == "not in the top 3 by similarity")
         .map(|r| r["name"].as_str().unwrap())
         .collect();
-    assert!(!cut.is_empty(), "a tool above the threshold was cut by top_k: {d}");
-    assert!(cut.iter().all(|n| ["set_reminder", "create_calendar_event"].contains(n)), "{cut:?}");
+    assert!(
+        !cut.is_empty(),
+        "a tool above the threshold was cut by top_k: {d}"
+    );
+    assert!(
+        cut.iter()
+            .all(|n| ["set_reminder", "create_calendar_event"].contains(n)),
+        "{cut:?}"
+    );
 
     // A tool forced by tool_choice is kept even though the prompt is about something else.
     let mut body = chat("auto", "What's the weather in Paris tomorrow?");
@@ -293,9 +460,15 @@ async fn tool_agents_keep_the_relevant_tools_of_a_long_catalogue() {
     body["tool_choice"] = json!({"type": "function", "function": {"name": "book_flight"}});
     let d = route(&client, &server, &body).await;
     let kept = names(&d["tools"]["kept"], "name");
-    assert!(kept.contains(&"book_flight") && kept.contains(&"get_weather"), "{kept:?}");
+    assert!(
+        kept.contains(&"book_flight") && kept.contains(&"get_weather"),
+        "{kept:?}"
+    );
     assert_eq!(d["request"]["tools"].as_array().unwrap().len(), kept.len());
-    assert_eq!(d["request"]["tool_choice"], body["tool_choice"], "tool_choice passes through");
+    assert_eq!(
+        d["request"]["tool_choice"], body["tool_choice"],
+        "tool_choice passes through"
+    );
 
     // top_k tools or fewer are left alone.
     let mut body = chat("auto", "What's the weather in Paris tomorrow?");
@@ -322,14 +495,36 @@ fn every_recipe_has_a_config_a_readme_an_index_link_and_a_test() {
             continue;
         }
         let name = entry.file_name().into_string().expect("utf-8 recipe name");
-        assert!(entry.path().join("semrouter.yaml").is_file(), "{name}: no semrouter.yaml");
-        let readme = std::fs::read_to_string(entry.path().join("README.md")).unwrap_or_else(|_| panic!("{name}: no README.md"));
-        assert!(readme.contains(&format!("config/recipes/{name}/semrouter.yaml")), "{name}/README.md: how to run it");
-        assert!(index.contains(&format!("]({name}/README.md)")), "config/recipes/README.md links {name}/README.md");
-        assert!(this_file.contains(&format!("serve(\"{name}\"")), "tests/recipes.rs serves and checks {name}");
+        assert!(
+            entry.path().join("semrouter.yaml").is_file(),
+            "{name}: no semrouter.yaml"
+        );
+        let readme = std::fs::read_to_string(entry.path().join("README.md"))
+            .unwrap_or_else(|_| panic!("{name}: no README.md"));
+        assert!(
+            readme.contains(&format!("config/recipes/{name}/semrouter.yaml")),
+            "{name}/README.md: how to run it"
+        );
+        assert!(
+            index.contains(&format!("]({name}/README.md)")),
+            "config/recipes/README.md links {name}/README.md"
+        );
+        assert!(
+            this_file.contains(&format!("serve(\"{name}\"")),
+            "tests/recipes.rs serves and checks {name}"
+        );
         check_config(&name);
         recipes.push(name);
     }
     recipes.sort();
-    assert_eq!(recipes, ["cost-saver", "latency-slo", "privacy-first", "quality-first", "tool-agents"]);
+    assert_eq!(
+        recipes,
+        [
+            "cost-saver",
+            "latency-slo",
+            "privacy-first",
+            "quality-first",
+            "tool-agents"
+        ]
+    );
 }

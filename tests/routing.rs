@@ -9,7 +9,12 @@ use common::{chat, expect_error, metric, Launch, Server};
 use serde_json::{json, Value};
 
 async fn route(client: &reqwest::Client, server: &Server, body: &Value) -> Value {
-    let response = client.post(server.url("/v1/route")).json(body).send().await.expect("request");
+    let response = client
+        .post(server.url("/v1/route"))
+        .json(body)
+        .send()
+        .await
+        .expect("request");
     assert_eq!(response.status(), 200, "route failed");
     response.json().await.expect("decision JSON")
 }
@@ -36,7 +41,10 @@ async fn math_reasons_on_the_reasoning_model_and_small_talk_goes_to_the_small_mo
     let body = &d["request"];
     assert_eq!(body["model"], "deepseek-v3.1");
     assert_eq!(body["chat_template_kwargs"]["thinking"], true);
-    assert_eq!(body["temperature"], 0.2, "fields the router does not own pass through");
+    assert_eq!(
+        body["temperature"], 0.2,
+        "fields the router does not own pass through"
+    );
     assert_eq!(body["metadata"], json!({"trace": "abc"}));
     assert_eq!(body["messages"], math["messages"]);
     let candidates = d["candidates"].as_array().unwrap();
@@ -44,10 +52,18 @@ async fn math_reasons_on_the_reasoning_model_and_small_talk_goes_to_the_small_mo
     assert_eq!(candidates[0]["model"], "deepseek-v3.1");
     for c in candidates {
         let f = &c["factors"];
-        let sum: f64 = ["quality", "cost", "latency", "load"].iter().map(|k| f[k]["contribution"].as_f64().unwrap()).sum();
-        assert!((sum - c["score"].as_f64().unwrap()).abs() < 1e-6, "factors add up to the score: {c}");
+        let sum: f64 = ["quality", "cost", "latency", "load"]
+            .iter()
+            .map(|k| f[k]["contribution"].as_f64().unwrap())
+            .sum();
+        assert!(
+            (sum - c["score"].as_f64().unwrap()).abs() < 1e-6,
+            "factors add up to the score: {c}"
+        );
     }
-    for stage in ["parse", "tokenize", "queue", "infer", "signals", "pii", "decide", "total"] {
+    for stage in [
+        "parse", "tokenize", "queue", "infer", "signals", "pii", "decide", "total",
+    ] {
         assert!(d["timing_us"][stage].is_u64(), "timing_us.{stage} in {d}");
     }
 
@@ -55,21 +71,45 @@ async fn math_reasons_on_the_reasoning_model_and_small_talk_goes_to_the_small_mo
     let proof = "Prove that there are infinitely many primes congruent to 3 mod 4, then explain how Dirichlet's theorem on arithmetic progressions generalises the argument.";
     let d = route(&client, &server, &chat("auto", proof)).await;
     assert_eq!(d["model"], "deepseek-v3.1");
-    assert!(d["reasoning"]["budget_tokens"].as_u64().is_some_and(|b| b >= 4096), "{d}");
+    assert!(
+        d["reasoning"]["budget_tokens"]
+            .as_u64()
+            .is_some_and(|b| b >= 4096),
+        "{d}"
+    );
     let d = route(&client, &server, &chat("auto", "What is 2 + 2?")).await;
     assert_eq!(d["reasoning"]["enabled"], false, "{d}");
 
-    let d = route(&client, &server, &chat("auto", "Can you recommend a movie for tonight?")).await;
+    let d = route(
+        &client,
+        &server,
+        &chat("auto", "Can you recommend a movie for tonight?"),
+    )
+    .await;
     assert_eq!(d["model"], "qwen3-8b");
     assert_eq!(d["category"]["name"], "other");
     assert_eq!(d["reasoning"]["enabled"], false);
-    assert_eq!(d["request"]["chat_template_kwargs"], json!({"enable_thinking": false}));
+    assert_eq!(
+        d["request"]["chat_template_kwargs"],
+        json!({"enable_thinking": false})
+    );
 
-    let d = route(&client, &server, &chat("auto", "Is it legal to break a lease early in California?")).await;
+    let d = route(
+        &client,
+        &server,
+        &chat("auto", "Is it legal to break a lease early in California?"),
+    )
+    .await;
     assert_eq!(d["model"], "gpt-oss-120b");
     assert_eq!(d["category"]["name"], "law");
-    assert_eq!(d["reasoning"], json!({"enabled": false, "effort": null, "budget_tokens": null, "family": "gpt-oss"}));
-    assert_eq!(d["request"]["reasoning_effort"], "low", "gpt-oss has no off; the lowest effort is written");
+    assert_eq!(
+        d["reasoning"],
+        json!({"enabled": false, "effort": null, "budget_tokens": null, "family": "gpt-oss"})
+    );
+    assert_eq!(
+        d["request"]["reasoning_effort"], "low",
+        "gpt-oss has no off; the lowest effort is written"
+    );
 }
 
 #[tokio::test]
@@ -81,11 +121,22 @@ async fn named_models_pass_through_and_unknown_models_are_404() {
     let d = route(&client, &server, &body).await;
     assert_eq!(d["model"], "gpt-oss-120b");
     assert_eq!(d["routed"], false);
-    assert_eq!(d["request"], body, "a named model's request is forwarded unchanged");
+    assert_eq!(
+        d["request"], body,
+        "a named model's request is forwarded unchanged"
+    );
     assert!(d["category"].is_null() && d["reasoning"].is_null());
-    assert_eq!(d["timing_us"]["infer"], 0, "no model runs for a pass-through");
+    assert_eq!(
+        d["timing_us"]["infer"], 0,
+        "no model runs for a pass-through"
+    );
 
-    let response = client.post(server.url("/v1/route")).json(&chat("gpt-17", "hi")).send().await.unwrap();
+    let response = client
+        .post(server.url("/v1/route"))
+        .json(&chat("gpt-17", "hi"))
+        .send()
+        .await
+        .unwrap();
     let error = expect_error(response, 404).await;
     assert_eq!(error["code"], "model_not_found");
     assert_eq!(error["param"], "model");
@@ -118,7 +169,10 @@ async fn the_last_user_turn_is_classified_and_content_parts_are_read() {
         ]}
     ]});
     let d = route(&client, &server, &conversation).await;
-    assert_eq!(d["category"]["name"], "law", "the last user turn decides: {d}");
+    assert_eq!(
+        d["category"]["name"], "law",
+        "the last user turn decides: {d}"
+    );
     assert_eq!(d["model"], "gpt-oss-120b");
 }
 
@@ -159,17 +213,34 @@ async fn concurrent_requests_share_forward_passes_when_batching_is_on() {
             let client = client.clone();
             let url = server.url("/v1/route");
             let body = chat("auto", prompts[i % prompts.len()]);
-            tokio::spawn(async move { client.post(url).json(&body).send().await.map(|r| r.status().as_u16()) })
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
         })
         .collect();
     for request in requests {
         assert_eq!(request.await.unwrap().unwrap(), 200);
     }
-    let text = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let sum = metric(&text, "semrouter_onnx_batch_size_sum", &[]).expect("batch size sum");
     let count = metric(&text, "semrouter_onnx_batch_size_count", &[]).expect("batch size count");
     // Warm-up passes count too; 64 concurrent requests must have shared passes.
-    assert!(sum >= 64.0 && count < sum, "no batching: {sum} texts in {count} passes");
+    assert!(
+        sum >= 64.0 && count < sum,
+        "no batching: {sum} texts in {count} passes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -187,11 +258,19 @@ async fn a_full_queue_answers_429_with_retry_after_at_once() {
         .map(|i| {
             let client = client.clone();
             let url = server.url("/v1/route");
-            let body = chat("auto", &format!("Question {i}: what is the boiling point of water at altitude?"));
+            let body = chat(
+                "auto",
+                &format!("Question {i}: what is the boiling point of water at altitude?"),
+            );
             tokio::spawn(async move {
                 let sent = Instant::now();
                 let response = client.post(url).json(&body).send().await.expect("response");
-                (response.status().as_u16(), response.headers().get("retry-after").cloned(), sent.elapsed(), response)
+                (
+                    response.status().as_u16(),
+                    response.headers().get("retry-after").cloned(),
+                    sent.elapsed(),
+                    response,
+                )
             })
         })
         .collect();
@@ -203,14 +282,20 @@ async fn a_full_queue_answers_429_with_retry_after_at_once() {
             429 => {
                 refused += 1;
                 assert_eq!(retry_after.expect("Retry-After on 429"), "1");
-                assert!(elapsed < Duration::from_secs(2), "a refusal must be immediate, took {elapsed:?}");
+                assert!(
+                    elapsed < Duration::from_secs(2),
+                    "a refusal must be immediate, took {elapsed:?}"
+                );
                 let error = expect_error(response, 429).await;
                 assert_eq!(error["code"], "queue_full");
             }
             other => panic!("unexpected status {other}"),
         }
     }
-    assert!(refused > 0, "64 concurrent requests into a queue of 1 must shed load");
+    assert!(
+        refused > 0,
+        "64 concurrent requests into a queue of 1 must shed load"
+    );
     assert!(started.elapsed() < Duration::from_secs(60));
     let after = route(&client, &server, &chat("auto", "still alive?")).await;
     assert!(after["model"].is_string());

@@ -46,17 +46,23 @@ impl Receiver {
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
                 let kept = Data::new(kept);
-                let server = HttpServer::new(move || App::new().app_data(kept.clone()).route("/v1/traces", web::post().to(export)))
-                    .workers(1)
-                    .bind(("127.0.0.1", 0))
-                    .expect("bind the receiver");
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(kept.clone())
+                        .route("/v1/traces", web::post().to(export))
+                })
+                .workers(1)
+                .bind(("127.0.0.1", 0))
+                .expect("bind the receiver");
                 let port = server.addrs()[0].port();
                 let server = server.run();
                 tx.send((port, server.handle())).expect("report the port");
                 let _ = server.await;
             });
         });
-        let (port, handle) = rx.recv_timeout(Duration::from_secs(10)).expect("receiver started");
+        let (port, handle) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("receiver started");
         Self {
             url: format!("http://127.0.0.1:{port}/v1/traces"),
             spans,
@@ -74,7 +80,11 @@ impl Receiver {
         let deadline = Instant::now() + timeout;
         loop {
             let spans = self.spans();
-            if names.iter().all(|n| spans.iter().any(|(_, s)| s.name == *n)) || Instant::now() > deadline {
+            if names
+                .iter()
+                .all(|n| spans.iter().any(|(_, s)| s.name == *n))
+                || Instant::now() > deadline
+            {
                 return spans;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -85,7 +95,9 @@ impl Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         let handle = self.handle.clone();
-        let _ = std::thread::spawn(move || actix_web::rt::System::new().block_on(handle.stop(false))).join();
+        let _ =
+            std::thread::spawn(move || actix_web::rt::System::new().block_on(handle.stop(false)))
+                .join();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -95,13 +107,22 @@ impl Drop for Receiver {
 type Kept = Arc<Mutex<Vec<(Vec<(String, String)>, Span)>>>;
 
 async fn export(request: actix_web::HttpRequest, body: Bytes, kept: Data<Kept>) -> HttpResponse {
-    assert_eq!(request.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("application/x-protobuf"));
+    assert_eq!(
+        request
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/x-protobuf")
+    );
     let Ok(export) = ExportTraceServiceRequest::decode(body) else {
         return HttpResponse::BadRequest().finish();
     };
     let mut kept = kept.lock().unwrap();
     for resource_spans in export.resource_spans {
-        let resource = resource_spans.resource.map(|r| attributes(&r.attributes)).unwrap_or_default();
+        let resource = resource_spans
+            .resource
+            .map(|r| attributes(&r.attributes))
+            .unwrap_or_default();
         for scope in resource_spans.scope_spans {
             for span in scope.spans {
                 kept.push((resource.clone(), span));
@@ -109,7 +130,9 @@ async fn export(request: actix_web::HttpRequest, body: Bytes, kept: Data<Kept>) 
         }
     }
     // An empty ExportTraceServiceResponse: everything accepted.
-    HttpResponse::Ok().content_type("application/x-protobuf").body(Vec::new())
+    HttpResponse::Ok()
+        .content_type("application/x-protobuf")
+        .body(Vec::new())
 }
 
 fn attributes(pairs: &[opentelemetry_proto::tonic::common::v1::KeyValue]) -> Vec<(String, String)> {
@@ -127,7 +150,10 @@ fn attributes(pairs: &[opentelemetry_proto::tonic::common::v1::KeyValue]) -> Vec
 }
 
 /// Waits until spans named `stages` have arrived, stops the receiver, and asserts each came.
-async fn arrived(receiver: Receiver, stages: &'static [&'static str]) -> Vec<(Vec<(String, String)>, Span)> {
+async fn arrived(
+    receiver: Receiver,
+    stages: &'static [&'static str],
+) -> Vec<(Vec<(String, String)>, Span)> {
     let spans = tokio::task::spawn_blocking(move || {
         let spans = receiver.wait_for(stages, Duration::from_secs(15));
         drop(receiver);
@@ -137,7 +163,10 @@ async fn arrived(receiver: Receiver, stages: &'static [&'static str]) -> Vec<(Ve
     .unwrap();
     let names: Vec<&str> = spans.iter().map(|(_, s)| s.name.as_str()).collect();
     for stage in stages {
-        assert!(spans.iter().any(|(_, s)| s.name == *stage), "no `{stage}` span; got {names:?}");
+        assert!(
+            spans.iter().any(|(_, s)| s.name == *stage),
+            "no `{stage}` span; got {names:?}"
+        );
     }
     spans
 }
@@ -149,7 +178,8 @@ fn hex(bytes: &[u8]) -> String {
 /// The default config with the two-model proxy fleet of tests/proxy.rs (one upstream for
 /// both, only the jailbreak block policy), the cache on and `telemetry` appended.
 fn config(upstream: &str, telemetry: &str) -> String {
-    let text = std::fs::read_to_string(common::repo().join("config/semrouter.yaml")).expect("default config");
+    let text = std::fs::read_to_string(common::repo().join("config/semrouter.yaml"))
+        .expect("default config");
     let policies = text.find("\npolicies:\n").expect("policies section");
     let scoring = text.find("\n# Scoring:").expect("scoring section");
     let models = text.find("\nmodels:\n").expect("models section");
@@ -194,40 +224,86 @@ async fn the_proxy_joins_the_callers_trace_exports_each_stage_and_hands_the_trac
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
-    assert_eq!(response.headers().get("x-semrouter-cache").and_then(|v| v.to_str().ok()), Some("miss"));
+    assert_eq!(
+        response.status(),
+        200,
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
+    assert_eq!(
+        response
+            .headers()
+            .get("x-semrouter-cache")
+            .and_then(|v| v.to_str().ok()),
+        Some("miss")
+    );
 
-    let stages: &[&str] = &["request", "cache_lookup", "queue", "tokenise", "infer", "signals", "decide", "upstream"];
+    let stages: &[&str] = &[
+        "request",
+        "cache_lookup",
+        "queue",
+        "tokenise",
+        "infer",
+        "signals",
+        "decide",
+        "upstream",
+    ];
     let spans = arrived(receiver, stages).await;
     let by_name: HashMap<&str, &Span> = spans.iter().map(|(_, s)| (s.name.as_str(), s)).collect();
 
     // One trace, the caller's: the request span's parent is the caller's span, every stage
     // is a child of the request span.
     for (resource, span) in &spans {
-        assert_eq!(hex(&span.trace_id), TRACE_ID, "span `{}` is in another trace", span.name);
-        assert!(resource.contains(&("service.name".to_string(), "semrouter-test".to_string())), "resource: {resource:?}");
+        assert_eq!(
+            hex(&span.trace_id),
+            TRACE_ID,
+            "span `{}` is in another trace",
+            span.name
+        );
+        assert!(
+            resource.contains(&("service.name".to_string(), "semrouter-test".to_string())),
+            "resource: {resource:?}"
+        );
     }
     let request = by_name["request"];
     assert_eq!(hex(&request.parent_span_id), CALLER_SPAN);
     for stage in &stages[1..] {
-        assert_eq!(by_name[stage].parent_span_id, request.span_id, "`{stage}` is not a child of `request`");
+        assert_eq!(
+            by_name[stage].parent_span_id, request.span_id,
+            "`{stage}` is not a child of `request`"
+        );
     }
     let lookups: Vec<&str> = spans
         .iter()
         .filter(|(_, s)| s.name == "cache_lookup")
-        .flat_map(|(_, s)| attributes(&s.attributes).into_iter().filter(|(k, _)| k == "kind").map(|(_, v)| v))
+        .flat_map(|(_, s)| {
+            attributes(&s.attributes)
+                .into_iter()
+                .filter(|(k, _)| k == "kind")
+                .map(|(_, v)| v)
+        })
         .map(|v| if v == "exact" { "exact" } else { "semantic" })
         .collect();
-    assert!(lookups.contains(&"exact") && lookups.contains(&"semantic"), "cache lookups: {lookups:?}");
+    assert!(
+        lookups.contains(&"exact") && lookups.contains(&"semantic"),
+        "cache lookups: {lookups:?}"
+    );
     let upstream_span = by_name["upstream"];
     let upstream_attributes = attributes(&upstream_span.attributes);
-    assert!(upstream_attributes.iter().any(|(k, v)| k == "model" && (v == "deepseek-v3.1" || v == "qwen3-8b")), "{upstream_attributes:?}");
+    assert!(
+        upstream_attributes
+            .iter()
+            .any(|(k, v)| k == "model" && (v == "deepseek-v3.1" || v == "qwen3-8b")),
+        "{upstream_attributes:?}"
+    );
     assert!(upstream_span.end_time_unix_nano >= upstream_span.start_time_unix_nano);
 
     // The upstream was called inside the same trace, from the upstream span.
     let traceparents = model.traceparents();
     assert_eq!(traceparents.len(), 1);
-    let sent = traceparents[0].clone().expect("the upstream got a traceparent");
+    let sent = traceparents[0]
+        .clone()
+        .expect("the upstream got a traceparent");
     let parts: Vec<&str> = sent.split('-').collect();
     assert_eq!(parts.len(), 4, "{sent}");
     assert_eq!(parts[1], TRACE_ID, "{sent}");
@@ -238,7 +314,11 @@ async fn the_proxy_joins_the_callers_trace_exports_each_stage_and_hands_the_trac
     for (_, span) in &spans {
         let text = format!("{:?}", span);
         for needle in [PROMPT, "zebra-7731", "Solve 3x"] {
-            assert!(!text.contains(needle), "span `{}` carries prompt text: {text}", span.name);
+            assert!(
+                !text.contains(needle),
+                "span `{}` carries prompt text: {text}",
+                span.name
+            );
         }
     }
     drop(server);
@@ -248,17 +328,33 @@ async fn the_proxy_joins_the_callers_trace_exports_each_stage_and_hands_the_trac
 async fn an_ext_proc_decision_joins_the_trace_envoy_forwards() {
     let receiver = Receiver::start();
     let model = Upstream::start("model");
-    let telemetry = format!("telemetry: {{ enabled: true, otlp_endpoint: \"{}\", sample_ratio: 1.0 }}", receiver.url);
+    let telemetry = format!(
+        "telemetry: {{ enabled: true, otlp_endpoint: \"{}\", sample_ratio: 1.0 }}",
+        receiver.url
+    );
     let port = free_port();
     let mut launch = launch(config(&model.base, &telemetry));
-    launch.env.push(("SEMROUTER__EXTPROC__ENABLED", "true".into()));
-    launch.env.push(("SEMROUTER__EXTPROC__ADDR", format!("127.0.0.1:{port}")));
+    launch
+        .env
+        .push(("SEMROUTER__EXTPROC__ENABLED", "true".into()));
+    launch
+        .env
+        .push(("SEMROUTER__EXTPROC__ADDR", format!("127.0.0.1:{port}")));
     let server = Server::start(launch);
 
     let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
-    let messages = extproc::buffered_chat_with(&[("traceparent", &traceparent)], serde_json::to_vec(&chat("auto", PROMPT)).unwrap());
-    let mut client = ExternalProcessorClient::connect(format!("http://127.0.0.1:{port}")).await.expect("ext_proc reachable");
-    let mut replies = client.process(futures_util::stream::iter(messages)).await.expect("the stream opens").into_inner();
+    let messages = extproc::buffered_chat_with(
+        &[("traceparent", &traceparent)],
+        serde_json::to_vec(&chat("auto", PROMPT)).unwrap(),
+    );
+    let mut client = ExternalProcessorClient::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("ext_proc reachable");
+    let mut replies = client
+        .process(futures_util::stream::iter(messages))
+        .await
+        .expect("the stream opens")
+        .into_inner();
     // The header reply, then the body's: the routed request, released with its model.
     let mut selected = None;
     while selected.is_none() {
@@ -268,7 +364,10 @@ async fn an_ext_proc_decision_joins_the_trace_envoy_forwards() {
             .expect("no stream error")
             .expect("the body's reply before the stream ends");
         if let Some(Response::RequestBody(body)) = reply.response {
-            let mutation = body.response.and_then(|r| r.header_mutation).expect("the body's reply sets headers");
+            let mutation = body
+                .response
+                .and_then(|r| r.header_mutation)
+                .expect("the body's reply sets headers");
             selected = mutation
                 .set_headers
                 .iter()
@@ -279,21 +378,46 @@ async fn an_ext_proc_decision_joins_the_trace_envoy_forwards() {
         }
     }
 
-    let stages: &[&str] = &["request", "cache_lookup", "queue", "tokenise", "infer", "signals", "decide"];
+    let stages: &[&str] = &[
+        "request",
+        "cache_lookup",
+        "queue",
+        "tokenise",
+        "infer",
+        "signals",
+        "decide",
+    ];
     let spans = arrived(receiver, stages).await;
     let by_name: HashMap<&str, &Span> = spans.iter().map(|(_, s)| (s.name.as_str(), s)).collect();
     // The decision is part of the trace Envoy carried in: the request span is the caller's
     // child, named for the ext_proc front end, and every stage is under it.
     for (_, span) in &spans {
-        assert_eq!(hex(&span.trace_id), TRACE_ID, "span `{}` is in another trace", span.name);
+        assert_eq!(
+            hex(&span.trace_id),
+            TRACE_ID,
+            "span `{}` is in another trace",
+            span.name
+        );
         let text = format!("{span:?}");
-        assert!(!text.contains("zebra-7731") && !text.contains("Solve 3x"), "span `{}` carries prompt text: {text}", span.name);
+        assert!(
+            !text.contains("zebra-7731") && !text.contains("Solve 3x"),
+            "span `{}` carries prompt text: {text}",
+            span.name
+        );
     }
     let request = by_name["request"];
     assert_eq!(hex(&request.parent_span_id), CALLER_SPAN);
-    assert!(attributes(&request.attributes).contains(&("http.route".to_string(), "ext_proc".to_string())), "{:?}", attributes(&request.attributes));
+    assert!(
+        attributes(&request.attributes)
+            .contains(&("http.route".to_string(), "ext_proc".to_string())),
+        "{:?}",
+        attributes(&request.attributes)
+    );
     for stage in &stages[1..] {
-        assert_eq!(by_name[stage].parent_span_id, request.span_id, "`{stage}` is not a child of `request`");
+        assert_eq!(
+            by_name[stage].parent_span_id, request.span_id,
+            "`{stage}` is not a child of `request`"
+        );
     }
     // Envoy, not semrouter, calls the upstream on this path.
     assert!(model.traceparents().is_empty());
@@ -304,10 +428,18 @@ async fn an_ext_proc_decision_joins_the_trace_envoy_forwards() {
 async fn sample_ratio_0_exports_no_new_or_unsampled_traces() {
     let receiver = Receiver::start();
     let model = Upstream::start("model");
-    let telemetry = format!("telemetry: {{ enabled: true, otlp_endpoint: \"{}\", sample_ratio: 0 }}", receiver.url);
+    let telemetry = format!(
+        "telemetry: {{ enabled: true, otlp_endpoint: \"{}\", sample_ratio: 0 }}",
+        receiver.url
+    );
     let mut server = Server::start(launch(config(&model.base, &telemetry)));
     let client = reqwest::Client::new();
-    let fresh = client.post(server.url("/v1/chat/completions")).json(&chat("auto", PROMPT)).send().await.unwrap();
+    let fresh = client
+        .post(server.url("/v1/chat/completions"))
+        .json(&chat("auto", PROMPT))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(fresh.status(), 200);
     let unsampled = client
         .post(server.url("/v1/chat/completions"))
@@ -319,20 +451,47 @@ async fn sample_ratio_0_exports_no_new_or_unsampled_traces() {
     assert_eq!(unsampled.status(), 200);
     // SIGTERM flushes the exporter: whatever it held has been sent once the process is gone.
     assert!(server.terminate().success());
-    assert_eq!(receiver.spans().len(), 0, "spans exported at sample_ratio 0: {:?}", receiver.spans().iter().map(|(_, s)| &s.name).collect::<Vec<_>>());
+    assert_eq!(
+        receiver.spans().len(),
+        0,
+        "spans exported at sample_ratio 0: {:?}",
+        receiver
+            .spans()
+            .iter()
+            .map(|(_, s)| &s.name)
+            .collect::<Vec<_>>()
+    );
     // The context still travels: the upstream sees the caller's trace, marked not sampled.
     let traceparents = model.traceparents();
     assert_eq!(traceparents.len(), 2);
     let handed_on = traceparents[1].clone().expect("traceparent handed on");
-    assert!(handed_on.starts_with(&format!("00-{TRACE_ID}-")) && handed_on.ends_with("-00"), "{handed_on}");
+    assert!(
+        handed_on.starts_with(&format!("00-{TRACE_ID}-")) && handed_on.ends_with("-00"),
+        "{handed_on}"
+    );
 }
 
 #[test]
 fn telemetry_keys_are_checked_at_load() {
-    let (status, stderr) = common::serve_expecting_failure(Some(&common::default_config_with(&[("  sample_ratio: 0.1", "  sample_ratio: 1.5")])), &[]);
+    let (status, stderr) = common::serve_expecting_failure(
+        Some(&common::default_config_with(&[(
+            "  sample_ratio: 0.1",
+            "  sample_ratio: 1.5",
+        )])),
+        &[],
+    );
     assert!(!status.success());
-    assert!(stderr.contains("telemetry.sample_ratio") && stderr.contains("must be from 0 to 1"), "{stderr}");
-    let (status, stderr) = common::serve_expecting_failure(Some(&common::default_config_with(&[("otlp_endpoint: http://127.0.0.1:4318/v1/traces", "otlp_endpoint: collector:4318")])), &[]);
+    assert!(
+        stderr.contains("telemetry.sample_ratio") && stderr.contains("must be from 0 to 1"),
+        "{stderr}"
+    );
+    let (status, stderr) = common::serve_expecting_failure(
+        Some(&common::default_config_with(&[(
+            "otlp_endpoint: http://127.0.0.1:4318/v1/traces",
+            "otlp_endpoint: collector:4318",
+        )])),
+        &[],
+    );
     assert!(!status.success());
     assert!(stderr.contains("telemetry.otlp_endpoint"), "{stderr}");
 }

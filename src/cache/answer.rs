@@ -108,7 +108,10 @@ impl CachedAnswer {
         if has_tool_calls(message) {
             return Err(Unstorable::ToolCalls);
         }
-        let finish = choice.get("finish_reason").and_then(Value::as_str).unwrap_or("");
+        let finish = choice
+            .get("finish_reason")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if finish == "tool_calls" || finish == "function_call" {
             return Err(Unstorable::ToolCalls);
         }
@@ -121,8 +124,14 @@ impl CachedAnswer {
         }
         Ok(Self {
             content: content.to_string(),
-            reasoning_content: message.get("reasoning_content").and_then(Value::as_str).map(str::to_string),
-            upstream_model: body.get("model").and_then(Value::as_str).map(str::to_string),
+            reasoning_content: message
+                .get("reasoning_content")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            upstream_model: body
+                .get("model")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             usage: body.get("usage").filter(|u| u.is_object()).cloned(),
         })
     }
@@ -184,7 +193,10 @@ impl CachedAnswer {
                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}]})
         };
         let mut events = Vec::with_capacity(5);
-        events.push(chunk(json!({"role": "assistant", "content": ""}), Value::Null));
+        events.push(chunk(
+            json!({"role": "assistant", "content": ""}),
+            Value::Null,
+        ));
         if let Some(reasoning) = &self.reasoning_content {
             events.push(chunk(json!({"reasoning_content": reasoning}), Value::Null));
         }
@@ -337,7 +349,9 @@ impl StreamAssembler {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A fresh `chatcmpl-` id: 24 random hex digits.
@@ -382,7 +396,11 @@ mod tests {
 
     #[test]
     fn json_completion_is_taken_and_replayed() {
-        let answer = CachedAnswer::from_completion(200, &completion("stop", json!({"role": "assistant", "content": "4"}))).unwrap();
+        let answer = CachedAnswer::from_completion(
+            200,
+            &completion("stop", json!({"role": "assistant", "content": "4"})),
+        )
+        .unwrap();
         assert_eq!(answer.content, "4");
         assert_eq!(answer.completion_tokens(), Some(3));
         let replay = answer.to_completion("auto");
@@ -391,23 +409,51 @@ mod tests {
         assert_eq!(replay["choices"][0]["message"]["content"], "4");
         assert_eq!(replay["choices"][0]["finish_reason"], "stop");
         assert!(replay["id"].as_str().unwrap().starts_with("chatcmpl-"));
-        assert_ne!(replay["id"], answer.to_completion("auto")["id"], "ids are fresh");
+        assert_ne!(
+            replay["id"],
+            answer.to_completion("auto")["id"],
+            "ids are fresh"
+        );
         assert_eq!(replay["usage"]["completion_tokens"], 3);
     }
 
     #[test]
     fn bad_json_replies_are_refused() {
         let ok = json!({"role": "assistant", "content": "x"});
-        assert_eq!(CachedAnswer::from_completion(500, &completion("stop", ok.clone())), Err(Unstorable::Status(500)));
-        assert_eq!(CachedAnswer::from_completion(200, &completion("length", ok.clone())), Err(Unstorable::NotStopped("length".into())));
+        assert_eq!(
+            CachedAnswer::from_completion(500, &completion("stop", ok.clone())),
+            Err(Unstorable::Status(500))
+        );
+        assert_eq!(
+            CachedAnswer::from_completion(200, &completion("length", ok.clone())),
+            Err(Unstorable::NotStopped("length".into()))
+        );
         let tools = json!({"role": "assistant", "content": null, "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]});
-        assert_eq!(CachedAnswer::from_completion(200, &completion("tool_calls", tools.clone())), Err(Unstorable::ToolCalls));
-        assert_eq!(CachedAnswer::from_completion(200, &completion("stop", tools)), Err(Unstorable::ToolCalls));
-        assert_eq!(CachedAnswer::from_completion(200, &completion("stop", json!({"role": "assistant", "content": ""}))), Err(Unstorable::Empty));
+        assert_eq!(
+            CachedAnswer::from_completion(200, &completion("tool_calls", tools.clone())),
+            Err(Unstorable::ToolCalls)
+        );
+        assert_eq!(
+            CachedAnswer::from_completion(200, &completion("stop", tools)),
+            Err(Unstorable::ToolCalls)
+        );
+        assert_eq!(
+            CachedAnswer::from_completion(
+                200,
+                &completion("stop", json!({"role": "assistant", "content": ""}))
+            ),
+            Err(Unstorable::Empty)
+        );
         let mut two = completion("stop", ok.clone());
         two["choices"] = json!([two["choices"][0].clone(), two["choices"][0].clone()]);
-        assert_eq!(CachedAnswer::from_completion(200, &two), Err(Unstorable::MultipleChoices));
-        assert!(matches!(CachedAnswer::from_completion(200, &json!({"error": {"message": "x"}})), Err(Unstorable::Malformed(_))));
+        assert_eq!(
+            CachedAnswer::from_completion(200, &two),
+            Err(Unstorable::MultipleChoices)
+        );
+        assert!(matches!(
+            CachedAnswer::from_completion(200, &json!({"error": {"message": "x"}})),
+            Err(Unstorable::Malformed(_))
+        ));
     }
 
     #[test]
@@ -429,30 +475,57 @@ mod tests {
     #[test]
     fn broken_streams_are_refused() {
         // No [DONE]: cut short.
-        assert_eq!(CachedAnswer::from_sse(200, &sse(&good_stream(), false)), Err(Unstorable::Incomplete));
+        assert_eq!(
+            CachedAnswer::from_sse(200, &sse(&good_stream(), false)),
+            Err(Unstorable::Incomplete)
+        );
         // Stopped by the length limit.
         let mut length = good_stream();
         length[3] = delta(json!({}), json!("length"));
-        assert_eq!(CachedAnswer::from_sse(200, &sse(&length, true)), Err(Unstorable::NotStopped("length".into())));
+        assert_eq!(
+            CachedAnswer::from_sse(200, &sse(&length, true)),
+            Err(Unstorable::NotStopped("length".into()))
+        );
         // Tool calls.
         let mut tools = good_stream();
         tools.insert(2, delta(json!({"tool_calls": [{"index": 0, "id": "c", "function": {"name": "f", "arguments": ""}}]}), Value::Null));
-        assert_eq!(CachedAnswer::from_sse(200, &sse(&tools, true)), Err(Unstorable::ToolCalls));
+        assert_eq!(
+            CachedAnswer::from_sse(200, &sse(&tools, true)),
+            Err(Unstorable::ToolCalls)
+        );
         // No finish_reason at all.
         let mut unfinished = good_stream();
         unfinished.remove(3);
-        assert_eq!(CachedAnswer::from_sse(200, &sse(&unfinished, true)), Err(Unstorable::NotStopped(String::new())));
+        assert_eq!(
+            CachedAnswer::from_sse(200, &sse(&unfinished, true)),
+            Err(Unstorable::NotStopped(String::new()))
+        );
         // An error chunk mid-stream, a non-JSON chunk, an error status, a second choice.
         let mut error = good_stream();
         error.insert(2, json!({"error": {"message": "upstream died"}}));
-        assert!(matches!(CachedAnswer::from_sse(200, &sse(&error, true)), Err(Unstorable::Malformed(_))));
+        assert!(matches!(
+            CachedAnswer::from_sse(200, &sse(&error, true)),
+            Err(Unstorable::Malformed(_))
+        ));
         let mut garbage = sse(&good_stream()[..2], false);
         garbage.extend_from_slice(b"data: {not json\n\ndata: [DONE]\n\n");
-        assert!(matches!(CachedAnswer::from_sse(200, &garbage), Err(Unstorable::Malformed(_))));
-        assert_eq!(CachedAnswer::from_sse(502, &sse(&good_stream(), true)), Err(Unstorable::Status(502)));
+        assert!(matches!(
+            CachedAnswer::from_sse(200, &garbage),
+            Err(Unstorable::Malformed(_))
+        ));
+        assert_eq!(
+            CachedAnswer::from_sse(502, &sse(&good_stream(), true)),
+            Err(Unstorable::Status(502))
+        );
         let mut second = good_stream();
-        second.insert(2, json!({"choices": [{"index": 1, "delta": {"content": "b"}}]}));
-        assert_eq!(CachedAnswer::from_sse(200, &sse(&second, true)), Err(Unstorable::MultipleChoices));
+        second.insert(
+            2,
+            json!({"choices": [{"index": 1, "delta": {"content": "b"}}]}),
+        );
+        assert_eq!(
+            CachedAnswer::from_sse(200, &sse(&second, true)),
+            Err(Unstorable::MultipleChoices)
+        );
     }
 
     #[test]

@@ -237,14 +237,21 @@ fn check_similarity(prefix: &str, key: &str, value: f32) -> Result<(), Invalid> 
     if value.is_finite() && value > 0.0 && value <= 1.0 {
         Ok(())
     } else {
-        Err(invalid(prefix, key, format!("must be a cosine similarity in (0, 1], got {value}")))
+        Err(invalid(
+            prefix,
+            key,
+            format!("must be a cosine similarity in (0, 1], got {value}"),
+        ))
     }
 }
 
 impl CacheConfig {
     /// The TTL in seconds for entries of `category`.
     pub fn ttl_for(&self, category: Option<&str>) -> u64 {
-        category.and_then(|c| self.category_ttl_s.get(c)).copied().unwrap_or(self.ttl_s)
+        category
+            .and_then(|c| self.category_ttl_s.get(c))
+            .copied()
+            .unwrap_or(self.ttl_s)
     }
 
     /// The similarity threshold for `category`.
@@ -265,82 +272,170 @@ impl CacheConfig {
             return Err(invalid(prefix, "max_entries", "must be at most 100000000"));
         }
         if self.max_bytes < 1 << 20 {
-            return Err(invalid(prefix, "max_bytes", "must be at least 1048576 (1 MiB)"));
+            return Err(invalid(
+                prefix,
+                "max_bytes",
+                "must be at least 1048576 (1 MiB)",
+            ));
         }
         if self.max_entry_bytes == 0 || self.max_entry_bytes > self.max_bytes {
-            return Err(invalid(prefix, "max_entry_bytes", "must be at least 1 and at most max_bytes"));
+            return Err(invalid(
+                prefix,
+                "max_entry_bytes",
+                "must be at least 1 and at most max_bytes",
+            ));
         }
         if self.ttl_s == 0 {
             return Err(invalid(prefix, "ttl_s", "must be at least 1 second"));
         }
         for (category, ttl) in &self.category_ttl_s {
             if category.trim().is_empty() {
-                return Err(invalid(prefix, "category_ttl_s", "category names must not be empty"));
+                return Err(invalid(
+                    prefix,
+                    "category_ttl_s",
+                    "category names must not be empty",
+                ));
             }
             if *ttl == 0 {
-                return Err(invalid(prefix, &format!("category_ttl_s.{category}"), "must be at least 1 second"));
+                return Err(invalid(
+                    prefix,
+                    &format!("category_ttl_s.{category}"),
+                    "must be at least 1 second",
+                ));
             }
         }
         check_similarity(prefix, "similarity_threshold", self.similarity_threshold)?;
         for (category, threshold) in &self.category_thresholds {
             if category.trim().is_empty() {
-                return Err(invalid(prefix, "category_thresholds", "category names must not be empty"));
+                return Err(invalid(
+                    prefix,
+                    "category_thresholds",
+                    "category names must not be empty",
+                ));
             }
-            check_similarity(prefix, &format!("category_thresholds.{category}"), *threshold)?;
+            check_similarity(
+                prefix,
+                &format!("category_thresholds.{category}"),
+                *threshold,
+            )?;
         }
         if !self.max_temperature.is_finite() || self.max_temperature < 0.0 {
-            return Err(invalid(prefix, "max_temperature", "must be a number at least 0"));
+            return Err(invalid(
+                prefix,
+                "max_temperature",
+                "must be a number at least 0",
+            ));
         }
         check_similarity(prefix, "guard.band_upper", self.guard.band_upper)?;
 
         let index = &self.index;
         if !(2..=255).contains(&index.max_connections) {
-            return Err(invalid(prefix, "index.max_connections", "must be between 2 and 255"));
+            return Err(invalid(
+                prefix,
+                "index.max_connections",
+                "must be between 2 and 255",
+            ));
         }
         if !(8..=4096).contains(&index.ef_construction) {
-            return Err(invalid(prefix, "index.ef_construction", "must be between 8 and 4096"));
+            return Err(invalid(
+                prefix,
+                "index.ef_construction",
+                "must be between 8 and 4096",
+            ));
         }
         if !(1..=4096).contains(&index.ef_search) {
-            return Err(invalid(prefix, "index.ef_search", "must be between 1 and 4096"));
+            return Err(invalid(
+                prefix,
+                "index.ef_search",
+                "must be between 1 and 4096",
+            ));
         }
         if index.entry_beam > 4096 {
-            return Err(invalid(prefix, "index.entry_beam", "must be between 0 and 4096"));
+            return Err(invalid(
+                prefix,
+                "index.entry_beam",
+                "must be between 0 and 4096",
+            ));
         }
         if index.segment_points != 0 && index.segment_points < 64 {
-            return Err(invalid(prefix, "index.segment_points", "must be 0 (automatic) or at least 64"));
+            return Err(invalid(
+                prefix,
+                "index.segment_points",
+                "must be 0 (automatic) or at least 64",
+            ));
         }
-        if !(index.max_dead_fraction.is_finite() && index.max_dead_fraction > 0.0 && index.max_dead_fraction <= 4.0) {
-            return Err(invalid(prefix, "index.max_dead_fraction", "must be in (0, 4]"));
+        if !(index.max_dead_fraction.is_finite()
+            && index.max_dead_fraction > 0.0
+            && index.max_dead_fraction <= 4.0)
+        {
+            return Err(invalid(
+                prefix,
+                "index.max_dead_fraction",
+                "must be in (0, 4]",
+            ));
         }
         if index.maintenance_interval_ms == 0 {
-            return Err(invalid(prefix, "index.maintenance_interval_ms", "must be at least 1"));
+            return Err(invalid(
+                prefix,
+                "index.maintenance_interval_ms",
+                "must be at least 1",
+            ));
         }
 
-        if self.snapshot.path.is_none() && (self.snapshot.load_on_start || self.snapshot.save_on_shutdown) {
-            return Err(invalid(prefix, "snapshot.path", "is required when load_on_start or save_on_shutdown is set"));
+        if self.snapshot.path.is_none()
+            && (self.snapshot.load_on_start || self.snapshot.save_on_shutdown)
+        {
+            return Err(invalid(
+                prefix,
+                "snapshot.path",
+                "is required when load_on_start or save_on_shutdown is set",
+            ));
         }
 
         let shared = &self.shared;
         if shared.enabled {
-            if !(shared.url.starts_with("redis://") || shared.url.starts_with("redis+unix://") || shared.url.starts_with("unix://")) {
-                return Err(invalid(prefix, "shared.url", "must be a redis:// or unix:// URL"));
+            if !(shared.url.starts_with("redis://")
+                || shared.url.starts_with("redis+unix://")
+                || shared.url.starts_with("unix://"))
+            {
+                return Err(invalid(
+                    prefix,
+                    "shared.url",
+                    "must be a redis:// or unix:// URL",
+                ));
             }
             if redis::Client::open(shared.url.as_str()).is_err() {
                 return Err(invalid(prefix, "shared.url", "is not a valid Redis URL"));
             }
         }
         if shared.key_prefix.trim().is_empty() || shared.key_prefix.contains(char::is_whitespace) {
-            return Err(invalid(prefix, "shared.key_prefix", "must be non-empty without whitespace"));
+            return Err(invalid(
+                prefix,
+                "shared.key_prefix",
+                "must be non-empty without whitespace",
+            ));
         }
         if shared.stream_max_len < 100 {
-            return Err(invalid(prefix, "shared.stream_max_len", "must be at least 100"));
+            return Err(invalid(
+                prefix,
+                "shared.stream_max_len",
+                "must be at least 100",
+            ));
         }
         if shared.connect_timeout_ms == 0 || shared.command_timeout_ms == 0 {
-            let key = if shared.connect_timeout_ms == 0 { "shared.connect_timeout_ms" } else { "shared.command_timeout_ms" };
+            let key = if shared.connect_timeout_ms == 0 {
+                "shared.connect_timeout_ms"
+            } else {
+                "shared.command_timeout_ms"
+            };
             return Err(invalid(prefix, key, "must be at least 1"));
         }
         if shared.backoff_initial_ms == 0 || shared.backoff_initial_ms > shared.backoff_max_ms {
-            return Err(invalid(prefix, "shared.backoff_initial_ms", "must be at least 1 and at most backoff_max_ms"));
+            return Err(invalid(
+                prefix,
+                "shared.backoff_initial_ms",
+                "must be at least 1 and at most backoff_max_ms",
+            ));
         }
         if shared.write_queue == 0 {
             return Err(invalid(prefix, "shared.write_queue", "must be at least 1"));
@@ -371,9 +466,13 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        let err = parse(r#"{"enabled": true, "max_entrys": 5}"#).unwrap_err().to_string();
+        let err = parse(r#"{"enabled": true, "max_entrys": 5}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("max_entrys"), "{err}");
-        let err = parse(r#"{"guard": {"band": 0.9}}"#).unwrap_err().to_string();
+        let err = parse(r#"{"guard": {"band": 0.9}}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("band"), "{err}");
     }
 
@@ -383,22 +482,37 @@ mod tests {
             similarity_threshold: 1.5,
             ..CacheConfig::default()
         };
-        assert_eq!(config.validate("cache").unwrap_err().0, "cache.similarity_threshold");
+        assert_eq!(
+            config.validate("cache").unwrap_err().0,
+            "cache.similarity_threshold"
+        );
 
         let mut config = CacheConfig::default();
         config.category_thresholds.insert("law".into(), 0.0);
-        assert_eq!(config.validate("cache").unwrap_err().0, "cache.category_thresholds.law");
+        assert_eq!(
+            config.validate("cache").unwrap_err().0,
+            "cache.category_thresholds.law"
+        );
 
         let mut config = CacheConfig::default();
         config.index.ef_search = 0;
-        assert_eq!(config.validate("cache").unwrap_err().0, "cache.index.ef_search");
+        assert_eq!(
+            config.validate("cache").unwrap_err().0,
+            "cache.index.ef_search"
+        );
         config.index.ef_search = 48;
         config.index.entry_beam = 5000;
-        assert_eq!(config.validate("cache").unwrap_err().0, "cache.index.entry_beam");
+        assert_eq!(
+            config.validate("cache").unwrap_err().0,
+            "cache.index.entry_beam"
+        );
 
         let mut config = CacheConfig::default();
         config.snapshot.save_on_shutdown = true;
-        assert_eq!(config.validate("x.cache").unwrap_err().0, "x.cache.snapshot.path");
+        assert_eq!(
+            config.validate("x.cache").unwrap_err().0,
+            "x.cache.snapshot.path"
+        );
 
         let mut config = CacheConfig::default();
         config.shared.enabled = true;
@@ -408,12 +522,18 @@ mod tests {
 
     #[test]
     fn category_overrides_apply() {
-        let config = parse(r#"{"ttl_s": 60, "category_ttl_s": {"law": 5}, "category_thresholds": {"law": 0.97}}"#).unwrap();
+        let config = parse(
+            r#"{"ttl_s": 60, "category_ttl_s": {"law": 5}, "category_thresholds": {"law": 0.97}}"#,
+        )
+        .unwrap();
         config.validate("cache").unwrap();
         assert_eq!(config.ttl_for(Some("law")), 5);
         assert_eq!(config.ttl_for(Some("math")), 60);
         assert_eq!(config.ttl_for(None), 60);
         assert_eq!(config.threshold_for(Some("law")), 0.97);
-        assert_eq!(config.threshold_for(Some("math")), DEFAULT_SIMILARITY_THRESHOLD);
+        assert_eq!(
+            config.threshold_for(Some("math")),
+            DEFAULT_SIMILARITY_THRESHOLD
+        );
     }
 }

@@ -18,7 +18,10 @@ pub struct Directives {
 
 impl Default for Directives {
     fn default() -> Self {
-        Self { lookup: true, store: true }
+        Self {
+            lookup: true,
+            store: true,
+        }
     }
 }
 
@@ -39,7 +42,9 @@ where
                     out.store = false;
                 }
             }
-        } else if name.eq_ignore_ascii_case(BYPASS_HEADER) && value.trim().eq_ignore_ascii_case("bypass") {
+        } else if name.eq_ignore_ascii_case(BYPASS_HEADER)
+            && value.trim().eq_ignore_ascii_case("bypass")
+        {
             out.lookup = false;
             out.store = false;
         }
@@ -53,13 +58,58 @@ mod tests {
 
     #[test]
     fn headers_map_to_directives() {
-        assert_eq!(directives([]), Directives { lookup: true, store: true });
-        assert_eq!(directives([("Cache-Control", "no-cache")]), Directives { lookup: false, store: true });
-        assert_eq!(directives([("cache-control", "max-age=0, NO-STORE")]), Directives { lookup: true, store: false });
-        assert_eq!(directives([("cache-control", "no-cache"), ("Cache-Control", "no-store")]), Directives { lookup: false, store: false });
-        assert_eq!(directives([("X-Semrouter-Cache", " Bypass ")]), Directives { lookup: false, store: false });
-        assert_eq!(directives([("x-semrouter-cache", "on")]), Directives { lookup: true, store: true });
-        assert_eq!(directives([("cache-control", "no-cache=\"set-cookie\"")]), Directives { lookup: false, store: true });
-        assert_eq!(directives([("pragma", "no-cache"), ("x-other", "no-store")]), Directives::default());
+        assert_eq!(
+            directives([]),
+            Directives {
+                lookup: true,
+                store: true
+            }
+        );
+        assert_eq!(
+            directives([("Cache-Control", "no-cache")]),
+            Directives {
+                lookup: false,
+                store: true
+            }
+        );
+        assert_eq!(
+            directives([("cache-control", "max-age=0, NO-STORE")]),
+            Directives {
+                lookup: true,
+                store: false
+            }
+        );
+        assert_eq!(
+            directives([("cache-control", "no-cache"), ("Cache-Control", "no-store")]),
+            Directives {
+                lookup: false,
+                store: false
+            }
+        );
+        assert_eq!(
+            directives([("X-Semrouter-Cache", " Bypass ")]),
+            Directives {
+                lookup: false,
+                store: false
+            }
+        );
+        assert_eq!(
+            directives([("x-semrouter-cache", "on")]),
+            Directives {
+                lookup: true,
+                store: true
+            }
+        );
+        assert_eq!(
+            directives([("cache-control", "no-cache=\"set-cookie\"")]),
+            Directives {
+                lookup: false,
+                store: true
+            }
+        );
+        assert_eq!(
+            directives([("pragma", "no-cache"), ("x-other", "no-store")]),
+            Directives::default()
+        );
     }
 }

@@ -201,7 +201,9 @@ pub struct SemanticCache {
 
 impl std::fmt::Debug for SemanticCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SemanticCache").field("space", &self.space).finish_non_exhaustive()
+        f.debug_struct("SemanticCache")
+            .field("space", &self.space)
+            .finish_non_exhaustive()
     }
 }
 
@@ -212,8 +214,14 @@ impl SemanticCache {
     }
 
     /// As [`SemanticCache::new`], with a clock of the caller's (tests move time by hand).
-    pub fn with_clock(config: &CacheConfig, space: EmbeddingSpace, clock: Arc<dyn Clock>) -> Result<Self, CacheError> {
-        config.validate("cache").map_err(|(key, message)| CacheError::Config(key, message))?;
+    pub fn with_clock(
+        config: &CacheConfig,
+        space: EmbeddingSpace,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, CacheError> {
+        config
+            .validate("cache")
+            .map_err(|(key, message)| CacheError::Config(key, message))?;
         if space.dimension == 0 {
             return Err(CacheError::Dimension);
         }
@@ -250,7 +258,12 @@ impl SemanticCache {
 
     /// Reads a request for the cache (see [`CacheRequest::from_body`]); `model` is the
     /// scope's model and `tenant` the configured header's value.
-    pub fn request(&self, body: &Map<String, Value>, model: &str, tenant: Option<&str>) -> Result<CacheRequest, NotCacheable> {
+    pub fn request(
+        &self,
+        body: &Map<String, Value>,
+        model: &str,
+        tenant: Option<&str>,
+    ) -> Result<CacheRequest, NotCacheable> {
         CacheRequest::from_body(body, model, tenant, self.config.max_temperature)
     }
 
@@ -261,7 +274,10 @@ impl SemanticCache {
     /// Whether a stored answer fits what the request allows.
     fn fits(entry: &Entry, request: &CacheRequest) -> bool {
         entry.scope == request.scope.id
-            && match (request.max_completion_tokens, entry.answer.completion_tokens()) {
+            && match (
+                request.max_completion_tokens,
+                entry.answer.completion_tokens(),
+            ) {
                 (Some(limit), Some(used)) => used <= limit,
                 _ => true,
             }
@@ -284,7 +300,9 @@ impl SemanticCache {
         }
         let started = Instant::now();
         let now = self.now();
-        let found = match self.store.get_by_key(&request.key, now, |e| Self::fits(e, request).then(|| Self::hit(HitKind::Exact, 1.0, e, now))) {
+        let found = match self.store.get_by_key(&request.key, now, |e| {
+            Self::fits(e, request).then(|| Self::hit(HitKind::Exact, 1.0, e, now))
+        }) {
             Probe::Found(hit) => hit,
             Probe::Expired(removed) => {
                 self.after_removal(&[removed]);
@@ -292,7 +310,8 @@ impl SemanticCache {
             }
             Probe::Missing => None,
         };
-        self.counters.lookup(HitKind::Exact, found.is_some(), started.elapsed());
+        self.counters
+            .lookup(HitKind::Exact, found.is_some(), started.elapsed());
         found
     }
 
@@ -300,7 +319,12 @@ impl SemanticCache {
     /// similarity reaches the threshold (per category) and that the guard lets through.
     /// `embedding` is the request's embedding from the configured encoder (a miss, without
     /// a search, when [`CacheRequest::embedding_truncated`] is set).
-    pub fn lookup_semantic(&self, request: &CacheRequest, embedding: &[f32], category: Option<&str>) -> Result<Option<CacheHit>, VectorError> {
+    pub fn lookup_semantic(
+        &self,
+        request: &CacheRequest,
+        embedding: &[f32],
+        category: Option<&str>,
+    ) -> Result<Option<CacheHit>, VectorError> {
         if !self.config.enabled || !self.config.semantic || request.embedding_truncated {
             return Ok(None);
         }
@@ -318,17 +342,30 @@ impl SemanticCache {
             let judged = self.judge(&candidates, request, features, threshold, &seen, k);
             // When every candidate taken was above the threshold yet none could be served
             // (other scopes, dead points, guard), the match may lie further down: widen.
-            if judged.hit.is_some() || !judged.crowded || k >= MAX_CANDIDATES || k >= self.index.usage().points {
+            if judged.hit.is_some()
+                || !judged.crowded
+                || k >= MAX_CANDIDATES
+                || k >= self.index.usage().points
+            {
                 break judged;
             }
             seen.extend(candidates.iter().take(judged.above).map(|c| c.id));
             k *= 8;
         };
-        self.counters.lookup(HitKind::Semantic, judged.hit.is_some(), started.elapsed());
+        self.counters
+            .lookup(HitKind::Semantic, judged.hit.is_some(), started.elapsed());
         Ok(judged.hit)
     }
 
-    fn judge(&self, candidates: &[Candidate], request: &CacheRequest, features: &GuardFeatures, threshold: f32, seen: &HashSet<u64>, k: usize) -> Judged {
+    fn judge(
+        &self,
+        candidates: &[Candidate],
+        request: &CacheRequest,
+        features: &GuardFeatures,
+        threshold: f32,
+        seen: &HashSet<u64>,
+        k: usize,
+    ) -> Judged {
         let now = self.now();
         let mut above = 0;
         let mut expired = Vec::new();
@@ -374,14 +411,25 @@ impl SemanticCache {
     /// Stores an upstream reply for `request` when it is a complete, successful answer.
     /// `embedding` is the request's embedding (none: exact path only); `category` picks the
     /// TTL; `pii_detected` is the caller's PII verdict on prompt and answer.
-    pub fn store_reply(&self, request: &CacheRequest, embedding: Option<&[f32]>, category: Option<&str>, reply: Reply<'_>, pii_detected: bool) -> Result<(), WriteSkip> {
+    pub fn store_reply(
+        &self,
+        request: &CacheRequest,
+        embedding: Option<&[f32]>,
+        category: Option<&str>,
+        reply: Reply<'_>,
+        pii_detected: bool,
+    ) -> Result<(), WriteSkip> {
         let answer = self.answer_of(reply, pii_detected)?;
         self.insert(request, embedding, category, answer)
     }
 
     /// The answer in `reply` when it may be stored: complete and successful, and the caller
     /// found no PII (`pii_detected`). A refusal is counted.
-    pub fn answer_of(&self, reply: Reply<'_>, pii_detected: bool) -> Result<CachedAnswer, WriteSkip> {
+    pub fn answer_of(
+        &self,
+        reply: Reply<'_>,
+        pii_detected: bool,
+    ) -> Result<CachedAnswer, WriteSkip> {
         let result = if pii_detected {
             Err(WriteSkip::Pii)
         } else {
@@ -404,7 +452,13 @@ impl SemanticCache {
     }
 
     /// Stores `answer` for `request` (see [`SemanticCache::store_reply`] for the arguments).
-    pub fn insert(&self, request: &CacheRequest, embedding: Option<&[f32]>, category: Option<&str>, answer: CachedAnswer) -> Result<(), WriteSkip> {
+    pub fn insert(
+        &self,
+        request: &CacheRequest,
+        embedding: Option<&[f32]>,
+        category: Option<&str>,
+        answer: CachedAnswer,
+    ) -> Result<(), WriteSkip> {
         let result = self.insert_checked(request, embedding, category, answer);
         if let Err(skip) = &result {
             self.count_skip(skip);
@@ -412,18 +466,33 @@ impl SemanticCache {
         result
     }
 
-    fn insert_checked(&self, request: &CacheRequest, embedding: Option<&[f32]>, category: Option<&str>, answer: CachedAnswer) -> Result<(), WriteSkip> {
+    fn insert_checked(
+        &self,
+        request: &CacheRequest,
+        embedding: Option<&[f32]>,
+        category: Option<&str>,
+        answer: CachedAnswer,
+    ) -> Result<(), WriteSkip> {
         let (record, vector) = self.local_record(request, embedding, category, answer)?;
-        self.insert_record(record, vector, Origin::Local).map(|_| ())
+        self.insert_record(record, vector, Origin::Local)
+            .map(|_| ())
     }
 
     /// The record and prepared vector of an answer stored by this process.
-    fn local_record(&self, request: &CacheRequest, embedding: Option<&[f32]>, category: Option<&str>, answer: CachedAnswer) -> Result<(EntryRecord, Option<Vec<f32>>), WriteSkip> {
+    fn local_record(
+        &self,
+        request: &CacheRequest,
+        embedding: Option<&[f32]>,
+        category: Option<&str>,
+        answer: CachedAnswer,
+    ) -> Result<(EntryRecord, Option<Vec<f32>>), WriteSkip> {
         if !self.config.enabled {
             return Err(WriteSkip::Disabled);
         }
         let vector = match embedding {
-            Some(e) if self.config.semantic && !request.embedding_truncated => Some(prepare(e, self.space.dimension).map_err(WriteSkip::BadEmbedding)?),
+            Some(e) if self.config.semantic && !request.embedding_truncated => {
+                Some(prepare(e, self.space.dimension).map_err(WriteSkip::BadEmbedding)?)
+            }
             _ => None,
         };
         let now = self.now();
@@ -445,7 +514,12 @@ impl SemanticCache {
 
     /// Stores a record with an already prepared vector. Returns whether it was stored (a
     /// record already expired, or from elsewhere and not newer than the entry held, is not).
-    pub(crate) fn insert_record(&self, record: EntryRecord, vector: Option<Vec<f32>>, origin: Origin) -> Result<bool, WriteSkip> {
+    pub(crate) fn insert_record(
+        &self,
+        record: EntryRecord,
+        vector: Option<Vec<f32>>,
+        origin: Origin,
+    ) -> Result<bool, WriteSkip> {
         let Some(staged) = self.stage(record, vector, origin)? else {
             return Ok(false);
         };
@@ -491,19 +565,29 @@ impl SemanticCache {
     /// one by one, their vectors inserted in parallel (see [`SemanticCache::insert_batch`]).
     /// The records' exact keys must differ (as in a snapshot): within one batch a later
     /// record replaces an earlier one whatever their ages.
-    pub(crate) fn import_batch(&self, records: Vec<EntryRecord>, origin: Origin) -> Vec<Result<bool, WriteSkip>> {
+    pub(crate) fn import_batch(
+        &self,
+        records: Vec<EntryRecord>,
+        origin: Origin,
+    ) -> Vec<Result<bool, WriteSkip>> {
         let mut results = Vec::with_capacity(records.len());
         let mut staged = Vec::with_capacity(records.len());
         for mut record in records {
             let vector = match record.embedding.take() {
-                Some(v) if self.config.semantic => prepare(&v, self.space.dimension).map(Some).map_err(WriteSkip::BadEmbedding),
+                Some(v) if self.config.semantic => prepare(&v, self.space.dimension)
+                    .map(Some)
+                    .map_err(WriteSkip::BadEmbedding),
                 _ => Ok(None),
             };
-            results.push(vector.and_then(|vector| self.stage(record, vector, origin)).map(|s| {
-                let stored = s.is_some();
-                staged.extend(s);
-                stored
-            }));
+            results.push(
+                vector
+                    .and_then(|vector| self.stage(record, vector, origin))
+                    .map(|s| {
+                        let stored = s.is_some();
+                        staged.extend(s);
+                        stored
+                    }),
+            );
         }
         self.commit_batch(staged);
         results
@@ -514,7 +598,10 @@ impl SemanticCache {
         // The hard bound is checked once for the batch: its points count as in flight.
         let indexed = !self.index.over_hard_bound();
         let points: Vec<(u64, &[f32])> = if indexed {
-            staged.iter().filter_map(|s| s.vector.as_deref().map(|v| (s.id, v))).collect()
+            staged
+                .iter()
+                .filter_map(|s| s.vector.as_deref().map(|v| (s.id, v)))
+                .collect()
         } else {
             Vec::new()
         };
@@ -535,9 +622,17 @@ impl SemanticCache {
 
     /// The first half of an insert: the checks, the bytes charged and the entry id. `None`
     /// when the record is not to be stored (expired, or not newer than the entry held).
-    fn stage(&self, mut record: EntryRecord, vector: Option<Vec<f32>>, origin: Origin) -> Result<Option<Staged>, WriteSkip> {
+    fn stage(
+        &self,
+        mut record: EntryRecord,
+        vector: Option<Vec<f32>>,
+        origin: Origin,
+    ) -> Result<Option<Staged>, WriteSkip> {
         let now = self.now();
-        if record.expires_ms <= now || (origin != Origin::Local && self.store.has_same_or_newer(&record.key, record.created_ms)) {
+        if record.expires_ms <= now
+            || (origin != Origin::Local
+                && self.store.has_same_or_newer(&record.key, record.created_ms))
+        {
             return Ok(None);
         }
         let answer = std::mem::replace(
@@ -632,7 +727,8 @@ impl SemanticCache {
     fn update_gauges(&self) {
         let (entries, bytes) = self.store.usage();
         let usage = self.index.usage();
-        self.counters.gauges(entries, bytes, usage.points, usage.dead, usage.segments);
+        self.counters
+            .gauges(entries, bytes, usage.points, usage.dead, usage.segments);
     }
 
     /// Removes the entries `filter` matches, here and (through the shared tier) on every
@@ -698,19 +794,26 @@ impl SemanticCache {
         let weak: Weak<Self> = Arc::downgrade(self);
         let interval = Duration::from_millis(self.config.index.maintenance_interval_ms);
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::Builder::new().name("cache-maintenance".into()).spawn(move || loop {
-            match stopped.recv_timeout(interval) {
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                _ => return,
-            }
-            let Some(cache) = weak.upgrade() else {
-                return;
-            };
-            let report = cache.maintain();
-            if report.compacted > 0 {
-                tracing::debug!(compacted = report.compacted, moved = report.moved, expired = report.expired, "cache maintenance");
-            }
-        })?;
+        let thread = std::thread::Builder::new()
+            .name("cache-maintenance".into())
+            .spawn(move || loop {
+                match stopped.recv_timeout(interval) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                let Some(cache) = weak.upgrade() else {
+                    return;
+                };
+                let report = cache.maintain();
+                if report.compacted > 0 {
+                    tracing::debug!(
+                        compacted = report.compacted,
+                        moved = report.moved,
+                        expired = report.expired,
+                        "cache maintenance"
+                    );
+                }
+            })?;
         Ok(MaintenanceHandle {
             stop: Some(stop),
             thread: Some(thread),
@@ -751,7 +854,10 @@ impl SemanticCache {
         let entries = self.store.entries(self.now());
         let mut vectors: HashMap<u64, Vec<f32>> = HashMap::new();
         if entries.iter().any(|e| e.segment.is_some()) {
-            let wanted: HashMap<u64, u32> = entries.iter().filter_map(|e| e.segment.map(|s| (e.id, s))).collect();
+            let wanted: HashMap<u64, u32> = entries
+                .iter()
+                .filter_map(|e| e.segment.map(|s| (e.id, s)))
+                .collect();
             for (segment, id, vector) in self.index.all_points() {
                 if wanted.get(&id) == Some(&segment) {
                     vectors.insert(id, SemanticIndex::unscale(&vector));
@@ -777,9 +883,15 @@ impl SemanticCache {
 
     /// Imports a record from a snapshot or another replica; its vector is checked and
     /// prepared here. Returns whether it was stored.
-    pub(crate) fn import(&self, mut record: EntryRecord, origin: Origin) -> Result<bool, WriteSkip> {
+    pub(crate) fn import(
+        &self,
+        mut record: EntryRecord,
+        origin: Origin,
+    ) -> Result<bool, WriteSkip> {
         let vector = match record.embedding.take() {
-            Some(v) if self.config.semantic => Some(prepare(&v, self.space.dimension).map_err(WriteSkip::BadEmbedding)?),
+            Some(v) if self.config.semantic => {
+                Some(prepare(&v, self.space.dimension).map_err(WriteSkip::BadEmbedding)?)
+            }
             _ => None,
         };
         self.insert_record(record, vector, origin)

@@ -16,7 +16,8 @@ use super::guard::GuardCheck;
 /// so the service's 100 µs-first latency buckets would hide it). Register them with
 /// `PrometheusBuilder::set_buckets_for_metric(Matcher::Full(LOOKUP_SECONDS.into()), &LOOKUP_BUCKETS)`.
 pub const LOOKUP_BUCKETS: [f64; 14] = [
-    0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05,
+    0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.002, 0.005,
+    0.01, 0.025, 0.05,
 ];
 
 /// Name of the lookup latency histogram.
@@ -68,22 +69,65 @@ pub const WRITE_SKIP_REASONS: [&str; 19] = [
 /// Registers help text for every cache metric (call once, after installing the recorder).
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!("semrouter_cache_hits_total", "Cache hits by kind (exact, semantic)");
-    describe_counter!("semrouter_cache_misses_total", "Cache misses by kind (exact, semantic)");
-    describe_histogram!(LOOKUP_SECONDS, Unit::Seconds, "Cache lookup latency by kind (exact, semantic)");
+    describe_counter!(
+        "semrouter_cache_hits_total",
+        "Cache hits by kind (exact, semantic)"
+    );
+    describe_counter!(
+        "semrouter_cache_misses_total",
+        "Cache misses by kind (exact, semantic)"
+    );
+    describe_histogram!(
+        LOOKUP_SECONDS,
+        Unit::Seconds,
+        "Cache lookup latency by kind (exact, semantic)"
+    );
     describe_gauge!("semrouter_cache_entries", "Entries held by the local tier");
-    describe_gauge!("semrouter_cache_bytes", "Bytes held by the local tier (estimated)");
-    describe_gauge!("semrouter_cache_index_points", "HNSW points by state (live, dead)");
-    describe_gauge!("semrouter_cache_index_segments", "HNSW segments searched per lookup");
+    describe_gauge!(
+        "semrouter_cache_bytes",
+        "Bytes held by the local tier (estimated)"
+    );
+    describe_gauge!(
+        "semrouter_cache_index_points",
+        "HNSW points by state (live, dead)"
+    );
+    describe_gauge!(
+        "semrouter_cache_index_segments",
+        "HNSW segments searched per lookup"
+    );
     describe_counter!("semrouter_cache_inserts_total", "Entries stored");
-    describe_counter!("semrouter_cache_evictions_total", "Entries evicted as least recently used");
-    describe_counter!("semrouter_cache_expirations_total", "Entries removed past their TTL");
-    describe_counter!("semrouter_cache_flushed_total", "Entries removed by flushes");
-    describe_counter!("semrouter_cache_guard_rejections_total", "Semantic matches vetoed by the false-hit guard, by check");
-    describe_counter!("semrouter_cache_write_skips_total", "Answers not stored, by reason");
-    describe_counter!("semrouter_cache_compactions_total", "HNSW segments compacted");
-    describe_counter!("semrouter_cache_shared_errors_total", "Shared-tier (Redis) failures by operation");
-    describe_gauge!("semrouter_cache_shared_connected", "1 while the shared tier (Redis) is reachable");
+    describe_counter!(
+        "semrouter_cache_evictions_total",
+        "Entries evicted as least recently used"
+    );
+    describe_counter!(
+        "semrouter_cache_expirations_total",
+        "Entries removed past their TTL"
+    );
+    describe_counter!(
+        "semrouter_cache_flushed_total",
+        "Entries removed by flushes"
+    );
+    describe_counter!(
+        "semrouter_cache_guard_rejections_total",
+        "Semantic matches vetoed by the false-hit guard, by check"
+    );
+    describe_counter!(
+        "semrouter_cache_write_skips_total",
+        "Answers not stored, by reason"
+    );
+    describe_counter!(
+        "semrouter_cache_compactions_total",
+        "HNSW segments compacted"
+    );
+    describe_counter!(
+        "semrouter_cache_shared_errors_total",
+        "Shared-tier (Redis) failures by operation"
+    );
+    describe_gauge!(
+        "semrouter_cache_shared_connected",
+        "1 while the shared tier (Redis) is reachable"
+    );
 }
 
 /// The counters of one cache.
@@ -152,7 +196,8 @@ impl Counters {
             GuardCheck::Content => 3,
         };
         self.guard[slot].fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("semrouter_cache_guard_rejections_total", "check" => check.label()).increment(1);
+        metrics::counter!("semrouter_cache_guard_rejections_total", "check" => check.label())
+            .increment(1);
     }
 
     pub(crate) fn write_skip(&self, reason: &'static str) {
@@ -162,10 +207,18 @@ impl Counters {
         metrics::counter!("semrouter_cache_write_skips_total", "reason" => reason).increment(1);
     }
 
-    pub(crate) fn gauges(&self, entries: usize, bytes: u64, points: usize, dead: usize, segments: usize) {
+    pub(crate) fn gauges(
+        &self,
+        entries: usize,
+        bytes: u64,
+        points: usize,
+        dead: usize,
+        segments: usize,
+    ) {
         metrics::gauge!("semrouter_cache_entries").set(entries as f64);
         metrics::gauge!("semrouter_cache_bytes").set(bytes as f64);
-        metrics::gauge!("semrouter_cache_index_points", "state" => "live").set(points.saturating_sub(dead) as f64);
+        metrics::gauge!("semrouter_cache_index_points", "state" => "live")
+            .set(points.saturating_sub(dead) as f64);
         metrics::gauge!("semrouter_cache_index_points", "state" => "dead").set(dead as f64);
         metrics::gauge!("semrouter_cache_index_segments").set(segments as f64);
     }

@@ -36,7 +36,10 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::CacheConfig;
 pub use controls::{directives, Directives};
 pub use guard::{GuardCheck, GuardFeatures};
-pub use local::{BatchItem, CacheError, CacheHit, EmbeddingSpace, Maintenance, MaintenanceHandle, Reply, SemanticCache, WriteSkip};
+pub use local::{
+    BatchItem, CacheError, CacheHit, EmbeddingSpace, Maintenance, MaintenanceHandle, Reply,
+    SemanticCache, WriteSkip,
+};
 pub use metrics::{CacheStats, HitKind};
 pub use request::{CacheRequest, NotCacheable};
 pub use scope::{CacheScope, FlushFilter, ScopeId};

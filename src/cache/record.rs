@@ -45,7 +45,10 @@ pub struct EntryRecord {
 mod vector {
     use super::*;
 
-    pub fn serialize<S: Serializer>(v: &Option<Vec<f32>>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        v: &Option<Vec<f32>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         match v {
             None => serializer.serialize_none(),
             Some(v) => {
@@ -55,15 +58,24 @@ mod vector {
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<f32>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Vec<f32>>, D::Error> {
         let Some(text) = Option::<String>::deserialize(deserializer)? else {
             return Ok(None);
         };
         let bytes = STANDARD.decode(text).map_err(serde::de::Error::custom)?;
         if bytes.len() % 4 != 0 {
-            return Err(serde::de::Error::custom("the embedding's byte length is not a multiple of 4"));
+            return Err(serde::de::Error::custom(
+                "the embedding's byte length is not a multiple of 4",
+            ));
         }
-        Ok(Some(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()))
+        Ok(Some(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ))
     }
 }
 
@@ -94,9 +106,15 @@ mod tests {
         let text = serde_json::to_string(&record).unwrap();
         assert!(!text.contains("Is 5 prime"), "no prompt text in records");
         assert_eq!(serde_json::from_str::<EntryRecord>(&text).unwrap(), record);
-        let exact_only = EntryRecord { embedding: None, ..record };
+        let exact_only = EntryRecord {
+            embedding: None,
+            ..record
+        };
         let text = serde_json::to_string(&exact_only).unwrap();
         assert!(!text.contains("embedding"));
-        assert_eq!(serde_json::from_str::<EntryRecord>(&text).unwrap(), exact_only);
+        assert_eq!(
+            serde_json::from_str::<EntryRecord>(&text).unwrap(),
+            exact_only
+        );
     }
 }

@@ -72,8 +72,17 @@ impl CacheRequest {
     /// Reads a chat-completions body. `model` is the scope's model (the selected one, or the
     /// requested one for an exact probe before routing); `tenant` comes from the configured
     /// header. `max_temperature` is `cache.max_temperature`.
-    pub fn from_body(body: &Map<String, Value>, model: &str, tenant: Option<&str>, max_temperature: f64) -> Result<Self, NotCacheable> {
-        if body.get("temperature").and_then(Value::as_f64).is_some_and(|t| t > max_temperature) {
+    pub fn from_body(
+        body: &Map<String, Value>,
+        model: &str,
+        tenant: Option<&str>,
+        max_temperature: f64,
+    ) -> Result<Self, NotCacheable> {
+        if body
+            .get("temperature")
+            .and_then(Value::as_f64)
+            .is_some_and(|t| t > max_temperature)
+        {
             return Err(NotCacheable::Temperature);
         }
         if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
@@ -82,7 +91,10 @@ impl CacheRequest {
         if body.get("logprobs").and_then(Value::as_bool) == Some(true) {
             return Err(NotCacheable::Logprobs);
         }
-        let messages = body.get("messages").and_then(Value::as_array).ok_or(NotCacheable::NoMessages)?;
+        let messages = body
+            .get("messages")
+            .and_then(Value::as_array)
+            .ok_or(NotCacheable::NoMessages)?;
         let (last, earlier) = messages.split_last().ok_or(NotCacheable::NoMessages)?;
         if last.get("role").and_then(Value::as_str) != Some("user") {
             return Err(NotCacheable::NoUserText);
@@ -102,17 +114,38 @@ impl CacheRequest {
         context.json(&Value::Object(last_rest));
 
         let mut tools = Hasher::new("semrouter-cache-tools-v1");
-        for field in ["tools", "tool_choice", "parallel_tool_calls", "functions", "function_call"] {
+        for field in [
+            "tools",
+            "tool_choice",
+            "parallel_tool_calls",
+            "functions",
+            "function_call",
+        ] {
             tools.opt_json(body.get(field));
         }
         let mut response_format = Hasher::new("semrouter-cache-response-format-v1");
         response_format.opt_json(body.get("response_format"));
         let mut params = Hasher::new("semrouter-cache-params-v1");
-        for field in ["stop", "seed", "reasoning_effort", "chat_template_kwargs", "modalities", "audio", "prediction"] {
+        for field in [
+            "stop",
+            "seed",
+            "reasoning_effort",
+            "chat_template_kwargs",
+            "modalities",
+            "audio",
+            "prediction",
+        ] {
             params.opt_json(body.get(field));
         }
 
-        let scope = CacheScope::new(model, tenant, context.finish(), tools.finish(), response_format.finish(), params.finish());
+        let scope = CacheScope::new(
+            model,
+            tenant,
+            context.finish(),
+            tools.finish(),
+            response_format.finish(),
+            params.finish(),
+        );
         let key = exact_key(&scope.id, &text);
         let max_completion_tokens = body
             .get("max_completion_tokens")
@@ -142,7 +175,8 @@ impl CacheRequest {
     /// The guard's lexical features of the last user text, extracted on first use (the exact
     /// path never needs them).
     pub fn guard_features(&self) -> &GuardFeatures {
-        self.guard.get_or_init(|| GuardFeatures::extract(&self.text))
+        self.guard
+            .get_or_init(|| GuardFeatures::extract(&self.text))
     }
 }
 
@@ -154,7 +188,10 @@ fn split_content(content: Option<&Value>) -> (String, Vec<Value>) {
             let mut texts = Vec::new();
             let mut others = Vec::new();
             for part in parts {
-                match (part.get("type").and_then(Value::as_str), part.get("text").and_then(Value::as_str)) {
+                match (
+                    part.get("type").and_then(Value::as_str),
+                    part.get("text").and_then(Value::as_str),
+                ) {
                     (Some("text"), Some(text)) => texts.push(text),
                     _ => others.push(part.clone()),
                 }
@@ -208,8 +245,20 @@ mod tests {
 
         let body = user("q");
         let map = body.as_object().unwrap();
-        assert_ne!(CacheRequest::from_body(map, "m2", Some("t"), 1.0).unwrap().scope.id, base.scope.id);
-        assert_ne!(CacheRequest::from_body(map, "m", None, 1.0).unwrap().scope.id, base.scope.id);
+        assert_ne!(
+            CacheRequest::from_body(map, "m2", Some("t"), 1.0)
+                .unwrap()
+                .scope
+                .id,
+            base.scope.id
+        );
+        assert_ne!(
+            CacheRequest::from_body(map, "m", None, 1.0)
+                .unwrap()
+                .scope
+                .id,
+            base.scope.id
+        );
 
         // Sampling knobs below the limit and `stream` do not split the scope.
         let mut sampled = user("q");
@@ -249,7 +298,13 @@ mod tests {
         let tool_last = json!({"messages": [{"role": "user", "content": "q"}, {"role": "tool", "content": "42", "tool_call_id": "x"}]});
         assert_eq!(req(tool_last).unwrap_err(), NotCacheable::NoUserText);
         assert_eq!(req(user("   ")).unwrap_err(), NotCacheable::NoUserText);
-        assert_eq!(req(json!({"model": "m"})).unwrap_err(), NotCacheable::NoMessages);
-        assert_eq!(req(json!({"messages": []})).unwrap_err(), NotCacheable::NoMessages);
+        assert_eq!(
+            req(json!({"model": "m"})).unwrap_err(),
+            NotCacheable::NoMessages
+        );
+        assert_eq!(
+            req(json!({"messages": []})).unwrap_err(),
+            NotCacheable::NoMessages
+        );
     }
 }

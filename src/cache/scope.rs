@@ -165,7 +165,14 @@ pub struct CacheScope {
 
 impl CacheScope {
     /// Builds a scope from its parts; `id` is derived.
-    pub fn new(model: &str, tenant: Option<&str>, context: Digest, tools: Digest, response_format: Digest, params: Digest) -> Self {
+    pub fn new(
+        model: &str,
+        tenant: Option<&str>,
+        context: Digest,
+        tools: Digest,
+        response_format: Digest,
+        params: Digest,
+    ) -> Self {
         let mut hasher = Hasher::new("semrouter-cache-scope-v1");
         hasher.bytes(model.as_bytes());
         hasher.opt_str(tenant);
@@ -235,10 +242,17 @@ mod tests {
     #[test]
     fn canonical_json_ignores_key_order_but_not_values() {
         let a = json!({"a": 1, "b": [1, {"x": "y", "z": null}]});
-        let b: Value = serde_json::from_str(r#"{"b": [1, {"z": null, "x": "y"}], "a": 1}"#).unwrap();
+        let b: Value =
+            serde_json::from_str(r#"{"b": [1, {"z": null, "x": "y"}], "a": 1}"#).unwrap();
         assert_eq!(digest_of(&a), digest_of(&b));
-        assert_ne!(digest_of(&a), digest_of(&json!({"a": 2, "b": [1, {"x": "y", "z": null}]})));
-        assert_ne!(digest_of(&json!(["ab", "c"])), digest_of(&json!(["a", "bc"])));
+        assert_ne!(
+            digest_of(&a),
+            digest_of(&json!({"a": 2, "b": [1, {"x": "y", "z": null}]}))
+        );
+        assert_ne!(
+            digest_of(&json!(["ab", "c"])),
+            digest_of(&json!(["a", "bc"]))
+        );
         assert_ne!(digest_of(&json!("1")), digest_of(&json!(1)));
     }
 
@@ -258,7 +272,10 @@ mod tests {
         for v in &variants {
             assert_ne!(v.id, base.id, "{v:?}");
         }
-        assert_eq!(CacheScope::new("m", Some("t"), d("c"), d("tools"), d("rf"), d("p")).id, base.id);
+        assert_eq!(
+            CacheScope::new("m", Some("t"), d("c"), d("tools"), d("rf"), d("p")).id,
+            base.id
+        );
     }
 
     #[test]

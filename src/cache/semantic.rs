@@ -71,7 +71,11 @@ pub(crate) fn prepare(v: &[f32], dimension: usize) -> Result<Vec<f32>, VectorErr
             got: v.len(),
         });
     }
-    let norm = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
+    let norm = v
+        .iter()
+        .map(|x| f64::from(*x) * f64::from(*x))
+        .sum::<f64>()
+        .sqrt();
     if !norm.is_finite() || norm == 0.0 {
         return Err(VectorError::Degenerate);
     }
@@ -110,7 +114,13 @@ impl Segment {
     fn new(id: u32, config: &IndexConfig, capacity: usize) -> Self {
         Self {
             id,
-            hnsw: Hnsw::new(config.max_connections, capacity, MAX_LAYERS, config.ef_construction, DistDot {}),
+            hnsw: Hnsw::new(
+                config.max_connections,
+                capacity,
+                MAX_LAYERS,
+                config.ef_construction,
+                DistDot {},
+            ),
             points: AtomicUsize::new(0),
             dead: AtomicUsize::new(0),
             sealed: AtomicBool::new(false),
@@ -128,7 +138,9 @@ impl Segment {
     }
 
     fn live(&self) -> usize {
-        self.points.load(Ordering::Acquire).saturating_sub(self.dead.load(Ordering::Acquire))
+        self.points
+            .load(Ordering::Acquire)
+            .saturating_sub(self.dead.load(Ordering::Acquire))
     }
 }
 
@@ -186,7 +198,8 @@ impl SemanticIndex {
     /// segment): new vectors are then refused until maintenance catches up.
     pub(crate) fn over_hard_bound(&self) -> bool {
         let usage = self.usage();
-        usage.dead > self.dead_allowance(usage.points.saturating_sub(usage.dead)) + self.segment_size
+        usage.dead
+            > self.dead_allowance(usage.points.saturating_sub(usage.dead)) + self.segment_size
     }
 
     fn dead_allowance(&self, live: usize) -> usize {
@@ -215,7 +228,10 @@ impl SemanticIndex {
             while end < items.len() && segment.try_reserve(self.segment_size) {
                 end += 1;
             }
-            let group: Vec<(&[f32], usize)> = items[start..end].iter().map(|&(id, v)| (v, id as usize)).collect();
+            let group: Vec<(&[f32], usize)> = items[start..end]
+                .iter()
+                .map(|&(id, v)| (v, id as usize))
+                .collect();
             segment.hnsw.parallel_insert_slice(&group);
             out.extend(std::iter::repeat_n(segment.id, end - start));
             start = end;
@@ -235,14 +251,21 @@ impl SemanticIndex {
             let mut next_id = self.changes.lock();
             let current = self.segments.load();
             // Another thread may have started a new segment while this one waited.
-            if current.last().is_some_and(|a| a.points.load(Ordering::Acquire) < self.segment_size) {
+            if current
+                .last()
+                .is_some_and(|a| a.points.load(Ordering::Acquire) < self.segment_size)
+            {
                 continue;
             }
             if let Some(active) = current.last() {
                 active.sealed.store(true, Ordering::Release);
             }
             let mut list: Vec<Arc<Segment>> = current.iter().cloned().collect();
-            list.push(Arc::new(Segment::new(*next_id, &self.config, self.segment_size)));
+            list.push(Arc::new(Segment::new(
+                *next_id,
+                &self.config,
+                self.segment_size,
+            )));
             *next_id = next_id.wrapping_add(1);
             // A sealed segment that died while it was active can go now.
             list.retain(|s| !(s.sealed.load(Ordering::Acquire) && s.live() == 0));
@@ -266,7 +289,11 @@ impl SemanticIndex {
         let _guard = self.changes.lock();
         let current = self.segments.load();
         if current.iter().any(|s| s.id == segment) {
-            let list: Vec<Arc<Segment>> = current.iter().filter(|s| s.id != segment).cloned().collect();
+            let list: Vec<Arc<Segment>> = current
+                .iter()
+                .filter(|s| s.id != segment)
+                .cloned()
+                .collect();
             self.segments.store(Arc::new(list));
         }
     }
@@ -283,10 +310,16 @@ impl SemanticIndex {
                 continue;
             }
             searched += 1;
-            out.extend(segment.hnsw.search_beam(query, k, ef.max(k), beam).into_iter().map(|n| Candidate {
-                id: n.d_id as u64,
-                similarity: similarity(n.distance),
-            }));
+            out.extend(
+                segment
+                    .hnsw
+                    .search_beam(query, k, ef.max(k), beam)
+                    .into_iter()
+                    .map(|n| Candidate {
+                        id: n.d_id as u64,
+                        similarity: similarity(n.distance),
+                    }),
+            );
         }
         // One graph (the usual case up to `segment_size` entries) answers sorted by distance
         // and holds each id once: nothing to merge.
@@ -306,7 +339,8 @@ impl SemanticIndex {
         list.iter()
             .filter(|s| s.sealed.load(Ordering::Acquire) && s.dead.load(Ordering::Acquire) > 0)
             .min_by(|a, b| {
-                let fraction = |s: &Segment| s.live() as f64 / s.points.load(Ordering::Acquire).max(1) as f64;
+                let fraction =
+                    |s: &Segment| s.live() as f64 / s.points.load(Ordering::Acquire).max(1) as f64;
                 fraction(a).total_cmp(&fraction(b))
             })
             .map(|s| s.id)
@@ -373,7 +407,13 @@ mod tests {
 
     #[test]
     fn prepare_checks_and_normalises() {
-        assert_eq!(prepare(&[1.0, 2.0], 3), Err(VectorError::Dimension { expected: 3, got: 2 }));
+        assert_eq!(
+            prepare(&[1.0, 2.0], 3),
+            Err(VectorError::Dimension {
+                expected: 3,
+                got: 2
+            })
+        );
         assert_eq!(prepare(&[0.0, 0.0], 2), Err(VectorError::Degenerate));
         assert_eq!(prepare(&[f32::NAN, 1.0], 2), Err(VectorError::Degenerate));
         let v = prepare(&[3.0, 4.0], 2).unwrap();
@@ -394,12 +434,19 @@ mod tests {
     }
 
     /// Recall@1 against brute force over `queries`, searching with `beam`.
-    fn recall(index: &SemanticIndex, points: &[Vec<f32>], queries: &[Vec<f32>], ef: usize, beam: usize) -> f64 {
+    fn recall(
+        index: &SemanticIndex,
+        points: &[Vec<f32>],
+        queries: &[Vec<f32>],
+        ef: usize,
+        beam: usize,
+    ) -> f64 {
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
         let hits = queries
             .iter()
             .filter(|q| {
-                let truth = (0..points.len()).max_by(|&a, &b| dot(&points[a], q).total_cmp(&dot(&points[b], q)));
+                let truth = (0..points.len())
+                    .max_by(|&a, &b| dot(&points[a], q).total_cmp(&dot(&points[b], q)));
                 index.search(q, 1, ef, beam).first().map(|c| c.id as usize) == truth
             })
             .count();
@@ -416,20 +463,31 @@ mod tests {
         let (dim, questions, variants, queries) = (384, 200, 32, 400);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20261203);
         let near = |centre: &[f32], spread: f32, rng: &mut rand_chacha::ChaCha8Rng| {
-            let v: Vec<f32> = centre.iter().map(|c| c + spread * rng.random_range(-1.0f32..1.0)).collect();
+            let v: Vec<f32> = centre
+                .iter()
+                .map(|c| c + spread * rng.random_range(-1.0f32..1.0))
+                .collect();
             prepare(&v, dim).unwrap()
         };
         // Uniform noise of half-width s adds s^2 * dim / 3 to the squared norm of a unit vector.
         let spread = |cosine: f32| ((1.0 / (cosine * cosine) - 1.0) * 3.0 / dim as f32).sqrt();
         let mean = near(&vec![0.0; dim], 1.0, &mut rng);
-        let centres: Vec<Vec<f32>> = (0..questions).map(|_| near(&mean, spread(0.7), &mut rng)).collect();
+        let centres: Vec<Vec<f32>> = (0..questions)
+            .map(|_| near(&mean, spread(0.7), &mut rng))
+            .collect();
         let mut points = centres.clone();
         for i in 0..questions * variants {
             points.push(near(&centres[i % questions], spread(0.84), &mut rng));
         }
-        let asked: Vec<Vec<f32>> = (0..queries).map(|i| near(&centres[(i * 7) % questions], spread(0.9), &mut rng)).collect();
+        let asked: Vec<Vec<f32>> = (0..queries)
+            .map(|i| near(&centres[(i * 7) % questions], spread(0.9), &mut rng))
+            .collect();
         let index = SemanticIndex::new(&config(), points.len());
-        let items: Vec<(u64, &[f32])> = points.iter().enumerate().map(|(i, v)| (i as u64, v.as_slice())).collect();
+        let items: Vec<(u64, &[f32])> = points
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as u64, v.as_slice()))
+            .collect();
         index.insert_batch(&items);
 
         let greedy = recall(&index, &points, &asked, 16, 0);
@@ -469,7 +527,10 @@ mod tests {
         let index = SemanticIndex::new(&config(), 64);
         index.insert(0, &unit(8, 0));
         let vectors: Vec<Vec<f32>> = (1..150u64).map(|i| unit(8, i as usize)).collect();
-        let items: Vec<(u64, &[f32])> = (1..150u64).zip(&vectors).map(|(i, v)| (i, v.as_slice())).collect();
+        let items: Vec<(u64, &[f32])> = (1..150u64)
+            .zip(&vectors)
+            .map(|(i, v)| (i, v.as_slice()))
+            .collect();
         let segments = index.insert_batch(&items);
         // 1 + 149 points: 63 more fit the first segment, 64 the second, 22 the third.
         assert_eq!(segments.iter().filter(|&&s| s == 0).count(), 63);
@@ -491,18 +552,39 @@ mod tests {
     #[test]
     fn merging_keeps_each_id_once_at_its_best() {
         let mut out = vec![
-            Candidate { id: 1, similarity: 0.5 },
-            Candidate { id: 2, similarity: 0.9 },
-            Candidate { id: 1, similarity: 0.95 },
-            Candidate { id: 3, similarity: 0.7 },
+            Candidate {
+                id: 1,
+                similarity: 0.5,
+            },
+            Candidate {
+                id: 2,
+                similarity: 0.9,
+            },
+            Candidate {
+                id: 1,
+                similarity: 0.95,
+            },
+            Candidate {
+                id: 3,
+                similarity: 0.7,
+            },
         ];
         merge(&mut out);
-        assert_eq!(out.iter().map(|c| (c.id, c.similarity)).collect::<Vec<_>>(), vec![(1, 0.95), (2, 0.9), (3, 0.7)]);
+        assert_eq!(
+            out.iter().map(|c| (c.id, c.similarity)).collect::<Vec<_>>(),
+            vec![(1, 0.95), (2, 0.9), (3, 0.7)]
+        );
     }
 
     #[test]
     fn compaction_picks_the_deadest_sealed_segment() {
-        let index = SemanticIndex::new(&IndexConfig { max_dead_fraction: 0.01, ..config() }, 64);
+        let index = SemanticIndex::new(
+            &IndexConfig {
+                max_dead_fraction: 0.01,
+                ..config()
+            },
+            64,
+        );
         let mut segment_of = Vec::new();
         for i in 0..130u64 {
             segment_of.push(index.insert(i, &unit(8, i as usize)));

@@ -90,7 +90,8 @@ struct State {
 impl State {
     fn stats(&self) -> SharedStats {
         SharedStats {
-            connected: self.connected_writer.load(Ordering::Relaxed) && self.connected_tailer.load(Ordering::Relaxed),
+            connected: self.connected_writer.load(Ordering::Relaxed)
+                && self.connected_tailer.load(Ordering::Relaxed),
             published: self.published.load(Ordering::Relaxed),
             received: self.received.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
@@ -100,7 +101,8 @@ impl State {
 
     fn set_connected(&self, flag: &AtomicBool, up: bool) {
         flag.store(up, Ordering::Relaxed);
-        let both = self.connected_writer.load(Ordering::Relaxed) && self.connected_tailer.load(Ordering::Relaxed);
+        let both = self.connected_writer.load(Ordering::Relaxed)
+            && self.connected_tailer.load(Ordering::Relaxed);
         metrics::gauge!("semrouter_cache_shared_connected").set(if both { 1.0 } else { 0.0 });
     }
 
@@ -207,7 +209,9 @@ pub struct SharedTier {
 
 impl std::fmt::Debug for SharedTier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedTier").field("stats", &self.state.stats()).finish()
+        f.debug_struct("SharedTier")
+            .field("stats", &self.state.stats())
+            .finish()
     }
 }
 
@@ -222,7 +226,11 @@ impl SharedTier {
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| SharedError::NoRuntime)?;
         let client = Client::open(config.url.as_str()).map_err(SharedError::Url)?;
-        let keys = Keys::new(&config.key_prefix, &cache.space().model_id, cache.space().dimension);
+        let keys = Keys::new(
+            &config.key_prefix,
+            &cache.space().model_id,
+            cache.space().dimension,
+        );
         let state = Arc::new(State {
             republish_since: AtomicU64::new(NOTHING),
             ..State::default()
@@ -244,7 +252,11 @@ impl SharedTier {
             runtime.spawn(writer(Arc::clone(&context), inbox)),
             runtime.spawn(tailer(context)),
         ];
-        Ok(Self { cache, state, tasks })
+        Ok(Self {
+            cache,
+            state,
+            tasks,
+        })
     }
 
     /// The tier's state.
@@ -277,7 +289,11 @@ async fn connect(ctx: &Context, response: Duration, flag: &AtomicBool) -> Multip
         let settings = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(ctx.config.connect_timeout_ms)))
             .set_response_timeout(Some(response));
-        match ctx.client.get_multiplexed_async_connection_with_config(&settings).await {
+        match ctx
+            .client
+            .get_multiplexed_async_connection_with_config(&settings)
+            .await
+        {
             Ok(mut conn) => match run_id(&mut conn).await {
                 Ok(id) => {
                     if failed {
@@ -296,13 +312,20 @@ async fn connect(ctx: &Context, response: Duration, flag: &AtomicBool) -> Multip
             Err(e) => log_failure(ctx, flag, "connect", &e, &mut failed),
         }
         // Jitter spreads the reconnects of many replicas.
-        let jitter = Duration::from_millis(rand::random::<u64>() % (delay.as_millis() as u64 / 4 + 1));
+        let jitter =
+            Duration::from_millis(rand::random::<u64>() % (delay.as_millis() as u64 / 4 + 1));
         tokio::time::sleep(delay + jitter).await;
         delay = (delay * 2).min(max);
     }
 }
 
-fn log_failure(ctx: &Context, flag: &AtomicBool, op: &'static str, e: &redis::RedisError, failed: &mut bool) {
+fn log_failure(
+    ctx: &Context,
+    flag: &AtomicBool,
+    op: &'static str,
+    e: &redis::RedisError,
+    failed: &mut bool,
+) {
     error_metric(op);
     if !*failed {
         // Once per outage: the error says why (no entry contents).
@@ -335,7 +358,12 @@ fn add_put(ctx: &Context, pipe: &mut redis::Pipeline, record: &EntryRecord, now:
     let Ok(json) = serde_json::to_string(record) else {
         return false;
     };
-    pipe.cmd("SET").arg(ctx.keys.entry(&record.key)).arg(json).arg("PX").arg(ttl).ignore();
+    pipe.cmd("SET")
+        .arg(ctx.keys.entry(&record.key))
+        .arg(json)
+        .arg("PX")
+        .arg(ttl)
+        .ignore();
     pipe.cmd("XADD")
         .arg(&ctx.keys.stream)
         .arg("MAXLEN")
@@ -392,7 +420,9 @@ async fn writer(ctx: Arc<Context>, mut inbox: mpsc::Receiver<Op>) {
                     })
                     .min()
                     .unwrap_or_else(now_ms);
-                ctx.state.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                ctx.state
+                    .dropped
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 ctx.state.request_republish(oldest);
                 let mut failed = false;
                 log_failure(&ctx, flag, "write", &e, &mut failed);
@@ -402,7 +432,11 @@ async fn writer(ctx: Arc<Context>, mut inbox: mpsc::Receiver<Op>) {
     }
 }
 
-async fn write_batch(ctx: &Context, conn: &mut MultiplexedConnection, batch: &[Op]) -> RedisResult<()> {
+async fn write_batch(
+    ctx: &Context,
+    conn: &mut MultiplexedConnection,
+    batch: &[Op],
+) -> RedisResult<()> {
     let now = now_ms();
     let mut pipe = redis::pipe();
     let mut pending = 0;
@@ -424,7 +458,12 @@ async fn write_batch(ctx: &Context, conn: &mut MultiplexedConnection, batch: &[O
 }
 
 /// Sends a pipeline of `pending` puts (nothing when empty) and starts a new one.
-async fn send(ctx: &Context, conn: &mut MultiplexedConnection, pipe: &mut redis::Pipeline, pending: &mut u64) -> RedisResult<()> {
+async fn send(
+    ctx: &Context,
+    conn: &mut MultiplexedConnection,
+    pipe: &mut redis::Pipeline,
+    pending: &mut u64,
+) -> RedisResult<()> {
     if *pending > 0 {
         pipe.query_async::<()>(conn).await?;
         ctx.state.published.fetch_add(*pending, Ordering::Relaxed);
@@ -435,7 +474,11 @@ async fn send(ctx: &Context, conn: &mut MultiplexedConnection, pipe: &mut redis:
 }
 
 /// Deletes the entries in Redis the filter matches and tells the other replicas.
-async fn flush_redis(ctx: &Context, conn: &mut MultiplexedConnection, filter: &FlushFilter) -> RedisResult<()> {
+async fn flush_redis(
+    ctx: &Context,
+    conn: &mut MultiplexedConnection,
+    filter: &FlushFilter,
+) -> RedisResult<()> {
     let everything = *filter == FlushFilter::all();
     let mut cursor: u64 = 0;
     loop {
@@ -450,7 +493,8 @@ async fn flush_redis(ctx: &Context, conn: &mut MultiplexedConnection, filter: &F
         let doomed: Vec<String> = if everything || keys.is_empty() {
             keys
         } else {
-            let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(conn).await?;
+            let values: Vec<Option<String>> =
+                redis::cmd("MGET").arg(&keys).query_async(conn).await?;
             keys.into_iter()
                 .zip(values)
                 .filter_map(|(key, value)| {
@@ -462,7 +506,10 @@ async fn flush_redis(ctx: &Context, conn: &mut MultiplexedConnection, filter: &F
                 .collect()
         };
         if !doomed.is_empty() {
-            redis::cmd("DEL").arg(&doomed).query_async::<()>(conn).await?;
+            redis::cmd("DEL")
+                .arg(&doomed)
+                .query_async::<()>(conn)
+                .await?;
         }
         if next == 0 {
             break;
@@ -487,12 +534,19 @@ async fn flush_redis(ctx: &Context, conn: &mut MultiplexedConnection, filter: &F
 }
 
 /// Writes the local entries created at or after `since_ms` back to Redis.
-async fn republish(ctx: &Context, conn: &mut MultiplexedConnection, since_ms: u64) -> RedisResult<()> {
+async fn republish(
+    ctx: &Context,
+    conn: &mut MultiplexedConnection,
+    since_ms: u64,
+) -> RedisResult<()> {
     let cache = Arc::clone(&ctx.cache);
     let records = tokio::task::spawn_blocking(move || cache.export())
         .await
         .unwrap_or_default();
-    let records: Vec<EntryRecord> = records.into_iter().filter(|r| r.created_ms >= since_ms).collect();
+    let records: Vec<EntryRecord> = records
+        .into_iter()
+        .filter(|r| r.created_ms >= since_ms)
+        .collect();
     let count = records.len();
     for chunk in records.chunks(BATCH) {
         let now = now_ms();
@@ -505,7 +559,10 @@ async fn republish(ctx: &Context, conn: &mut MultiplexedConnection, since_ms: u6
         }
         send(ctx, conn, &mut pipe, &mut pending).await?;
     }
-    tracing::info!(entries = count, "cache shared tier: local entries republished");
+    tracing::info!(
+        entries = count,
+        "cache shared tier: local entries republished"
+    );
     Ok(())
 }
 
@@ -562,12 +619,19 @@ async fn newest_id(ctx: &Context, conn: &mut MultiplexedConnection) -> RedisResu
         .arg(1)
         .query_async(conn)
         .await?;
-    Ok(reply.ids.first().map_or_else(|| "0-0".to_string(), |m| m.id.clone()))
+    Ok(reply
+        .ids
+        .first()
+        .map_or_else(|| "0-0".to_string(), |m| m.id.clone()))
 }
 
 /// Whether the stream's oldest message is newer than `last_id`: messages this replica never
 /// saw may have been trimmed.
-async fn trimmed_past(ctx: &Context, conn: &mut MultiplexedConnection, last_id: &str) -> RedisResult<bool> {
+async fn trimmed_past(
+    ctx: &Context,
+    conn: &mut MultiplexedConnection,
+    last_id: &str,
+) -> RedisResult<bool> {
     let reply: StreamRangeReply = redis::cmd("XRANGE")
         .arg(&ctx.keys.stream)
         .arg("-")
@@ -576,7 +640,11 @@ async fn trimmed_past(ctx: &Context, conn: &mut MultiplexedConnection, last_id: 
         .arg(1)
         .query_async(conn)
         .await?;
-    Ok(reply.ids.first().is_some_and(|m| parse_id(&m.id) > parse_id(last_id)) && last_id != "0-0")
+    Ok(reply
+        .ids
+        .first()
+        .is_some_and(|m| parse_id(&m.id) > parse_id(last_id))
+        && last_id != "0-0")
 }
 
 /// Loads every entry in Redis into the local tier.
@@ -606,7 +674,11 @@ async fn warm(ctx: &Context, conn: &mut MultiplexedConnection) -> RedisResult<()
 
 /// `MGET`s entries by Redis key and imports them off the async threads (HNSW inserts take
 /// about a millisecond each). Returns how many were stored.
-async fn fetch_and_import(ctx: &Context, conn: &mut MultiplexedConnection, keys: &[String]) -> RedisResult<usize> {
+async fn fetch_and_import(
+    ctx: &Context,
+    conn: &mut MultiplexedConnection,
+    keys: &[String],
+) -> RedisResult<usize> {
     if keys.is_empty() {
         return Ok(0);
     }
@@ -632,12 +704,18 @@ async fn fetch_and_import(ctx: &Context, conn: &mut MultiplexedConnection, keys:
     })
     .await
     .unwrap_or(0);
-    ctx.state.received.fetch_add(stored as u64, Ordering::Relaxed);
+    ctx.state
+        .received
+        .fetch_add(stored as u64, Ordering::Relaxed);
     Ok(stored)
 }
 
 /// Follows the stream from `last_id` until a command fails.
-async fn follow(ctx: &Context, conn: &mut MultiplexedConnection, last_id: &mut Option<String>) -> RedisResult<()> {
+async fn follow(
+    ctx: &Context,
+    conn: &mut MultiplexedConnection,
+    last_id: &mut Option<String>,
+) -> RedisResult<()> {
     loop {
         let from = last_id.clone().unwrap_or_else(|| "0-0".to_string());
         let reply: Option<StreamReadReply> = redis::cmd("XREAD")
@@ -671,10 +749,13 @@ async fn follow(ctx: &Context, conn: &mut MultiplexedConnection, last_id: &mut O
                 Some("flush") => {
                     // Entries fetched before the flush must be applied before it.
                     fetch_and_import(ctx, conn, &std::mem::take(&mut puts)).await?;
-                    let filter: Option<FlushFilter> = message.get::<String>("f").and_then(|f| serde_json::from_str(&f).ok());
+                    let filter: Option<FlushFilter> = message
+                        .get::<String>("f")
+                        .and_then(|f| serde_json::from_str(&f).ok());
                     if let Some(filter) = filter {
                         let cache = Arc::clone(&ctx.cache);
-                        let _ = tokio::task::spawn_blocking(move || cache.flush_local(&filter)).await;
+                        let _ =
+                            tokio::task::spawn_blocking(move || cache.flush_local(&filter)).await;
                     }
                 }
                 _ => {}
@@ -697,7 +778,9 @@ mod tests {
         let c = Keys::new("p", "other", 384);
         assert_ne!(a.namespace, b.namespace);
         assert_ne!(a.namespace, c.namespace);
-        assert!(a.entry(&ExactKey::default()).starts_with(&format!("{}:e:", a.namespace)));
+        assert!(a
+            .entry(&ExactKey::default())
+            .starts_with(&format!("{}:e:", a.namespace)));
         assert_eq!(a.stream, format!("{}:log", a.namespace));
     }
 

@@ -152,19 +152,29 @@ impl SemanticCache {
         let mut lines = reader.lines();
         let mut hasher = Sha256::new();
 
-        let header_line = lines.next().ok_or_else(|| corrupt("the file is empty".into()))?.map_err(|e| corrupt(e.to_string()))?;
+        let header_line = lines
+            .next()
+            .ok_or_else(|| corrupt("the file is empty".into()))?
+            .map_err(|e| corrupt(e.to_string()))?;
         hasher.update(header_line.as_bytes());
         hasher.update(b"\n");
-        let header: Header = serde_json::from_str(&header_line).map_err(|e| corrupt(format!("bad header: {e}")))?;
+        let header: Header =
+            serde_json::from_str(&header_line).map_err(|e| corrupt(format!("bad header: {e}")))?;
         if header.format != FORMAT {
-            return Err(corrupt(format!("not a cache snapshot (format `{}`)", header.format)));
+            return Err(corrupt(format!(
+                "not a cache snapshot (format `{}`)",
+                header.format
+            )));
         }
         let incompatible = |reason: String| SnapshotError::Incompatible {
             path: path.to_path_buf(),
             reason,
         };
         if header.version != SNAPSHOT_VERSION {
-            return Err(incompatible(format!("format version {} (this build reads {SNAPSHOT_VERSION})", header.version)));
+            return Err(incompatible(format!(
+                "format version {} (this build reads {SNAPSHOT_VERSION})",
+                header.version
+            )));
         }
         if header.model_id != self.space().model_id || header.dimension != self.space().dimension {
             return Err(incompatible(format!(
@@ -184,17 +194,30 @@ impl SemanticCache {
                 return Err(corrupt("data after the end line".into()));
             }
             if line.starts_with("{\"end\"") {
-                footer = Some(serde_json::from_str::<Footer>(&line).map_err(|e| corrupt(format!("bad end line: {e}")))?);
+                footer = Some(
+                    serde_json::from_str::<Footer>(&line)
+                        .map_err(|e| corrupt(format!("bad end line: {e}")))?,
+                );
                 continue;
             }
             hasher.update(line.as_bytes());
             hasher.update(b"\n");
-            let record: EntryRecord = serde_json::from_str(&line).map_err(|e| corrupt(format!("entry {}: {e}", records.len() + 1)))?;
+            let record: EntryRecord = serde_json::from_str(&line)
+                .map_err(|e| corrupt(format!("entry {}: {e}", records.len() + 1)))?;
             records.push(record);
         }
-        let footer = footer.ok_or_else(|| corrupt(format!("truncated: no end line after {} entries", records.len())))?;
+        let footer = footer.ok_or_else(|| {
+            corrupt(format!(
+                "truncated: no end line after {} entries",
+                records.len()
+            ))
+        })?;
         if !footer.end || footer.entries != records.len() || footer.entries != header.entries {
-            return Err(corrupt(format!("the end line counts {} entries, the file holds {}", footer.entries, records.len())));
+            return Err(corrupt(format!(
+                "the end line counts {} entries, the file holds {}",
+                footer.entries,
+                records.len()
+            )));
         }
         if footer.sha256 != hex(&hasher.finalize()) {
             return Err(corrupt("checksum mismatch".into()));
@@ -243,7 +266,11 @@ impl SemanticCache {
     /// logged. Returns the entries written.
     pub fn save_configured_snapshot(&self) -> usize {
         let snapshot = &self.config().snapshot;
-        let Some(path) = snapshot.path.as_deref().filter(|_| snapshot.save_on_shutdown) else {
+        let Some(path) = snapshot
+            .path
+            .as_deref()
+            .filter(|_| snapshot.save_on_shutdown)
+        else {
             return 0;
         };
         match self.save_snapshot(path) {

@@ -264,7 +264,12 @@ impl Store {
 
     /// The entry under an exact key, if live: `f` judges it and returns `Some` to take it,
     /// which makes it most recent. An expired entry is removed and reported.
-    pub(crate) fn get_by_key<T>(&self, key: &ExactKey, now_ms: u64, f: impl FnOnce(&Entry) -> Option<T>) -> Probe<Option<T>> {
+    pub(crate) fn get_by_key<T>(
+        &self,
+        key: &ExactKey,
+        now_ms: u64,
+        f: impl FnOnce(&Entry) -> Option<T>,
+    ) -> Probe<Option<T>> {
         let mut inner = self.inner.lock();
         let Some(&slot) = inner.by_key.get(key) else {
             return Probe::Missing;
@@ -274,7 +279,12 @@ impl Store {
 
     /// The entry with local `id`, if live: `f` judges it (scope, guard) and returns `Some` to
     /// take it, which makes it most recent. An expired entry is removed and reported.
-    pub(crate) fn get_by_id<T>(&self, id: u64, now_ms: u64, f: impl FnOnce(&Entry) -> Option<T>) -> Probe<Option<T>> {
+    pub(crate) fn get_by_id<T>(
+        &self,
+        id: u64,
+        now_ms: u64,
+        f: impl FnOnce(&Entry) -> Option<T>,
+    ) -> Probe<Option<T>> {
         let mut inner = self.inner.lock();
         let Some(&slot) = inner.by_id.get(&id) else {
             return Probe::Missing;
@@ -282,7 +292,12 @@ impl Store {
         Self::probe_slot(&mut inner, slot, now_ms, f)
     }
 
-    fn probe_slot<T>(inner: &mut Inner, slot: u32, now_ms: u64, f: impl FnOnce(&Entry) -> Option<T>) -> Probe<Option<T>> {
+    fn probe_slot<T>(
+        inner: &mut Inner,
+        slot: u32,
+        now_ms: u64,
+        f: impl FnOnce(&Entry) -> Option<T>,
+    ) -> Probe<Option<T>> {
         let Some(node) = inner.node(slot) else {
             return Probe::Missing;
         };
@@ -322,7 +337,10 @@ impl Store {
             let Some(&slot) = inner.by_id.get(&id) else {
                 continue;
             };
-            if inner.node(slot).is_some_and(|n| n.entry.expires_ms <= now_ms) {
+            if inner
+                .node(slot)
+                .is_some_and(|n| n.entry.expires_ms <= now_ms)
+            {
                 removed.extend(inner.remove_slot(slot, Removal::Expired));
             }
         }
@@ -338,16 +356,25 @@ impl Store {
             .enumerate()
             .filter_map(|(slot, node)| {
                 let e = &node.as_ref()?.entry;
-                filter.matches(&e.scope, &e.model, e.tenant.as_deref()).then_some(slot as u32)
+                filter
+                    .matches(&e.scope, &e.model, e.tenant.as_deref())
+                    .then_some(slot as u32)
             })
             .collect();
-        slots.into_iter().filter_map(|slot| inner.remove_slot(slot, Removal::Flushed)).collect()
+        slots
+            .into_iter()
+            .filter_map(|slot| inner.remove_slot(slot, Removal::Flushed))
+            .collect()
     }
 
     /// The segment holding entry `id`'s vector, if the entry is live.
     pub(crate) fn segment_of(&self, id: u64) -> Option<u32> {
         let inner = self.inner.lock();
-        inner.by_id.get(&id).and_then(|&slot| inner.node(slot)).and_then(|n| n.entry.segment)
+        inner
+            .by_id
+            .get(&id)
+            .and_then(|&slot| inner.node(slot))
+            .and_then(|n| n.entry.segment)
     }
 
     /// Records that entry `id`'s vector moved from segment `from` to `to`. False when the
@@ -425,7 +452,10 @@ mod tests {
     }
 
     fn store(max_entries: usize, max_bytes: u64) -> Store {
-        Store::new(Bounds { max_entries, max_bytes })
+        Store::new(Bounds {
+            max_entries,
+            max_bytes,
+        })
     }
 
     #[test]
@@ -436,13 +466,26 @@ mod tests {
         }
         assert_eq!(s.lru_ids(), vec![3, 2, 1]);
         // Using 1 makes it most recent; 2 is now the least recent and goes first.
-        assert!(matches!(s.get_by_id(1, 0, |_| Some(())), Probe::Found(Some(()))));
+        assert!(matches!(
+            s.get_by_id(1, 0, |_| Some(())),
+            Probe::Found(Some(()))
+        ));
         assert_eq!(s.lru_ids(), vec![1, 3, 2]);
         let removed = s.insert(entry(4, 10, 100));
-        assert_eq!(removed, vec![Removed { id: 2, segment: Some(0), why: Removal::Evicted }]);
+        assert_eq!(
+            removed,
+            vec![Removed {
+                id: 2,
+                segment: Some(0),
+                why: Removal::Evicted
+            }]
+        );
         assert_eq!(s.lru_ids(), vec![4, 1, 3]);
         // A probe that declines the entry (other scope, guard) does not refresh it.
-        assert!(matches!(s.get_by_id(3, 0, |_| None::<()>), Probe::Found(None)));
+        assert!(matches!(
+            s.get_by_id(3, 0, |_| None::<()>),
+            Probe::Found(None)
+        ));
         assert_eq!(s.insert(entry(5, 10, 100))[0].id, 3);
         assert_eq!(s.usage(), (3, 30));
     }
@@ -463,11 +506,26 @@ mod tests {
         s.insert(entry(1, 1, 50));
         s.insert(entry(2, 1, 150));
         let key1 = entry(1, 1, 50).key;
-        assert!(matches!(s.get_by_key(&key1, 49, |e| Some(e.id)), Probe::Found(Some(1))));
-        assert!(matches!(s.get_by_key(&key1, 50, |e| Some(e.id)), Probe::Expired(Removed { id: 1, .. })));
-        assert!(matches!(s.get_by_key(&key1, 51, |e| Some(e.id)), Probe::Missing));
+        assert!(matches!(
+            s.get_by_key(&key1, 49, |e| Some(e.id)),
+            Probe::Found(Some(1))
+        ));
+        assert!(matches!(
+            s.get_by_key(&key1, 50, |e| Some(e.id)),
+            Probe::Expired(Removed { id: 1, .. })
+        ));
+        assert!(matches!(
+            s.get_by_key(&key1, 51, |e| Some(e.id)),
+            Probe::Missing
+        ));
         assert!(s.remove_expired(149).is_empty());
-        assert_eq!(s.remove_expired(150).iter().map(|r| r.id).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(
+            s.remove_expired(150)
+                .iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>(),
+            vec![2]
+        );
         assert_eq!(s.usage(), (0, 0));
     }
 
@@ -478,7 +536,14 @@ mod tests {
         let mut newer = entry(9, 7, 100);
         newer.key = entry(1, 0, 0).key;
         let removed = s.insert(newer);
-        assert_eq!(removed, vec![Removed { id: 1, segment: Some(0), why: Removal::Replaced }]);
+        assert_eq!(
+            removed,
+            vec![Removed {
+                id: 1,
+                segment: Some(0),
+                why: Removal::Replaced
+            }]
+        );
         assert_eq!(s.usage(), (1, 7));
         assert!(s.relocate(9, 0, 3));
         assert_eq!(s.segment_of(9), Some(3));
@@ -497,7 +562,10 @@ mod tests {
             tenant: Some("t".into()),
             ..FlushFilter::default()
         });
-        assert_eq!(removed.iter().map(|r| (r.id, r.why)).collect::<Vec<_>>(), vec![(2, Removal::Flushed)]);
+        assert_eq!(
+            removed.iter().map(|r| (r.id, r.why)).collect::<Vec<_>>(),
+            vec![(2, Removal::Flushed)]
+        );
         assert_eq!(s.flush(&FlushFilter::all()).len(), 1);
         assert_eq!(s.usage(), (0, 0));
     }

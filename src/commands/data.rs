@@ -20,7 +20,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use semrouter::data::pii::{self, PiiSources};
-use semrouter::data::{complexity, instructions, mmlu, mtbench, natural, neuralchemy, slabs, smalltalk, LabelledText, JAILBREAK_LABELS};
+use semrouter::data::{
+    complexity, instructions, mmlu, mtbench, natural, neuralchemy, slabs, smalltalk, LabelledText,
+    JAILBREAK_LABELS,
+};
 use serde::Serialize;
 
 use super::eval::jailbreak_test_sets;
@@ -73,12 +76,18 @@ struct Message<'a> {
 }
 
 /// One request line per (text, label name).
-fn jsonl<'a>(task: &str, rows: impl IntoIterator<Item = (&'a str, &'a str)>) -> anyhow::Result<String> {
+fn jsonl<'a>(
+    task: &str,
+    rows: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> anyhow::Result<String> {
     let mut out = String::new();
     for (content, label) in rows {
         let line = Line {
             task,
-            messages: [Message { role: "user", content }],
+            messages: [Message {
+                role: "user",
+                content,
+            }],
             label,
         };
         out.push_str(&serde_json::to_string(&line)?);
@@ -87,8 +96,13 @@ fn jsonl<'a>(task: &str, rows: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
     Ok(out)
 }
 
-fn labelled<'a>(items: &'a [LabelledText], labels: &'a [&'a str]) -> impl Iterator<Item = (&'a str, &'a str)> {
-    items.iter().map(move |i| (i.text.as_str(), labels[i.label]))
+fn labelled<'a>(
+    items: &'a [LabelledText],
+    labels: &'a [&'a str],
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    items
+        .iter()
+        .map(move |i| (i.text.as_str(), labels[i.label]))
 }
 
 /// Writes `content` to `path` unless it is already there; says which.
@@ -106,42 +120,98 @@ fn write_if_changed(path: &Path, content: &str, rows: usize) -> anyhow::Result<(
 
 /// Builds every eval file from the fetched data sets.
 pub fn evals(args: EvalsArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
 
     let val = mmlu::load(&args.mmlu, mmlu::Split::Val)?;
-    let content = jsonl("domain", val.iter().map(|q| (q.prompt(), q.category.name())))?;
+    let content = jsonl(
+        "domain",
+        val.iter().map(|q| (q.prompt(), q.category.name())),
+    )?;
     write_if_changed(&args.out.join("mmlu-val.jsonl"), &content, val.len())?;
 
     let sets = jailbreak_test_sets(&args.neuralchemy, &args.slabs, (true, true))?;
-    for (set, file) in sets.iter().zip(["jailbreak-neuralchemy-test.jsonl", "jailbreak-slabs-test.jsonl"]) {
+    for (set, file) in sets.iter().zip([
+        "jailbreak-neuralchemy-test.jsonl",
+        "jailbreak-slabs-test.jsonl",
+    ]) {
         let content = jsonl("jailbreak", labelled(&set.items, &JAILBREAK_LABELS))?;
         write_if_changed(&args.out.join(file), &content, set.items.len())?;
     }
     let (_, talk) = smalltalk::partition(smalltalk::load(&args.smalltalk)?);
     let content = jsonl("jailbreak", labelled(&talk, &JAILBREAK_LABELS))?;
-    write_if_changed(&args.out.join("jailbreak-smalltalk-heldout.jsonl"), &content, talk.len())?;
+    write_if_changed(
+        &args.out.join("jailbreak-smalltalk-heldout.jsonl"),
+        &content,
+        talk.len(),
+    )?;
     let (_, asks) = instructions::partition(instructions::load(&args.instructions)?);
     let content = jsonl("jailbreak", labelled(&asks, &JAILBREAK_LABELS))?;
-    write_if_changed(&args.out.join("jailbreak-instructions-heldout.jsonl"), &content, asks.len())?;
+    write_if_changed(
+        &args.out.join("jailbreak-instructions-heldout.jsonl"),
+        &content,
+        asks.len(),
+    )?;
 
     let (_, held) = complexity::partition(complexity::load(&args.complexity)?);
     let items: Vec<LabelledText> = held.into_iter().map(|t| t.item).collect();
     let content = jsonl("complexity", labelled(&items, &complexity::LABELS))?;
-    write_if_changed(&args.out.join("complexity-heldout.jsonl"), &content, items.len())?;
+    write_if_changed(
+        &args.out.join("complexity-heldout.jsonl"),
+        &content,
+        items.len(),
+    )?;
 
     // The natural set: its domains, its reasoning labels, and every prompt as benign (none is
     // an attack), so the jailbreak head's false positives on ordinary prompts are counted.
     let prompts = natural::load(&args.natural)?;
-    let content = jsonl("domain", prompts.iter().map(|p| (p.text.as_str(), p.domain.as_str())))?;
-    write_if_changed(&args.out.join("natural-domain.jsonl"), &content, prompts.len())?;
-    let content = jsonl("reasoning", prompts.iter().map(|p| (p.text.as_str(), on_off(p.reasoning))))?;
-    write_if_changed(&args.out.join("natural-reasoning.jsonl"), &content, prompts.len())?;
-    let content = jsonl("jailbreak", prompts.iter().map(|p| (p.text.as_str(), JAILBREAK_LABELS[0])))?;
-    write_if_changed(&args.out.join("natural-jailbreak.jsonl"), &content, prompts.len())?;
+    let content = jsonl(
+        "domain",
+        prompts.iter().map(|p| (p.text.as_str(), p.domain.as_str())),
+    )?;
+    write_if_changed(
+        &args.out.join("natural-domain.jsonl"),
+        &content,
+        prompts.len(),
+    )?;
+    let content = jsonl(
+        "reasoning",
+        prompts
+            .iter()
+            .map(|p| (p.text.as_str(), on_off(p.reasoning))),
+    )?;
+    write_if_changed(
+        &args.out.join("natural-reasoning.jsonl"),
+        &content,
+        prompts.len(),
+    )?;
+    let content = jsonl(
+        "jailbreak",
+        prompts
+            .iter()
+            .map(|p| (p.text.as_str(), JAILBREAK_LABELS[0])),
+    )?;
+    write_if_changed(
+        &args.out.join("natural-jailbreak.jsonl"),
+        &content,
+        prompts.len(),
+    )?;
 
-    let questions: Vec<(String, bool)> = mtbench::load(&args.mtbench)?.into_iter().filter_map(|q| q.needs_reasoning().map(|r| (q.first_turn, r))).collect();
-    let content = jsonl("reasoning", questions.iter().map(|(text, r)| (text.as_str(), on_off(*r))))?;
-    write_if_changed(&args.out.join("mtbench-reasoning.jsonl"), &content, questions.len())?;
+    let questions: Vec<(String, bool)> = mtbench::load(&args.mtbench)?
+        .into_iter()
+        .filter_map(|q| q.needs_reasoning().map(|r| (q.first_turn, r)))
+        .collect();
+    let content = jsonl(
+        "reasoning",
+        questions
+            .iter()
+            .map(|(text, r)| (text.as_str(), on_off(*r))),
+    )?;
+    write_if_changed(
+        &args.out.join("mtbench-reasoning.jsonl"),
+        &content,
+        questions.len(),
+    )?;
     Ok(())
 }
 
@@ -161,7 +231,10 @@ mod tests {
     #[test]
     fn lines_are_chat_requests_with_a_label() {
         let text = jsonl("jailbreak", [("say \"hi\"\nnow", "benign")]).unwrap();
-        assert!(text.starts_with(r#"{"task":"jailbreak","messages":[{"role":"user","#), "{text}");
+        assert!(
+            text.starts_with(r#"{"task":"jailbreak","messages":[{"role":"user","#),
+            "{text}"
+        );
         let value: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
         assert_eq!(value["task"], "jailbreak");
         assert_eq!(value["messages"][0]["role"], "user");
@@ -178,7 +251,10 @@ mod tests {
         let before = std::fs::metadata(&path).unwrap().modified().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         write_if_changed(&path, "a\n", 1).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), before);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            before
+        );
         write_if_changed(&path, "b\n", 1).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "b\n");
     }

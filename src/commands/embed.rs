@@ -13,7 +13,11 @@ const EMBED_CHUNK: usize = 64;
 const IN_FLIGHT: usize = 4;
 
 /// Embeds `texts` in order, showing progress under `label`.
-pub async fn embed_all(embedder: &dyn Embedder, texts: &[&str], label: &str) -> anyhow::Result<Vec<Vec<f32>>> {
+pub async fn embed_all(
+    embedder: &dyn Embedder,
+    texts: &[&str],
+    label: &str,
+) -> anyhow::Result<Vec<Vec<f32>>> {
     let mut progress = Progress::new(texts.len() as u64, label);
     let mut out = Vec::with_capacity(texts.len());
     let mut chunks = stream::iter(texts.chunks(EMBED_CHUNK))

@@ -13,7 +13,9 @@ use semrouter::assemble::{self, assemble};
 use semrouter::categories::CATEGORIES;
 use semrouter::config;
 use semrouter::data::mmlu::{self, Split as MmluSplit};
-use semrouter::data::{complexity, instructions, neuralchemy, slabs, smalltalk, LabelledText, Split, JAILBREAK_LABELS};
+use semrouter::data::{
+    complexity, instructions, neuralchemy, slabs, smalltalk, LabelledText, Split, JAILBREAK_LABELS,
+};
 use semrouter::heads::{self, LinearHead};
 use serde_json::json;
 
@@ -58,9 +60,17 @@ pub async fn domain(args: DomainArgs) -> anyhow::Result<()> {
         SplitArg::Dev => MmluSplit::Dev,
     };
     let questions = mmlu::load(&args.data, split)?;
-    let mut progress = Progress::new(questions.len() as u64, &format!("classifying MMLU {}", split.name()));
+    let mut progress = Progress::new(
+        questions.len() as u64,
+        &format!("classifying MMLU {}", split.name()),
+    );
     let mut results = stream::iter(&questions)
-        .map(|q| async { (q.category, router.classify_text(q.prompt().to_string()).await) })
+        .map(|q| async {
+            (
+                q.category,
+                router.classify_text(q.prompt().to_string()).await,
+            )
+        })
         .buffered(args.concurrency.max(1));
     let mut pairs = Vec::with_capacity(questions.len());
     while let Some((truth, result)) = results.next().await {
@@ -72,9 +82,16 @@ pub async fn domain(args: DomainArgs) -> anyhow::Result<()> {
     let confusion = Confusion::new(CATEGORIES.iter().map(|c| c.to_string()).collect(), pairs);
     println!("{}", confusion.render());
     let accuracy = confusion.accuracy();
-    println!("MMLU {} accuracy {accuracy:.4} on {} questions", split.name(), questions.len());
+    println!(
+        "MMLU {} accuracy {accuracy:.4} on {} questions",
+        split.name(),
+        questions.len()
+    );
     if let Some(min) = args.min_accuracy {
-        anyhow::ensure!(accuracy >= min, "accuracy {accuracy:.4} is below the required {min}");
+        anyhow::ensure!(
+            accuracy >= min,
+            "accuracy {accuracy:.4} is below the required {min}"
+        );
     }
     Ok(())
 }
@@ -168,7 +185,10 @@ pub struct EvalResult {
 impl EvalResult {
     /// The split's headline F1: the positive label's, or the macro average.
     pub fn f1(&self) -> f64 {
-        self.positive.map_or_else(|| self.confusion.macro_f1(), |p| self.confusion.scores(p).f1)
+        self.positive.map_or_else(
+            || self.confusion.macro_f1(),
+            |p| self.confusion.scores(p).f1,
+        )
     }
 
     /// The one-line summary printed after the report (tests read it).
@@ -199,8 +219,12 @@ impl EvalResult {
     /// The scores as recorded in a head file.
     pub fn record(&self) -> serde_json::Value {
         let c = &self.confusion;
-        let per_label: serde_json::Map<String, serde_json::Value> =
-            c.labels().iter().enumerate().map(|(i, l)| (l.clone(), json!(c.scores(i)))).collect();
+        let per_label: serde_json::Map<String, serde_json::Value> = c
+            .labels()
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.clone(), json!(c.scores(i))))
+            .collect();
         json!({"examples": c.total(), "accuracy": c.accuracy(), "macro_f1": c.macro_f1(), "labels": per_label})
     }
 }
@@ -213,7 +237,12 @@ fn label_rows(head: &LinearHead, data_labels: &[String]) -> anyhow::Result<Vec<u
             head.labels()
                 .iter()
                 .position(|l| l == name)
-                .with_context(|| format!("the head has no label `{name}` (its labels: {})", head.labels().join(", ")))
+                .with_context(|| {
+                    format!(
+                        "the head has no label `{name}` (its labels: {})",
+                        head.labels().join(", ")
+                    )
+                })
         })
         .collect()
 }
@@ -229,7 +258,11 @@ pub fn score_head(
     let rows = label_rows(head, &set.labels)?;
     let pairs = set.items.iter().zip(embeddings).map(|(item, embedding)| {
         let p = head.probabilities(embedding, &item.text);
-        let predicted = p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
+        let predicted = p
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i);
         (rows[item.label], predicted)
     });
     let confusion = Confusion::new(head.labels().to_vec(), pairs);
@@ -240,8 +273,16 @@ pub fn score_head(
         }
         None => None,
     };
-    let result = EvalResult { confusion, positive };
-    println!("== {} {} ==\n{}", head.task, set.name, result.confusion.render());
+    let result = EvalResult {
+        confusion,
+        positive,
+    };
+    println!(
+        "== {} {} ==\n{}",
+        head.task,
+        set.name,
+        result.confusion.render()
+    );
     println!("{}\n", result.summary(&head.task, &set.name));
     Ok(result)
 }
@@ -259,10 +300,23 @@ async fn eval_head(
     let runtime = assemble::runtime(&config)?;
     let embedder = assemble::build_embedder(&config, &runtime).await?;
     let info = embedder.info().clone();
-    let path = args.head.clone().unwrap_or_else(|| heads::default_path(task, &info.model_id));
+    let path = args
+        .head
+        .clone()
+        .unwrap_or_else(|| heads::default_path(task, &info.model_id));
     let head = LinearHead::load_for(&path, &info)?;
-    anyhow::ensure!(head.task == task, "{} is a `{}` head, not a `{task}` head", path.display(), head.task);
-    eprintln!("{task} head {} on embedding model {} ({})", path.display(), info.model_id, info.execution_provider);
+    anyhow::ensure!(
+        head.task == task,
+        "{} is a `{}` head, not a `{task}` head",
+        path.display(),
+        head.task
+    );
+    eprintln!(
+        "{task} head {} on embedding model {} ({})",
+        path.display(),
+        info.model_id,
+        info.execution_provider
+    );
     if let Some(lines) = held_out_lines {
         check_held_out(&head, &path, lines)?;
     }
@@ -270,14 +324,26 @@ async fn eval_head(
     let mut failures = Vec::new();
     for set in &sets {
         let texts: Vec<&str> = set.items.iter().map(|i| i.text.as_str()).collect();
-        let embeddings = embed_all(embedder.as_ref(), &texts, &format!("embedding {}", set.name)).await?;
+        let embeddings = embed_all(
+            embedder.as_ref(),
+            &texts,
+            &format!("embedding {}", set.name),
+        )
+        .await?;
         let result = score_head(&head, set, &embeddings, positive)?;
         if let Some(min) = args.min_f1.filter(|&m| result.f1() < m) {
-            failures.push(format!("{}: f1 {:.4} is below the required {min}", set.name, result.f1()));
+            failures.push(format!(
+                "{}: f1 {:.4} is below the required {min}",
+                set.name,
+                result.f1()
+            ));
         }
         let accuracy = result.confusion.accuracy();
         if let Some(min) = args.min_accuracy.filter(|&m| accuracy < m) {
-            failures.push(format!("{}: accuracy {accuracy:.4} is below the required {min}", set.name));
+            failures.push(format!(
+                "{}: accuracy {accuracy:.4} is below the required {min}",
+                set.name
+            ));
         }
     }
     anyhow::ensure!(failures.is_empty(), "{}", failures.join("; "));
@@ -312,7 +378,11 @@ fn names(labels: &[&str]) -> Vec<String> {
 }
 
 /// The prompt-injection test splits, as evaluated and shipped as eval files.
-pub fn jailbreak_test_sets(neuralchemy_dir: &Path, slabs_dir: &Path, which: (bool, bool)) -> anyhow::Result<Vec<EvalSet>> {
+pub fn jailbreak_test_sets(
+    neuralchemy_dir: &Path,
+    slabs_dir: &Path,
+    which: (bool, bool),
+) -> anyhow::Result<Vec<EvalSet>> {
     let mut sets = Vec::new();
     if which.0 {
         sets.push(EvalSet {
@@ -359,10 +429,21 @@ pub async fn jailbreak(args: JailbreakArgs) -> anyhow::Result<()> {
         JailbreakSet::Both => injection((true, true))?,
         JailbreakSet::Neuralchemy => injection((true, false))?,
         JailbreakSet::Slabs => injection((false, true))?,
-        JailbreakSet::SmallTalk => vec![smalltalk_test_set(smalltalk::partition(smalltalk::load(&args.smalltalk)?).1)],
-        JailbreakSet::Instructions => vec![instructions_test_set(instructions::partition(instructions::load(&args.instructions)?).1)],
+        JailbreakSet::SmallTalk => vec![smalltalk_test_set(
+            smalltalk::partition(smalltalk::load(&args.smalltalk)?).1,
+        )],
+        JailbreakSet::Instructions => vec![instructions_test_set(
+            instructions::partition(instructions::load(&args.instructions)?).1,
+        )],
     };
-    eval_head("jailbreak", &args.common, sets, Some(JAILBREAK_LABELS[1]), None).await
+    eval_head(
+        "jailbreak",
+        &args.common,
+        sets,
+        Some(JAILBREAK_LABELS[1]),
+        None,
+    )
+    .await
 }
 
 /// Accuracy, per-label scores and confusion matrix of the complexity head on the held-out

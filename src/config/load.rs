@@ -67,7 +67,12 @@ fn key_prefix(key: Option<&str>) -> String {
 /// Keys whose value is a list of scalars: from the environment they take a comma-separated
 /// list (`SEMROUTER__ROUTING__AUTO_MODELS=auto,router`). Items of lists of sections (`models`,
 /// `policies`, ...) are reached by index instead (see [`indexed_key`]).
-const LIST_KEYS: [&str; 4] = ["server.decision_headers", "routing.auto_models", "tools.always_keep", "embedding.vllm.same_model_ids"];
+const LIST_KEYS: [&str; 4] = [
+    "server.decision_headers",
+    "routing.auto_models",
+    "tools.always_keep",
+    "embedding.vllm.same_model_ids",
+];
 
 /// Environment variables read as config overrides start with this (`SEMROUTER__SERVER__WORKERS`).
 const ENV_PREFIX: &str = "SEMROUTER__";
@@ -111,9 +116,14 @@ fn env_key(name: &str) -> Option<(String, bool)> {
 /// Whether `key` (as validation names it, `models[1].quality.law`) or a section above it is
 /// set by a `SEMROUTER__*` variable.
 fn from_environment(key: &str) -> bool {
-    std::env::vars().filter_map(|(name, _)| env_key(&name)).any(|(env, _)| {
-        key == env || key.strip_prefix(env.as_str()).is_some_and(|rest| rest.starts_with(['.', '[']))
-    })
+    std::env::vars()
+        .filter_map(|(name, _)| env_key(&name))
+        .any(|(env, _)| {
+            key == env
+                || key
+                    .strip_prefix(env.as_str())
+                    .is_some_and(|rest| rest.starts_with(['.', '[']))
+        })
 }
 
 /// Loads `path` (or the built-in default when `None`), applies `SEMROUTER__*` environment
@@ -153,22 +163,27 @@ pub fn load_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
             }
         }
     }
-    let mut builder = config::Config::builder().add_source(File::from_str(text, FileFormat::Yaml)).add_source(
-        LIST_KEYS.iter().fold(
-            Environment::with_prefix("SEMROUTER")
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true)
-                .list_separator(",")
-                .source(Some(plain)),
-            |env, key| env.with_list_parse_key(key),
-        ),
-    );
+    let mut builder = config::Config::builder()
+        .add_source(File::from_str(text, FileFormat::Yaml))
+        .add_source(
+            LIST_KEYS.iter().fold(
+                Environment::with_prefix("SEMROUTER")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .source(Some(plain)),
+                |env, key| env.with_list_parse_key(key),
+            ),
+        );
     // The origin `Environment` gives its values, so errors say where the value came from.
     let origin_env = "the environment".to_string();
     for (key, name, value) in indexed {
         builder = builder
-            .set_override(key.as_str(), config::Value::new(Some(&origin_env), config::ValueKind::String(value)))
+            .set_override(
+                key.as_str(),
+                config::Value::new(Some(&origin_env), config::ValueKind::String(value)),
+            )
             .map_err(|e| parse_error(format!("{name}: {e}")))?;
     }
     let layered = builder.build().map_err(|e| parse_error(e.to_string()))?;
@@ -195,7 +210,11 @@ pub fn load_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
     super::validate::validate(&config).map_err(|(key, message)| ConfigError::Invalid {
         origin: origin.to_string(),
         // A key set from the environment is not the file's line, even when the file has it.
-        line: if from_environment(&key) { None } else { super::locate::line_of(text, &key) },
+        line: if from_environment(&key) {
+            None
+        } else {
+            super::locate::line_of(text, &key)
+        },
         key,
         message,
     })?;
@@ -208,9 +227,18 @@ mod tests {
 
     #[test]
     fn indexed_variables_name_the_list_item() {
-        assert_eq!(indexed_key("SEMROUTER__MODELS__0__BASE_URL").as_deref(), Some("models[0].base_url"));
-        assert_eq!(indexed_key("SEMROUTER__MODELS__12__QUALITY__LAW").as_deref(), Some("models[12].quality.law"));
-        assert_eq!(indexed_key("SEMROUTER__REASONING__LEVELS__1__EFFORT").as_deref(), Some("reasoning.levels[1].effort"));
+        assert_eq!(
+            indexed_key("SEMROUTER__MODELS__0__BASE_URL").as_deref(),
+            Some("models[0].base_url")
+        );
+        assert_eq!(
+            indexed_key("SEMROUTER__MODELS__12__QUALITY__LAW").as_deref(),
+            Some("models[12].quality.law")
+        );
+        assert_eq!(
+            indexed_key("SEMROUTER__REASONING__LEVELS__1__EFFORT").as_deref(),
+            Some("reasoning.levels[1].effort")
+        );
     }
 
     #[test]

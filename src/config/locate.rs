@@ -27,7 +27,9 @@ impl Line<'_> {
             .strip_prefix(key)
             .or_else(|| self.content.strip_prefix(&format!("\"{key}\"")))
             .or_else(|| self.content.strip_prefix(&format!("'{key}'")));
-        rest.is_some_and(|r| r.starts_with(':') && (r.len() == 1 || r[1..].starts_with([' ', '\t'])))
+        rest.is_some_and(|r| {
+            r.starts_with(':') && (r.len() == 1 || r[1..].starts_with([' ', '\t']))
+        })
     }
 }
 
@@ -39,7 +41,11 @@ enum Segment<'a> {
 /// The 1-based line where `key` is written in `text`, or the line of its deepest ancestor
 /// found; `None` when not even its first segment is in the text (a key from the environment).
 pub(super) fn line_of(text: &str, key: &str) -> Option<usize> {
-    let lines: Vec<Line> = text.lines().enumerate().filter_map(|(i, raw)| meaningful(i + 1, raw)).collect();
+    let lines: Vec<Line> = text
+        .lines()
+        .enumerate()
+        .filter_map(|(i, raw)| meaningful(i + 1, raw))
+        .collect();
     let (mut lo, mut hi) = (0, lines.len());
     let mut found = None;
     for segment in segments(key)? {
@@ -63,7 +69,12 @@ pub(super) fn line_of(text: &str, key: &str) -> Option<usize> {
                 let Some(column) = first.dash else {
                     return found;
                 };
-                let items: Vec<usize> = range.iter().enumerate().filter(|(_, l)| l.dash == Some(column)).map(|(i, _)| i).collect();
+                let items: Vec<usize> = range
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| l.dash == Some(column))
+                    .map(|(i, _)| i)
+                    .collect();
                 let Some(&at) = items.get(n) else {
                     return found;
                 };
@@ -85,7 +96,10 @@ fn meaningful(number: usize, raw: &str) -> Option<Line<'_>> {
     if content.is_empty() || content.starts_with('#') || content == "---" {
         return None;
     }
-    match content.strip_prefix('-').filter(|r| r.is_empty() || r.starts_with(' ')) {
+    match content
+        .strip_prefix('-')
+        .filter(|r| r.is_empty() || r.starts_with(' '))
+    {
         Some(rest) => {
             let inner = rest.trim_start();
             Some(Line {

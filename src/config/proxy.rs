@@ -17,7 +17,10 @@ pub struct UpstreamConfig {
 impl UpstreamConfig {
     /// The chat-completions URL of this upstream.
     pub fn chat_url(&self) -> String {
-        format!("{}/v1/chat/completions", self.base_url.trim().trim_end_matches('/'))
+        format!(
+            "{}/v1/chat/completions",
+            self.base_url.trim().trim_end_matches('/')
+        )
     }
 }
 
@@ -68,7 +71,10 @@ impl ProxyConfig {
             }
         }
         if self.first_byte_timeout_ms > self.total_timeout_ms {
-            return Err(("proxy.first_byte_timeout_ms".into(), "must not exceed proxy.total_timeout_ms".into()));
+            return Err((
+                "proxy.first_byte_timeout_ms".into(),
+                "must not exceed proxy.total_timeout_ms".into(),
+            ));
         }
         if self.max_retries > 10 {
             return Err(("proxy.max_retries".into(), "must be at most 10".into()));
@@ -82,20 +88,25 @@ impl UpstreamConfig {
     pub(super) fn validate(&self, key: &str) -> Result<(), Invalid> {
         let url = self.base_url.trim();
         let bad = |message: String| Err((format!("{key}.base_url"), message));
-        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len() {
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || url.len() <= "https://".len()
+        {
             return bad(format!("`{url}` must be an http:// or https:// URL"));
         }
         if let Err(e) = reqwest::Url::parse(url) {
             return bad(format!("`{url}` is not a valid URL: {e}"));
         }
         if url.trim_end_matches('/').ends_with("/v1") {
-            return bad("is the server root; leave out `/v1` (`/v1/chat/completions` is appended)".into());
+            return bad(
+                "is the server root; leave out `/v1` (`/v1/chat/completions` is appended)".into(),
+            );
         }
         if let Some(var) = &self.api_key_env {
             if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err((
                     format!("{key}.api_key_env"),
-                    "must name an environment variable (letters, digits, `_`), not hold the token".into(),
+                    "must name an environment variable (letters, digits, `_`), not hold the token"
+                        .into(),
                 ));
             }
         }
@@ -116,31 +127,63 @@ mod tests {
 
     #[test]
     fn upstreams_are_checked_by_key() {
-        upstream("http://h:8000/", Some("QWEN_KEY")).validate("models[0].upstream").unwrap();
-        assert_eq!(upstream("http://h:8000/", None).chat_url(), "http://h:8000/v1/chat/completions");
+        upstream("http://h:8000/", Some("QWEN_KEY"))
+            .validate("models[0].upstream")
+            .unwrap();
+        assert_eq!(
+            upstream("http://h:8000/", None).chat_url(),
+            "http://h:8000/v1/chat/completions"
+        );
         let key = |u: UpstreamConfig| u.validate("models[1].upstream").unwrap_err().0;
         assert_eq!(key(upstream("h:8000", None)), "models[1].upstream.base_url");
-        assert_eq!(key(upstream("http://h:8000/v1", None)), "models[1].upstream.base_url");
-        assert_eq!(key(upstream("http://h:8000", Some("sk-abc.def"))), "models[1].upstream.api_key_env");
+        assert_eq!(
+            key(upstream("http://h:8000/v1", None)),
+            "models[1].upstream.base_url"
+        );
+        assert_eq!(
+            key(upstream("http://h:8000", Some("sk-abc.def"))),
+            "models[1].upstream.api_key_env"
+        );
     }
 
     #[test]
     fn the_default_file_documents_the_defaults_and_typos_are_refused() {
         let config = crate::config::load_str(crate::config::DEFAULT_CONFIG, "test").unwrap();
         assert_eq!(config.proxy, ProxyConfig::default());
-        assert!(config.models.iter().all(|m| m.upstream.is_none()), "the example fleet has no upstreams");
-        let typo = crate::config::DEFAULT_CONFIG.replacen("\nproxy:\n", "\nproxy:\n  max_retry: 1\n", 1);
-        assert_ne!(typo, crate::config::DEFAULT_CONFIG, "the default file has a top-level proxy: section");
-        let e = crate::config::load_str(&typo, "test").map(|_| ()).unwrap_err().to_string();
+        assert!(
+            config.models.iter().all(|m| m.upstream.is_none()),
+            "the example fleet has no upstreams"
+        );
+        let typo =
+            crate::config::DEFAULT_CONFIG.replacen("\nproxy:\n", "\nproxy:\n  max_retry: 1\n", 1);
+        assert_ne!(
+            typo,
+            crate::config::DEFAULT_CONFIG,
+            "the default file has a top-level proxy: section"
+        );
+        let e = crate::config::load_str(&typo, "test")
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("proxy") && e.contains("max_retry"), "{e}");
     }
 
     #[test]
     fn timeouts_must_be_positive_and_ordered() {
         ProxyConfig::default().validate().unwrap();
-        let zero = ProxyConfig { idle_timeout_ms: 0, ..ProxyConfig::default() };
+        let zero = ProxyConfig {
+            idle_timeout_ms: 0,
+            ..ProxyConfig::default()
+        };
         assert_eq!(zero.validate().unwrap_err().0, "proxy.idle_timeout_ms");
-        let inverted = ProxyConfig { first_byte_timeout_ms: 10, total_timeout_ms: 5, ..ProxyConfig::default() };
-        assert_eq!(inverted.validate().unwrap_err().0, "proxy.first_byte_timeout_ms");
+        let inverted = ProxyConfig {
+            first_byte_timeout_ms: 10,
+            total_timeout_ms: 5,
+            ..ProxyConfig::default()
+        };
+        assert_eq!(
+            inverted.validate().unwrap_err().0,
+            "proxy.first_byte_timeout_ms"
+        );
     }
 }

@@ -93,7 +93,10 @@ impl ScoringConfig {
 
     /// Every preference name a request or policy may use.
     pub fn preference_names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = ["quality", "balanced", "cost"].into_iter().chain(self.preferences.keys().map(String::as_str)).collect();
+        let mut names: Vec<&str> = ["quality", "balanced", "cost"]
+            .into_iter()
+            .chain(self.preferences.keys().map(String::as_str))
+            .collect();
         names.sort_unstable();
         names.dedup();
         names

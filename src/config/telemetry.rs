@@ -37,14 +37,23 @@ impl TelemetryConfig {
         if !(0.0..=1.0).contains(&self.sample_ratio) {
             return Err((format!("{key}.sample_ratio"), "must be from 0 to 1".into()));
         }
-        if !(self.otlp_endpoint.starts_with("http://") || self.otlp_endpoint.starts_with("https://")) || reqwest::Url::parse(&self.otlp_endpoint).is_err() {
-            return Err((format!("{key}.otlp_endpoint"), format!("`{}` is not an http(s) URL", self.otlp_endpoint)));
+        if !(self.otlp_endpoint.starts_with("http://")
+            || self.otlp_endpoint.starts_with("https://"))
+            || reqwest::Url::parse(&self.otlp_endpoint).is_err()
+        {
+            return Err((
+                format!("{key}.otlp_endpoint"),
+                format!("`{}` is not an http(s) URL", self.otlp_endpoint),
+            ));
         }
         if self.service_name.trim().is_empty() {
             return Err((format!("{key}.service_name"), "must not be empty".into()));
         }
         if self.export_timeout_ms == 0 || self.export_timeout_ms > 600_000 {
-            return Err((format!("{key}.export_timeout_ms"), "must be from 1 to 600000".into()));
+            return Err((
+                format!("{key}.export_timeout_ms"),
+                "must be from 1 to 600000".into(),
+            ));
         }
         Ok(())
     }

@@ -33,36 +33,53 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
         return Err(invalid("server.max_in_flight", "must be from 1 to 1000000"));
     }
     let token_env = &server.admin.token_env;
-    if token_env.is_empty() || !token_env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(invalid("server.admin.token_env", "must name an environment variable (letters, digits, `_`)"));
+    if token_env.is_empty()
+        || !token_env
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(invalid(
+            "server.admin.token_env",
+            "must name an environment variable (letters, digits, `_`)",
+        ));
     }
     if let Some(tls) = &server.tls {
-        for (key, path) in [("server.tls.cert_file", &tls.cert_file), ("server.tls.key_file", &tls.key_file)] {
+        for (key, path) in [
+            ("server.tls.cert_file", &tls.cert_file),
+            ("server.tls.key_file", &tls.key_file),
+        ] {
             if !path.is_file() {
                 return Err(invalid(key, format!("{} is not a file", path.display())));
             }
         }
     }
     if server.reload.poll_interval_ms < 100 {
-        return Err(invalid("server.reload.poll_interval_ms", "must be at least 100"));
+        return Err(invalid(
+            "server.reload.poll_interval_ms",
+            "must be at least 100",
+        ));
     }
 
     match config.embedding.backend {
         EmbeddingBackend::Onnx => {
-            let onnx = config
-                .embedding
-                .onnx
-                .as_ref()
-                .ok_or_else(|| invalid("embedding.onnx", "is required when embedding.backend is `onnx`"))?;
-            onnx.validate("embedding.onnx").map_err(|e| (e.key, e.message))?;
+            let onnx = config.embedding.onnx.as_ref().ok_or_else(|| {
+                invalid(
+                    "embedding.onnx",
+                    "is required when embedding.backend is `onnx`",
+                )
+            })?;
+            onnx.validate("embedding.onnx")
+                .map_err(|e| (e.key, e.message))?;
         }
         EmbeddingBackend::Vllm => {
-            let vllm = config
-                .embedding
-                .vllm
-                .as_ref()
-                .ok_or_else(|| invalid("embedding.vllm", "is required when embedding.backend is `vllm`"))?;
-            vllm.validate("embedding.vllm").map_err(|e| (e.key, e.message))?;
+            let vllm = config.embedding.vllm.as_ref().ok_or_else(|| {
+                invalid(
+                    "embedding.vllm",
+                    "is required when embedding.backend is `vllm`",
+                )
+            })?;
+            vllm.validate("embedding.vllm")
+                .map_err(|e| (e.key, e.message))?;
             match (vllm.fallback, &config.embedding.onnx) {
                 (VllmFallback::Onnx, None) => {
                     return Err(invalid(
@@ -80,34 +97,50 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
     match classifier.kind {
         ClassifierKind::Linear => {
             if classifier.head.is_none() {
-                return Err(invalid("classifier.head", "is required when classifier.kind is `linear`"));
+                return Err(invalid(
+                    "classifier.head",
+                    "is required when classifier.kind is `linear`",
+                ));
             }
         }
         ClassifierKind::Onnx => {
-            let onnx = classifier
-                .onnx
-                .as_ref()
-                .ok_or_else(|| invalid("classifier.onnx", "is required when classifier.kind is `onnx`"))?;
-            onnx.validate("classifier.onnx").map_err(|e| (e.key, e.message))?;
+            let onnx = classifier.onnx.as_ref().ok_or_else(|| {
+                invalid(
+                    "classifier.onnx",
+                    "is required when classifier.kind is `onnx`",
+                )
+            })?;
+            onnx.validate("classifier.onnx")
+                .map_err(|e| (e.key, e.message))?;
             if classifier.labels.is_none() {
-                return Err(invalid("classifier.labels", "is required when classifier.kind is `onnx` (the model's config.json)"));
+                return Err(invalid(
+                    "classifier.labels",
+                    "is required when classifier.kind is `onnx` (the model's config.json)",
+                ));
             }
         }
     }
 
     let routing = &config.routing;
     if routing.auto_models.is_empty() {
-        return Err(invalid("routing.auto_models", "must list at least one name, e.g. `auto`"));
+        return Err(invalid(
+            "routing.auto_models",
+            "must list at least one name, e.g. `auto`",
+        ));
     }
     for (i, name) in routing.auto_models.iter().enumerate() {
         if name.trim().is_empty() {
-            return Err(invalid(format!("routing.auto_models[{i}]"), "must not be empty"));
+            return Err(invalid(
+                format!("routing.auto_models[{i}]"),
+                "must not be empty",
+            ));
         }
     }
     if routing.tenant_header.trim().is_empty() {
         return Err(invalid("routing.tenant_header", "must not be empty"));
     }
-    let families = Families::new(&config.reasoning.families).map_err(|e| invalid("reasoning.families", e.to_string()))?;
+    let families = Families::new(&config.reasoning.families)
+        .map_err(|e| invalid("reasoning.families", e.to_string()))?;
     if config.models.is_empty() {
         return Err(invalid("models", "must list at least one model"));
     }
@@ -118,14 +151,26 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
             return Err(invalid(format!("{key}.name"), "must not be empty"));
         }
         if !names.insert(model.name.as_str()) {
-            return Err(invalid(format!("{key}.name"), format!("`{}` is configured twice", model.name)));
+            return Err(invalid(
+                format!("{key}.name"),
+                format!("`{}` is configured twice", model.name),
+            ));
         }
         if routing.auto_models.contains(&model.name) {
-            return Err(invalid(format!("{key}.name"), format!("`{}` is also in routing.auto_models", model.name)));
+            return Err(invalid(
+                format!("{key}.name"),
+                format!("`{}` is also in routing.auto_models", model.name),
+            ));
         }
-        for (field, value) in [("input_per_million", model.price.input_per_million), ("output_per_million", model.price.output_per_million)] {
+        for (field, value) in [
+            ("input_per_million", model.price.input_per_million),
+            ("output_per_million", model.price.output_per_million),
+        ] {
             if !(value.is_finite() && value >= 0.0) {
-                return Err(invalid(format!("{key}.price.{field}"), "must be a finite number of 0 or more"));
+                return Err(invalid(
+                    format!("{key}.price.{field}"),
+                    "must be a finite number of 0 or more",
+                ));
             }
         }
         let mut covered = HashSet::new();
@@ -135,7 +180,8 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
                 return Err(invalid(qkey, "must be between 0 and 1"));
             }
             if name != "default" {
-                let category = Category::parse(name).ok_or_else(|| invalid(qkey.clone(), unknown_category(name)))?;
+                let category = Category::parse(name)
+                    .ok_or_else(|| invalid(qkey.clone(), unknown_category(name)))?;
                 if !covered.insert(category) {
                     return Err(invalid(qkey, format!("`{category}` is listed twice")));
                 }
@@ -151,18 +197,25 @@ pub(super) fn validate(config: &Config) -> Result<(), Invalid> {
             return Err(invalid(format!("{key}.context_window"), "must be positive"));
         }
         if !(model.latency_prior_ms.is_finite() && model.latency_prior_ms >= 0.0) {
-            return Err(invalid(format!("{key}.latency_prior_ms"), "must be a finite number of 0 or more"));
+            return Err(invalid(
+                format!("{key}.latency_prior_ms"),
+                "must be a finite number of 0 or more",
+            ));
         }
         for (j, t) in model.pii_allowed.iter().flatten().enumerate() {
             if !t.eq_ignore_ascii_case("any") {
-                PiiType::parse(t).map_err(|e| invalid(format!("{key}.pii_allowed[{j}]"), e.to_string()))?;
+                PiiType::parse(t)
+                    .map_err(|e| invalid(format!("{key}.pii_allowed[{j}]"), e.to_string()))?;
             }
         }
         if let Some(upstream) = &model.upstream {
             upstream.validate(&format!("{key}.upstream"))?;
         }
         if model.tenants.as_ref().is_some_and(Vec::is_empty) {
-            return Err(invalid(format!("{key}.tenants"), "must list at least one tenant (omit it for all)"));
+            return Err(invalid(
+                format!("{key}.tenants"),
+                "must list at least one tenant (omit it for all)",
+            ));
         }
         if !model.quality.contains_key("default") {
             if let Some(missing) = Category::all().find(|c| !covered.contains(c)) {
@@ -205,13 +258,21 @@ fn validate_decision(config: &Config) -> Result<(), Invalid> {
     let mut rule_names = HashSet::new();
     for (i, rule) in config.signals.keywords.iter().enumerate() {
         if rule.name.trim().is_empty() || !rule_names.insert(rule.name.as_str()) {
-            return Err(invalid(format!("signals.keywords[{i}].name"), "must be non-empty and unique"));
+            return Err(invalid(
+                format!("signals.keywords[{i}].name"),
+                "must be non-empty and unique",
+            ));
         }
     }
-    KeywordRules::new(&config.signals.keywords).map_err(|e| invalid("signals.keywords", e.to_string()))?;
+    KeywordRules::new(&config.signals.keywords)
+        .map_err(|e| invalid("signals.keywords", e.to_string()))?;
 
     let r = &config.reasoning;
-    for (field, w) in [("complexity", r.weights.complexity), ("domain", r.weights.domain), ("uncertainty", r.weights.uncertainty)] {
+    for (field, w) in [
+        ("complexity", r.weights.complexity),
+        ("domain", r.weights.domain),
+        ("uncertainty", r.weights.uncertainty),
+    ] {
         non_negative(format!("reasoning.weights.{field}"), w)?;
     }
     for (label, &v) in &r.complexity_scores {
@@ -219,7 +280,10 @@ fn validate_decision(config: &Config) -> Result<(), Invalid> {
     }
     for (name, &v) in &r.category_prior {
         if name != "default" && Category::parse(name).is_none() {
-            return Err(invalid(format!("reasoning.category_prior.{name}"), unknown_category(name)));
+            return Err(invalid(
+                format!("reasoning.category_prior.{name}"),
+                unknown_category(name),
+            ));
         }
         unit(format!("reasoning.category_prior.{name}"), v)?;
     }
@@ -229,15 +293,26 @@ fn validate_decision(config: &Config) -> Result<(), Invalid> {
     for (i, level) in r.levels.iter().enumerate() {
         unit(format!("reasoning.levels[{i}].min_need"), level.min_need)?;
         if level.budget_tokens == Some(0) {
-            return Err(invalid(format!("reasoning.levels[{i}].budget_tokens"), "must be positive"));
+            return Err(invalid(
+                format!("reasoning.levels[{i}].budget_tokens"),
+                "must be positive",
+            ));
         }
     }
 
     let s = &config.scoring;
-    let weights = std::iter::once(("scoring.weights".to_string(), s.weights))
-        .chain(s.preferences.iter().map(|(n, w)| (format!("scoring.preferences.{n}"), *w)));
+    let weights = std::iter::once(("scoring.weights".to_string(), s.weights)).chain(
+        s.preferences
+            .iter()
+            .map(|(n, w)| (format!("scoring.preferences.{n}"), *w)),
+    );
     for (key, w) in weights {
-        for (field, v) in [("quality", w.quality), ("cost", w.cost), ("latency", w.latency), ("load", w.load)] {
+        for (field, v) in [
+            ("quality", w.quality),
+            ("cost", w.cost),
+            ("latency", w.latency),
+            ("load", w.load),
+        ] {
             non_negative(format!("{key}.{field}"), v)?;
         }
         if w.total() <= 0.0 {
@@ -245,10 +320,16 @@ fn validate_decision(config: &Config) -> Result<(), Invalid> {
         }
     }
     if s.expected_completion_tokens == 0 {
-        return Err(invalid("scoring.expected_completion_tokens", "must be positive"));
+        return Err(invalid(
+            "scoring.expected_completion_tokens",
+            "must be positive",
+        ));
     }
     if !(s.reasoning_multiplier.is_finite() && s.reasoning_multiplier >= 1.0) {
-        return Err(invalid("scoring.reasoning_multiplier", "must be at least 1"));
+        return Err(invalid(
+            "scoring.reasoning_multiplier",
+            "must be at least 1",
+        ));
     }
     if !(s.latency_alpha > 0.0 && s.latency_alpha <= 1.0) {
         return Err(invalid("scoring.latency_alpha", "must be in (0, 1]"));
@@ -263,9 +344,17 @@ fn validate_decision(config: &Config) -> Result<(), Invalid> {
         non_negative("scoring.max_cost".into(), v)?;
     }
     match (&s.default_model, s.fallback) {
-        (None, Fallback::DefaultModel) => return Err(invalid("scoring.default_model", "is required when scoring.fallback is `default_model`")),
+        (None, Fallback::DefaultModel) => {
+            return Err(invalid(
+                "scoring.default_model",
+                "is required when scoring.fallback is `default_model`",
+            ))
+        }
         (Some(m), _) if !config.models.iter().any(|c| &c.name == m) => {
-            return Err(invalid("scoring.default_model", format!("`{m}` is not a configured model")));
+            return Err(invalid(
+                "scoring.default_model",
+                format!("`{m}` is not a configured model"),
+            ));
         }
         _ => {}
     }
@@ -283,12 +372,18 @@ fn validate_decision(config: &Config) -> Result<(), Invalid> {
 
     if let Some(pii) = &config.signals.pii {
         if let Some(model) = &pii.model {
-            model.validate("signals.pii.model").map_err(|e| (e.key, e.message))?;
+            model
+                .validate("signals.pii.model")
+                .map_err(|e| (e.key, e.message))?;
             if pii.labels.is_none() {
-                return Err(invalid("signals.pii.labels", "is required with signals.pii.model (the model's config.json)"));
+                return Err(invalid(
+                    "signals.pii.labels",
+                    "is required with signals.pii.model (the model's config.json)",
+                ));
             }
         }
-        PiiDetector::new(None, pii.detector.clone()).map_err(|e| invalid("signals.pii.detector", e.to_string()))?;
+        PiiDetector::new(None, pii.detector.clone())
+            .map_err(|e| invalid("signals.pii.detector", e.to_string()))?;
     }
 
     // The heads' labels are checked again when they are loaded.
@@ -299,17 +394,32 @@ fn validate_decision(config: &Config) -> Result<(), Invalid> {
             has_complexity: config.signals.complexity.is_some(),
             complexity_labels: None,
             has_jailbreak: config.signals.jailbreak.is_some(),
-            keywords: config.signals.keywords.iter().map(|k| k.name.as_str()).collect(),
+            keywords: config
+                .signals
+                .keywords
+                .iter()
+                .map(|k| k.name.as_str())
+                .collect(),
             preferences: s.preference_names().into_iter().collect(),
         },
     )
     .map_err(|e| (e.key, e.message))?;
     if config.signals.pii.is_none() {
-        if let Some(i) = config.models.iter().position(|m| m.pii_allowed.as_ref().is_some_and(|t| !t.iter().any(|t| t.eq_ignore_ascii_case("any")))) {
-            return Err(invalid(format!("models[{i}].pii_allowed"), "needs personal-data detection: add `signals.pii`"));
+        if let Some(i) = config.models.iter().position(|m| {
+            m.pii_allowed
+                .as_ref()
+                .is_some_and(|t| !t.iter().any(|t| t.eq_ignore_ascii_case("any")))
+        }) {
+            return Err(invalid(
+                format!("models[{i}].pii_allowed"),
+                "needs personal-data detection: add `signals.pii`",
+            ));
         }
         if policies.needs_pii() {
-            return Err(invalid("policies", "a rule tests `pii` or masks: add `signals.pii`"));
+            return Err(invalid(
+                "policies",
+                "a rule tests `pii` or masks: add `signals.pii`",
+            ));
         }
     }
     Ok(())
@@ -334,22 +444,48 @@ mod tests {
 
     #[test]
     fn the_admission_limit_is_read_and_checked_by_key() {
-        assert_eq!(load_str(DEFAULT_CONFIG, "test").unwrap().server.max_in_flight, 1024);
-        let c = load_str(&DEFAULT_CONFIG.replacen("max_in_flight: 1024", "max_in_flight: 8", 1), "test").unwrap();
+        assert_eq!(
+            load_str(DEFAULT_CONFIG, "test")
+                .unwrap()
+                .server
+                .max_in_flight,
+            1024
+        );
+        let c = load_str(
+            &DEFAULT_CONFIG.replacen("max_in_flight: 1024", "max_in_flight: 8", 1),
+            "test",
+        )
+        .unwrap();
         assert_eq!(c.server.max_in_flight, 8);
-        let e = load_str(&DEFAULT_CONFIG.replacen("max_in_flight: 1024", "max_in_flight: 0", 1), "test").unwrap_err().to_string();
+        let e = load_str(
+            &DEFAULT_CONFIG.replacen("max_in_flight: 1024", "max_in_flight: 0", 1),
+            "test",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("server.max_in_flight"), "{e}");
     }
 
     #[test]
     fn the_vllm_backend_is_selected_and_checked_by_key() {
-        let c = with_embedding("  backend: vllm\n  vllm:\n    base_url: http://h:8000\n    model: m\n").unwrap();
+        let c =
+            with_embedding("  backend: vllm\n  vllm:\n    base_url: http://h:8000\n    model: m\n")
+                .unwrap();
         assert_eq!(c.embedding.backend, EmbeddingBackend::Vllm);
-        assert_eq!(c.embedding.vllm.as_ref().map(|v| v.model.as_str()), Some("m"));
+        assert_eq!(
+            c.embedding.vllm.as_ref().map(|v| v.model.as_str()),
+            Some("m")
+        );
 
         let e = with_embedding("  backend: vllm\n").unwrap_err();
-        assert!(e.contains("embedding.vllm") && e.contains("required"), "{e}");
-        let e = with_embedding("  backend: vllm\n  vllm:\n    base_url: http://h:8000/v1\n    model: m\n").unwrap_err();
+        assert!(
+            e.contains("embedding.vllm") && e.contains("required"),
+            "{e}"
+        );
+        let e = with_embedding(
+            "  backend: vllm\n  vllm:\n    base_url: http://h:8000/v1\n    model: m\n",
+        )
+        .unwrap_err();
         assert!(e.contains("embedding.vllm.base_url"), "{e}");
         let e = with_embedding("  backend: vllm\n  vllm:\n    base_url: http://h:8000\n    model: m\n    api_key: sk-secret\n").unwrap_err();
         assert!(e.contains("api_key"), "a token in the file is refused: {e}");
@@ -361,9 +497,17 @@ mod tests {
         let text = DEFAULT_CONFIG.replacen(ONNX, "  backend: vllm\n  vllm:\n    base_url: http://h:8000\n    model: m\n    fallback: onnx\n", 1);
         // Drop the `onnx:` block (every line indented under it).
         let start = text.find("  onnx:\n").unwrap();
-        let end = text[start + 9..].find("\n\n").map_or(text.len(), |i| start + 9 + i);
+        let end = text[start + 9..]
+            .find("\n\n")
+            .map_or(text.len(), |i| start + 9 + i);
         let without = format!("{}{}", &text[..start], &text[end + 1..]);
-        let e = load_str(&without, "test").map(|_| ()).unwrap_err().to_string();
-        assert!(e.contains("embedding.onnx") && e.contains("fallback"), "{e}");
+        let e = load_str(&without, "test")
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("embedding.onnx") && e.contains("fallback"),
+            "{e}"
+        );
     }
 }

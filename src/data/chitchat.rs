@@ -28,16 +28,31 @@ pub const SEED: u64 = 13;
 /// labelled benign (0).
 pub fn load(path: &Path) -> Result<Vec<LabelledText>, DataError> {
     let path = require("BYU chitchat file", path.to_path_buf())?;
-    let bad = |reason: String| DataError::File { path: path.clone(), reason };
+    let bad = |reason: String| DataError::File {
+        path: path.clone(),
+        reason,
+    };
     let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
     let data: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    let conversations = data.as_object().ok_or_else(|| bad("not an object of conversations".into()))?;
+    let conversations = data
+        .as_object()
+        .ok_or_else(|| bad("not an object of conversations".into()))?;
     let mut distinct = DistinctBenign::default();
     // Object keys are sorted by serde_json, so the order, and so the sample, is stable.
     for conversation in conversations.values() {
-        let Some(turns) = conversation["messages"].as_array() else { continue };
-        for turn in turns.iter().take(TURNS_PER_CONVERSATION).filter_map(Value::as_array) {
-            let utterance = turn.iter().filter_map(|m| m["text"].as_str()).collect::<Vec<_>>().join(" ");
+        let Some(turns) = conversation["messages"].as_array() else {
+            continue;
+        };
+        for turn in turns
+            .iter()
+            .take(TURNS_PER_CONVERSATION)
+            .filter_map(Value::as_array)
+        {
+            let utterance = turn
+                .iter()
+                .filter_map(|m| m["text"].as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
             distinct.push(utterance.split_whitespace().collect::<Vec<_>>().join(" "));
         }
     }
@@ -60,7 +75,14 @@ mod tests {
     fn takes_the_opening_turns_once_each_as_benign() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dataset.json");
-        let turn = |texts: &[&str]| Value::Array(texts.iter().map(|t| serde_json::json!({"text": t, "sender": "a"})).collect());
+        let turn = |texts: &[&str]| {
+            Value::Array(
+                texts
+                    .iter()
+                    .map(|t| serde_json::json!({"text": t, "sender": "a"}))
+                    .collect(),
+            )
+        };
         let data = serde_json::json!({
             "a": {"messages": [turn(&["Hello", "How are you?"]), turn(&["im good"]), turn(&["third turn, not read"])]},
             "b": {"messages": [turn(&["hello  how are you?"])]},
@@ -69,6 +91,9 @@ mod tests {
         let mut texts: Vec<String> = load(&path).unwrap().into_iter().map(|r| r.text).collect();
         texts.sort();
         assert_eq!(texts, ["Hello How are you?", "im good"]);
-        assert!(matches!(load(&dir.path().join("nope.json")), Err(DataError::Missing { .. })));
+        assert!(matches!(
+            load(&dir.path().join("nope.json")),
+            Err(DataError::Missing { .. })
+        ));
     }
 }

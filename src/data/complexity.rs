@@ -50,7 +50,11 @@ pub fn load(path: &Path) -> Result<Vec<Task>, DataError> {
     })?;
     let mut seen = HashSet::new();
     let mut tasks = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let bad = |reason: String| DataError::File {
             path: path.clone(),
             reason: format!("line {}: {reason}", i + 1),
@@ -59,11 +63,20 @@ pub fn load(path: &Path) -> Result<Vec<Task>, DataError> {
         let label = LABELS
             .iter()
             .position(|&l| l == row.complexity)
-            .ok_or_else(|| bad(format!("complexity `{}` is not one of {}", row.complexity, LABELS.join(", "))))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "complexity `{}` is not one of {}",
+                    row.complexity,
+                    LABELS.join(", ")
+                ))
+            })?;
         if seen.insert(row.task.clone()) {
             tasks.push(Task {
                 line: i + 1,
-                item: LabelledText { text: row.task, label },
+                item: LabelledText {
+                    text: row.task,
+                    label,
+                },
             });
         }
     }

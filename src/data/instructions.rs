@@ -32,7 +32,11 @@ enum Prompt {
 /// The files read: (file, JSON Lines or one array, where the prompt is).
 const SOURCES: [(&str, bool, Prompt); 5] = [
     ("question.jsonl", true, Prompt::Field("prompt")),
-    ("alpaca_eval_gpt4_baseline.json", false, Prompt::Field("instruction")),
+    (
+        "alpaca_eval_gpt4_baseline.json",
+        false,
+        Prompt::Field("instruction"),
+    ),
     ("input_data.jsonl", true, Prompt::Field("prompt")),
     ("benchmark_all.jsonl", true, Prompt::Field("query")),
     ("healthbench_eval.jsonl", true, Prompt::FirstUserTurn),
@@ -42,7 +46,11 @@ impl Prompt {
     fn of(self, record: &Value) -> Option<&str> {
         match self {
             Prompt::Field(name) => record[name].as_str(),
-            Prompt::FirstUserTurn => record["prompt"].as_array()?.iter().find(|m| m["role"] == "user")?["content"].as_str(),
+            Prompt::FirstUserTurn => record["prompt"]
+                .as_array()?
+                .iter()
+                .find(|m| m["role"] == "user")?["content"]
+                .as_str(),
         }
     }
 }
@@ -53,15 +61,24 @@ pub fn load(dir: &Path) -> Result<Vec<LabelledText>, DataError> {
     let mut rows = DistinctBenign::default();
     for (file, lines, prompt) in SOURCES {
         let path = require("natural instruction file", dir.join(file))?;
-        let bad = |reason: String| DataError::File { path: path.clone(), reason };
+        let bad = |reason: String| DataError::File {
+            path: path.clone(),
+            reason,
+        };
         let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
         let records: Vec<Value> = if lines {
-            text.lines().filter(|l| !l.trim().is_empty()).map(serde_json::from_str).collect::<Result<_, _>>().map_err(|e| bad(e.to_string()))?
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()
+                .map_err(|e| bad(e.to_string()))?
         } else {
             serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?
         };
         for record in &records {
-            let prompt = prompt.of(record).ok_or_else(|| bad("a record without its prompt".into()))?;
+            let prompt = prompt
+                .of(record)
+                .ok_or_else(|| bad("a record without its prompt".into()))?;
             rows.push(prompt.to_string());
         }
     }
@@ -80,18 +97,45 @@ mod tests {
     #[test]
     fn reads_every_file_once_each_and_splits_the_same_way_each_time() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("question.jsonl"), "{\"prompt\":\"Write a zig program\"}\n{\"prompt\":\"write  a ZIG program\"}\n").unwrap();
-        std::fs::write(dir.path().join("alpaca_eval_gpt4_baseline.json"), r#"[{"instruction":"Name three Broadway actors"}]"#).unwrap();
-        std::fs::write(dir.path().join("input_data.jsonl"), "{\"prompt\":\"Summarise this in 50 words\"}\n").unwrap();
-        std::fs::write(dir.path().join("benchmark_all.jsonl"), "{\"query\":\"写一篇论文大纲\"}\n").unwrap();
+        std::fs::write(
+            dir.path().join("question.jsonl"),
+            "{\"prompt\":\"Write a zig program\"}\n{\"prompt\":\"write  a ZIG program\"}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("alpaca_eval_gpt4_baseline.json"),
+            r#"[{"instruction":"Name three Broadway actors"}]"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("input_data.jsonl"),
+            "{\"prompt\":\"Summarise this in 50 words\"}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("benchmark_all.jsonl"),
+            "{\"query\":\"写一篇论文大纲\"}\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("healthbench_eval.jsonl"), r#"{"prompt":[{"role":"system","content":"be brief"},{"role":"user","content":"chest ache after a long drive?"},{"role":"assistant","content":"..."}]}"#).unwrap();
         let rows = load(dir.path()).unwrap();
         assert_eq!(
             rows.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(),
-            ["Write a zig program", "Name three Broadway actors", "Summarise this in 50 words", "写一篇论文大纲", "chest ache after a long drive?"]
+            [
+                "Write a zig program",
+                "Name three Broadway actors",
+                "Summarise this in 50 words",
+                "写一篇论文大纲",
+                "chest ache after a long drive?"
+            ]
         );
         assert!(rows.iter().all(|r| r.label == 0));
-        let many: Vec<LabelledText> = (0..40).map(|i| LabelledText { text: format!("p{i}"), label: 0 }).collect();
+        let many: Vec<LabelledText> = (0..40)
+            .map(|i| LabelledText {
+                text: format!("p{i}"),
+                label: 0,
+            })
+            .collect();
         let (train, held) = partition(many.clone());
         assert_eq!((train.len(), held.len()), (30, 10));
         assert_eq!(held, partition(many).1);

@@ -76,7 +76,8 @@ pub fn subject_categories() -> Result<BTreeMap<String, Category>, DataError> {
         .subjects
         .into_iter()
         .map(|(subject, name)| {
-            let category = Category::parse(&name).ok_or_else(|| bad(format!("`{name}` is not a category")))?;
+            let category =
+                Category::parse(&name).ok_or_else(|| bad(format!("`{name}` is not a category")))?;
             Ok((subject, category))
         })
         .collect()
@@ -99,15 +100,24 @@ pub fn load(dir: &Path, split: Split) -> Result<Vec<Question>, DataError> {
             reason: e.to_string(),
         })?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(&suffix)))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(&suffix))
+        })
         .collect();
     files.sort();
 
     let mut questions = Vec::new();
     for path in files {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         let subject = name.trim_end_matches(&suffix).to_string();
-        let category = *categories.get(&subject).ok_or_else(|| DataError::UnmappedSubject(subject.clone()))?;
+        let category = *categories
+            .get(&subject)
+            .ok_or_else(|| DataError::UnmappedSubject(subject.clone()))?;
         let file_error = |reason: String| DataError::File {
             path: path.clone(),
             reason,
@@ -119,7 +129,10 @@ pub fn load(dir: &Path, split: Split) -> Result<Vec<Question>, DataError> {
         for record in reader.records() {
             let record = record.map_err(|e| file_error(e.to_string()))?;
             if record.len() < 6 {
-                return Err(file_error(format!("a row has {} columns, expected 6", record.len())));
+                return Err(file_error(format!(
+                    "a row has {} columns, expected 6",
+                    record.len()
+                )));
             }
             questions.push(Question {
                 subject: subject.clone(),
@@ -158,6 +171,9 @@ mod tests {
         assert_eq!(qs[0].question, "What is 1, 2?");
         assert_eq!(qs[0].choices[2], "c, d");
         assert_eq!(qs[0].category.name(), "physics");
-        assert!(matches!(load(dir.path(), Split::Test), Err(DataError::Missing { .. })));
+        assert!(matches!(
+            load(dir.path(), Split::Test),
+            Err(DataError::Missing { .. })
+        ));
     }
 }

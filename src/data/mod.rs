@@ -33,7 +33,10 @@ pub struct LabelledText {
 
 /// A text as compared for duplicates: spacing collapsed, lower case.
 pub fn fold(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 /// Benign (label 0) rows, each text once by [`fold`], in the order first seen.
@@ -130,7 +133,12 @@ pub fn stratified_split(labels: &[usize], fraction: f64, seed: u64) -> (Vec<usiz
 }
 
 /// `rows` as (kept, held out) by [`stratified_split`] on each row's `label`.
-pub fn stratified_partition<T: Clone>(rows: &[T], label: impl Fn(&T) -> usize, fraction: f64, seed: u64) -> (Vec<T>, Vec<T>) {
+pub fn stratified_partition<T: Clone>(
+    rows: &[T],
+    label: impl Fn(&T) -> usize,
+    fraction: f64,
+    seed: u64,
+) -> (Vec<T>, Vec<T>) {
     let labels: Vec<usize> = rows.iter().map(label).collect();
     let (kept, held) = stratified_split(&labels, fraction, seed);
     let pick = |indices: Vec<usize>| indices.into_iter().map(|i| rows[i].clone()).collect();
@@ -148,7 +156,10 @@ mod tests {
         assert_eq!(held.len(), 20);
         assert_eq!(held.iter().filter(|&&i| labels[i] == 1).count(), 5);
         assert_eq!(kept.len() + held.len(), 100);
-        assert_eq!((kept.clone(), held.clone()), stratified_split(&labels, 0.2, 9));
+        assert_eq!(
+            (kept.clone(), held.clone()),
+            stratified_split(&labels, 0.2, 9)
+        );
         assert_ne!(held, stratified_split(&labels, 0.2, 10).1);
     }
 }

@@ -42,14 +42,24 @@ struct Line {
 /// Every question, in file order.
 pub fn load(path: &Path) -> Result<Vec<Question>, DataError> {
     let path = require("MT-Bench question file", path.to_path_buf())?;
-    let bad = |reason: String| DataError::File { path: path.clone(), reason };
+    let bad = |reason: String| DataError::File {
+        path: path.clone(),
+        reason,
+    };
     let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
             let line: Line = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
-            let first_turn = line.turns.into_iter().next().ok_or_else(|| bad("a question without turns".into()))?;
-            Ok(Question { category: line.category, first_turn })
+            let first_turn = line
+                .turns
+                .into_iter()
+                .next()
+                .ok_or_else(|| bad("a question without turns".into()))?;
+            Ok(Question {
+                category: line.category,
+                first_turn,
+            })
         })
         .collect()
 }

@@ -52,7 +52,10 @@ pub struct NaturalPrompt {
 /// the lists, ids unique, no empty text.
 pub fn load(dir: &Path) -> Result<Vec<NaturalPrompt>, DataError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|_| DataError::Missing { what: "natural eval set folder", path: dir.to_path_buf() })?
+        .map_err(|_| DataError::Missing {
+            what: "natural eval set folder",
+            path: dir.to_path_buf(),
+        })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
         .collect();
@@ -60,10 +63,18 @@ pub fn load(dir: &Path) -> Result<Vec<NaturalPrompt>, DataError> {
     let mut ids = HashSet::new();
     let mut prompts = Vec::new();
     for path in files {
-        let bad = |line: usize, reason: String| DataError::File { path: path.clone(), reason: format!("line {line}: {reason}") };
+        let bad = |line: usize, reason: String| DataError::File {
+            path: path.clone(),
+            reason: format!("line {line}: {reason}"),
+        };
         let text = std::fs::read_to_string(&path).map_err(|e| bad(0, e.to_string()))?;
-        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let prompt: NaturalPrompt = serde_json::from_str(line).map_err(|e| bad(n + 1, e.to_string()))?;
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let prompt: NaturalPrompt =
+                serde_json::from_str(line).map_err(|e| bad(n + 1, e.to_string()))?;
             if Category::parse(&prompt.domain).is_none() {
                 return Err(bad(n + 1, format!("unknown domain `{}`", prompt.domain)));
             }
@@ -95,17 +106,50 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let good = r#"{"id":"x-1","text":"hi there","domain":"other","task":"chat","reasoning":false,"source":"hand-written"}"#;
         write(dir.path(), "a.jsonl", &[good]);
-        write(dir.path(), "b.jsonl", &[r#"{"id":"x-2","text":"2+2*3?","domain":"math","task":"math","reasoning":true,"source":"hand-written"}"#]);
+        write(
+            dir.path(),
+            "b.jsonl",
+            &[
+                r#"{"id":"x-2","text":"2+2*3?","domain":"math","task":"math","reasoning":true,"source":"hand-written"}"#,
+            ],
+        );
         let prompts = load(dir.path()).unwrap();
         assert_eq!(prompts.len(), 2);
-        assert_eq!((prompts[1].domain.as_str(), prompts[1].reasoning), ("math", true));
+        assert_eq!(
+            (prompts[1].domain.as_str(), prompts[1].reasoning),
+            ("math", true)
+        );
 
         write(dir.path(), "c.jsonl", &[good]);
-        assert!(load(dir.path()).unwrap_err().to_string().contains("duplicate id `x-1`"));
-        write(dir.path(), "c.jsonl", &[r#"{"id":"x-3","text":"t","domain":"astrology","task":"chat","reasoning":false,"source":"s"}"#]);
-        assert!(load(dir.path()).unwrap_err().to_string().contains("unknown domain `astrology`"));
-        write(dir.path(), "c.jsonl", &[r#"{"id":"x-3","text":"t","domain":"other","task":"gossip","reasoning":false,"source":"s"}"#]);
-        assert!(load(dir.path()).unwrap_err().to_string().contains("unknown task `gossip`"));
-        assert!(matches!(load(&dir.path().join("nope")), Err(DataError::Missing { .. })));
+        assert!(load(dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("duplicate id `x-1`"));
+        write(
+            dir.path(),
+            "c.jsonl",
+            &[
+                r#"{"id":"x-3","text":"t","domain":"astrology","task":"chat","reasoning":false,"source":"s"}"#,
+            ],
+        );
+        assert!(load(dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("unknown domain `astrology`"));
+        write(
+            dir.path(),
+            "c.jsonl",
+            &[
+                r#"{"id":"x-3","text":"t","domain":"other","task":"gossip","reasoning":false,"source":"s"}"#,
+            ],
+        );
+        assert!(load(dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("unknown task `gossip`"));
+        assert!(matches!(
+            load(&dir.path().join("nope")),
+            Err(DataError::Missing { .. })
+        ));
     }
 }

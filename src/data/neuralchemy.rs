@@ -28,7 +28,11 @@ pub fn load(dir: &Path, split: Split) -> Result<Vec<LabelledText>, DataError> {
     let file = File::open(&path).map_err(|e| bad(e.to_string()))?;
     let reader = SerializedFileReader::new(file).map_err(|e| bad(e.to_string()))?;
     let mut rows = Vec::new();
-    for (i, row) in reader.get_row_iter(None).map_err(|e| bad(e.to_string()))?.enumerate() {
+    for (i, row) in reader
+        .get_row_iter(None)
+        .map_err(|e| bad(e.to_string()))?
+        .enumerate()
+    {
         let row = row.map_err(|e| bad(e.to_string()))?;
         let (mut text, mut label) = (None, None);
         for (name, field) in row.get_column_iter() {
@@ -58,13 +62,19 @@ mod tests {
     fn a_missing_split_names_the_file_and_the_fix() {
         let dir = tempfile::tempdir().unwrap();
         let message = load(dir.path(), Split::Test).unwrap_err().to_string();
-        assert!(message.contains("core-test.parquet") && message.contains("make setup"), "{message}");
+        assert!(
+            message.contains("core-test.parquet") && message.contains("make setup"),
+            "{message}"
+        );
     }
 
     #[test]
     fn a_file_that_is_not_parquet_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("core-train.parquet"), "text,label\n").unwrap();
-        assert!(matches!(load(dir.path(), Split::Train), Err(DataError::File { .. })));
+        assert!(matches!(
+            load(dir.path(), Split::Train),
+            Err(DataError::File { .. })
+        ));
     }
 }

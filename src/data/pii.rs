@@ -203,7 +203,16 @@ impl Slot {
 
     /// Whether the slot takes a US person's address.
     fn needs_address(self) -> bool {
-        matches!(self, Slot::Address | Slot::StreetName | Slot::BuildingNumber | Slot::SecondaryAddress | Slot::City | Slot::StateAbbr | Slot::Zip)
+        matches!(
+            self,
+            Slot::Address
+                | Slot::StreetName
+                | Slot::BuildingNumber
+                | Slot::SecondaryAddress
+                | Slot::City
+                | Slot::StateAbbr
+                | Slot::Zip
+        )
     }
 }
 
@@ -272,7 +281,10 @@ impl PiiSources {
             .collect();
         let nationalities = records(read("nationalities.csv")?)?
             .into_iter()
-            .map(|r| ["country", "nationality", "woman", "plural"].map(|k| capitalise(r.get(k).map_or("", String::as_str))))
+            .map(|r| {
+                ["country", "nationality", "woman", "plural"]
+                    .map(|k| capitalise(r.get(k).map_or("", String::as_str)))
+            })
             .collect();
         let licenses = records(read("us_driver_licenses.csv")?)?
             .into_iter()
@@ -297,7 +309,14 @@ impl PiiSources {
         if self.templates.is_empty() {
             return Err(empty("templates.txt"));
         }
-        if self.people.iter().filter(|p| us_street(p).is_some()).count() == 0 || self.people.iter().all(|p| p.female) {
+        if self
+            .people
+            .iter()
+            .filter(|p| us_street(p).is_some())
+            .count()
+            == 0
+            || self.people.iter().all(|p| p.female)
+        {
             return Err(empty("FakeNameGenerator.com_3000.csv"));
         }
         if self.organizations.is_empty() {
@@ -325,12 +344,21 @@ fn records((path, text): (PathBuf, String)) -> Result<Vec<BTreeMap<String, Strin
         path: path.clone(),
         reason: e.to_string(),
     };
-    let headers: Vec<String> = reader.headers().map_err(error)?.iter().map(str::to_string).collect();
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(error)?
+        .iter()
+        .map(str::to_string)
+        .collect();
     reader
         .records()
         .map(|row| {
             let row = row.map_err(error)?;
-            Ok(headers.iter().cloned().zip(row.iter().map(str::to_string)).collect())
+            Ok(headers
+                .iter()
+                .cloned()
+                .zip(row.iter().map(str::to_string))
+                .collect())
         })
         .collect()
 }
@@ -346,12 +374,17 @@ fn parse_templates(text: &str) -> Result<Vec<Vec<Piece>>, PiiDataError> {
         let mut pieces = Vec::new();
         let mut rest = line.as_str();
         while let Some(open) = rest.find("{{") {
-            let Some(close) = rest[open..].find("}}").map(|c| open + c) else { break };
+            let Some(close) = rest[open..].find("}}").map(|c| open + c) else {
+                break;
+            };
             if open > 0 {
                 pieces.push(Piece::Text(rest[..open].to_string()));
             }
             let name = rest[open + 2..close].trim().to_lowercase();
-            let slot = Slot::parse(&name).ok_or(PiiDataError::Placeholder { line: index + 1, name })?;
+            let slot = Slot::parse(&name).ok_or(PiiDataError::Placeholder {
+                line: index + 1,
+                name,
+            })?;
             pieces.push(Piece::Slot(slot));
             rest = &rest[close + 2..];
         }
@@ -365,7 +398,9 @@ fn parse_templates(text: &str) -> Result<Vec<Vec<Piece>>, PiiDataError> {
 
 fn capitalise(word: &str) -> String {
     let mut chars = word.chars();
-    chars.next().map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
+    chars
+        .next()
+        .map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
 }
 
 /// A US person's street address split into building number and street name.
@@ -374,7 +409,8 @@ fn us_street(person: &Person) -> Option<(&str, &str)> {
         return None;
     }
     let (number, street) = person.street.split_once(' ')?;
-    (number.chars().all(|c| c.is_ascii_digit()) && !number.is_empty() && !street.trim().is_empty()).then_some((number, street.trim()))
+    (number.chars().all(|c| c.is_ascii_digit()) && !number.is_empty() && !street.trim().is_empty())
+        .then_some((number, street.trim()))
 }
 
 /// A sentence being built: its text and the typed spans of its values.
@@ -393,7 +429,11 @@ impl Builder {
         let start = self.text.len();
         self.text.push_str(value);
         if let Some(kind) = kind {
-            self.spans.push(PiiSpan { kind, start, end: self.text.len() });
+            self.spans.push(PiiSpan {
+                kind,
+                start,
+                end: self.text.len(),
+            });
         }
     }
 
@@ -420,16 +460,26 @@ impl Builder {
 /// Generates `count` labelled sentences, the same ones for the same seed and sources.
 pub fn generate(sources: &PiiSources, count: usize, seed: u64) -> Vec<PiiSample> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let us: Vec<&Person> = sources.people.iter().filter(|p| us_street(p).is_some()).collect();
+    let us: Vec<&Person> = sources
+        .people
+        .iter()
+        .filter(|p| us_street(p).is_some())
+        .collect();
     let all: Vec<&Person> = sources.people.iter().collect();
     let female: Vec<&Person> = all.iter().copied().filter(|p| p.female).collect();
     let male: Vec<&Person> = all.iter().copied().filter(|p| !p.female).collect();
     let mut out = Vec::with_capacity(count);
     while out.len() < count {
-        let Some(template) = sources.templates.choose(&mut rng) else { break };
-        let needs_address = template.iter().any(|p| matches!(p, Piece::Slot(s) if s.needs_address()));
+        let Some(template) = sources.templates.choose(&mut rng) else {
+            break;
+        };
+        let needs_address = template
+            .iter()
+            .any(|p| matches!(p, Piece::Slot(s) if s.needs_address()));
         let pool = if needs_address { &us } else { &all };
-        let Some(&base) = pool.choose(&mut rng) else { break };
+        let Some(&base) = pool.choose(&mut rng) else {
+            break;
+        };
         let mut used: Vec<Slot> = Vec::new();
         let mut b = Builder::default();
         for piece in template {
@@ -444,7 +494,14 @@ pub fn generate(sources: &PiiSources, count: usize, seed: u64) -> Vec<PiiSample>
                         used.push(*slot);
                         base
                     };
-                    fill(&mut b, *slot, person, sources, &mut rng, [&female, &male, &all]);
+                    fill(
+                        &mut b,
+                        *slot,
+                        person,
+                        sources,
+                        &mut rng,
+                        [&female, &male, &all],
+                    );
                 }
             }
         }
@@ -454,13 +511,21 @@ pub fn generate(sources: &PiiSources, count: usize, seed: u64) -> Vec<PiiSample>
 }
 
 /// Appends the value of `slot` for `person`.
-fn fill(b: &mut Builder, slot: Slot, person: &Person, sources: &PiiSources, rng: &mut ChaCha8Rng, [female, male, all]: [&Vec<&Person>; 3]) {
+fn fill(
+    b: &mut Builder,
+    slot: Slot,
+    person: &Person,
+    sources: &PiiSources,
+    rng: &mut ChaCha8Rng,
+    [female, male, all]: [&Vec<&Person>; 3],
+) {
     let gendered = |rng: &mut ChaCha8Rng, want_female: bool| -> Person {
         if person.female == want_female {
             person.clone()
         } else {
             let pool = if want_female { female } else { male };
-            pool.choose(rng).map_or_else(|| person.clone(), |p| (*p).clone())
+            pool.choose(rng)
+                .map_or_else(|| person.clone(), |p| (*p).clone())
         }
     };
     let person_kind = Some(PiiType::Person);
@@ -474,8 +539,17 @@ fn fill(b: &mut Builder, slot: Slot, person: &Person, sources: &PiiSources, rng:
             let p = gendered(rng, slot == Slot::NameFemale);
             b.value(person_kind, &format!("{} {}", p.given, p.surname));
         }
-        Slot::PrefixMale => b.value(None, ["Mr.", "Mr", "Dr."].choose(rng).copied().unwrap_or("Mr.")),
-        Slot::PrefixFemale => b.value(None, ["Mrs.", "Ms.", "Miss", "Dr."].choose(rng).copied().unwrap_or("Ms.")),
+        Slot::PrefixMale => b.value(
+            None,
+            ["Mr.", "Mr", "Dr."].choose(rng).copied().unwrap_or("Mr."),
+        ),
+        Slot::PrefixFemale => b.value(
+            None,
+            ["Mrs.", "Ms.", "Miss", "Dr."]
+                .choose(rng)
+                .copied()
+                .unwrap_or("Ms."),
+        ),
         Slot::Prefix => b.value(None, &person.title),
         Slot::Email => b.value(Some(PiiType::Email), &person.email),
         Slot::Phone => {
@@ -492,21 +566,36 @@ fn fill(b: &mut Builder, slot: Slot, person: &Person, sources: &PiiSources, rng:
             b.value(Some(PiiType::DriversLicense), &license);
         }
         Slot::Address => address(b, person, rng),
-        Slot::StreetName => b.value(Some(PiiType::StreetAddress), us_street(person).map_or(&person.street[..], |s| s.1)),
-        Slot::BuildingNumber => b.value(Some(PiiType::StreetAddress), us_street(person).map_or("1", |s| s.0)),
+        Slot::StreetName => b.value(
+            Some(PiiType::StreetAddress),
+            us_street(person).map_or(&person.street[..], |s| s.1),
+        ),
+        Slot::BuildingNumber => b.value(
+            Some(PiiType::StreetAddress),
+            us_street(person).map_or("1", |s| s.0),
+        ),
         Slot::SecondaryAddress => b.value(Some(PiiType::StreetAddress), &secondary(rng)),
         Slot::City => b.value(Some(PiiType::City), &person.city),
         Slot::StateAbbr => b.value(Some(PiiType::State), &person.state),
         Slot::Zip => b.value(Some(PiiType::ZipCode), &person.zip),
         Slot::Country => b.value(None, &person.country_full),
-        Slot::Organization => b.value(None, sources.organizations.choose(rng).map_or("Contoso", String::as_str)),
+        Slot::Organization => b.value(
+            None,
+            sources
+                .organizations
+                .choose(rng)
+                .map_or("Contoso", String::as_str),
+        ),
         Slot::Nationality | Slot::NationWoman | Slot::NationMan | Slot::NationPlural => {
             let column = match slot {
                 Slot::Nationality | Slot::NationMan => 1,
                 Slot::NationWoman => 2,
                 _ => 3,
             };
-            let value = sources.nationalities.choose(rng).map_or("French", |n| n[column].as_str());
+            let value = sources
+                .nationalities
+                .choose(rng)
+                .map_or("French", |n| n[column].as_str());
             b.value(None, value);
         }
         Slot::Job => b.value(None, &person.occupation),
@@ -514,16 +603,52 @@ fn fill(b: &mut Builder, slot: Slot, person: &Person, sources: &PiiSources, rng:
         Slot::Year => b.value(None, &rng.random_range(1950..2025).to_string()),
         Slot::DateOfBirth => b.value(None, &person.birthday),
         Slot::DateTime => {
-            const MONTHS: [&str; 12] = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
-            let (year, month, day) = (rng.random_range(2000..2025), rng.random_range(0..12), rng.random_range(1..29));
+            const MONTHS: [&str; 12] = [
+                "January",
+                "February",
+                "March",
+                "April",
+                "May",
+                "June",
+                "July",
+                "August",
+                "September",
+                "October",
+                "November",
+                "December",
+            ];
+            let (year, month, day) = (
+                rng.random_range(2000..2025),
+                rng.random_range(0..12),
+                rng.random_range(1..29),
+            );
             let value = if rng.random_bool(0.5) {
                 format!("{} {day}, {year}", MONTHS[month])
             } else {
-                format!("{year}-{:02}-{day:02} {:02}:{:02}", month + 1, rng.random_range(0..24), rng.random_range(0..60))
+                format!(
+                    "{year}-{:02}-{day:02} {:02}:{:02}",
+                    month + 1,
+                    rng.random_range(0..24),
+                    rng.random_range(0..60)
+                )
             };
             b.value(None, &value);
         }
-        Slot::DayOfWeek => b.value(None, ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"].choose(rng).copied().unwrap_or("Monday")),
+        Slot::DayOfWeek => b.value(
+            None,
+            [
+                "Monday",
+                "Tuesday",
+                "Wednesday",
+                "Thursday",
+                "Friday",
+                "Saturday",
+                "Sunday",
+            ]
+            .choose(rng)
+            .copied()
+            .unwrap_or("Monday"),
+        ),
     }
 }
 
@@ -541,7 +666,11 @@ fn address(b: &mut Builder, person: &Person, rng: &mut ChaCha8Rng) {
     b.text(if rng.random_bool(0.7) { ", " } else { "\n" });
     b.value(Some(PiiType::City), &person.city);
     b.text(", ");
-    let state = if rng.random_bool(0.8) { &person.state } else { &person.state_full };
+    let state = if rng.random_bool(0.8) {
+        &person.state
+    } else {
+        &person.state_full
+    };
     b.value(Some(PiiType::State), state);
     b.text(" ");
     b.value(Some(PiiType::ZipCode), &person.zip);
@@ -553,7 +682,10 @@ fn secondary(rng: &mut ChaCha8Rng) -> String {
         0 => format!("Apt. {number}"),
         1 => format!("Suite {number}"),
         2 => format!("Apt {number}"),
-        _ => format!("Unit {number}{}", ["", "A", "B"].choose(rng).copied().unwrap_or("")),
+        _ => format!(
+            "Unit {number}{}",
+            ["", "A", "B"].choose(rng).copied().unwrap_or("")
+        ),
     }
 }
 
@@ -582,8 +714,16 @@ fn phone(person: &Person, all: &[&Person], rng: &mut ChaCha8Rng) -> String {
             };
         }
     }
-    let national: String = person.phone.chars().filter(|c| *c != '(' && *c != ')').collect();
-    format!("+{} {}", person.phone_country, national.trim().trim_start_matches('0'))
+    let national: String = person
+        .phone
+        .chars()
+        .filter(|c| *c != '(' && *c != ')')
+        .collect();
+    format!(
+        "+{} {}",
+        person.phone_country,
+        national.trim().trim_start_matches('0')
+    )
 }
 
 /// A card number of the person's card type with a valid Luhn digit (the CSV's numbers lost
@@ -591,7 +731,14 @@ fn phone(person: &Person, all: &[&Person], rng: &mut ChaCha8Rng) -> String {
 fn card(card_type: &str, rng: &mut ChaCha8Rng) -> String {
     let (prefix, length): (String, usize) = match card_type {
         "MasterCard" => (rng.random_range(51..56).to_string(), 16),
-        "American Express" => (["34", "37"].choose(rng).copied().unwrap_or("34").to_string(), 15),
+        "American Express" => (
+            ["34", "37"]
+                .choose(rng)
+                .copied()
+                .unwrap_or("34")
+                .to_string(),
+            15,
+        ),
         _ => ("4".to_string(), 16),
     };
     let mut digits: Vec<u8> = prefix.bytes().map(|b| b - b'0').collect();
@@ -600,7 +747,11 @@ fn card(card_type: &str, rng: &mut ChaCha8Rng) -> String {
     }
     digits.push(luhn_check_digit(&digits));
     let s: String = digits.iter().map(|d| char::from(b'0' + d)).collect();
-    let groups: Vec<&str> = if length == 15 { vec![&s[..4], &s[4..10], &s[10..]] } else { (0..4).map(|i| &s[i * 4..i * 4 + 4]).collect() };
+    let groups: Vec<&str> = if length == 15 {
+        vec![&s[..4], &s[4..10], &s[10..]]
+    } else {
+        (0..4).map(|i| &s[i * 4..i * 4 + 4]).collect()
+    };
     match rng.random_range(0..4) {
         0 => s.clone(),
         1 => groups.join("-"),
@@ -626,7 +777,16 @@ fn luhn_check_digit(digits: &[u8]) -> u8 {
 /// An IBAN of a European country with the right length and check digits, compact or grouped.
 fn iban(rng: &mut ChaCha8Rng) -> String {
     // country, leading letters of the BBAN (bank codes), total length
-    const FORMATS: [(&str, usize, usize); 8] = [("DE", 0, 22), ("GB", 4, 22), ("FR", 0, 27), ("ES", 0, 24), ("IT", 1, 27), ("NL", 4, 18), ("AT", 0, 20), ("BE", 0, 16)];
+    const FORMATS: [(&str, usize, usize); 8] = [
+        ("DE", 0, 22),
+        ("GB", 4, 22),
+        ("FR", 0, 27),
+        ("ES", 0, 24),
+        ("IT", 1, 27),
+        ("NL", 4, 18),
+        ("AT", 0, 20),
+        ("BE", 0, 16),
+    ];
     let &(country, letters, length) = FORMATS.choose(rng).unwrap_or(&FORMATS[0]);
     let mut bban = String::new();
     for i in 0..length - 4 {
@@ -641,7 +801,12 @@ fn iban(rng: &mut ChaCha8Rng) -> String {
     if rng.random_bool(0.3) {
         return compact;
     }
-    compact.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(" ")
+    compact
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The remainder mod 97 of a string of digits and capitals (letters read as 10..35).
@@ -672,7 +837,11 @@ fn ssn(person: &Person, rng: &mut ChaCha8Rng) -> String {
                 break a;
             }
         };
-        format!("{area:03}-{:02}-{:04}", rng.random_range(1..100), rng.random_range(1..10000))
+        format!(
+            "{area:03}-{:02}-{:04}",
+            rng.random_range(1..100),
+            rng.random_range(1..10000)
+        )
     };
     if rng.random_bool(0.15) {
         number.replace('-', " ")
@@ -683,9 +852,17 @@ fn ssn(person: &Person, rng: &mut ChaCha8Rng) -> String {
 
 fn ip(rng: &mut ChaCha8Rng) -> String {
     if rng.random_bool(0.8) {
-        format!("{}.{}.{}.{}", rng.random_range(1..224), rng.random_range(0..256), rng.random_range(0..256), rng.random_range(1..255))
+        format!(
+            "{}.{}.{}.{}",
+            rng.random_range(1..224),
+            rng.random_range(0..256),
+            rng.random_range(0..256),
+            rng.random_range(1..255)
+        )
     } else {
-        let groups: Vec<String> = (0..8).map(|_| format!("{:x}", rng.random_range(0..0x10000))).collect();
+        let groups: Vec<String> = (0..8)
+            .map(|_| format!("{:x}", rng.random_range(0..0x10000)))
+            .collect();
         if rng.random_bool(0.5) {
             groups.join(":")
         } else {
@@ -695,12 +872,19 @@ fn ip(rng: &mut ChaCha8Rng) -> String {
 }
 
 fn url(domain: &str, rng: &mut ChaCha8Rng) -> String {
-    let domain = if domain.is_empty() { "example.com".to_string() } else { domain.to_lowercase() };
+    let domain = if domain.is_empty() {
+        "example.com".to_string()
+    } else {
+        domain.to_lowercase()
+    };
     match rng.random_range(0..4) {
         0 => format!("https://www.{domain}"),
         1 => format!("http://{domain}/photos/{}", rng.random_range(100..99999)),
         2 => format!("www.{domain}"),
-        _ => format!("https://{domain}/share?id={}", rng.random_range(1000..999999)),
+        _ => format!(
+            "https://{domain}/share?id={}",
+            rng.random_range(1000..999999)
+        ),
     }
 }
 
@@ -748,7 +932,10 @@ mod tests {
 
     #[test]
     fn templates_split_into_text_and_slots() {
-        let t = parse_templates("Call {{phone_number}} or {{ Person }}\\nBye\\, {street_name} stays\n\n").unwrap();
+        let t = parse_templates(
+            "Call {{phone_number}} or {{ Person }}\\nBye\\, {street_name} stays\n\n",
+        )
+        .unwrap();
         assert_eq!(
             t,
             [vec![
@@ -760,7 +947,10 @@ mod tests {
             ]]
         );
         let err = parse_templates("ok\nmy {{favourite_colour}}").unwrap_err();
-        assert!(err.to_string().contains("line 2") && err.to_string().contains("favourite_colour"), "{err}");
+        assert!(
+            err.to_string().contains("line 2") && err.to_string().contains("favourite_colour"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -769,11 +959,21 @@ mod tests {
         for _ in 0..200 {
             for kind in ["Visa", "MasterCard", "American Express"] {
                 let c = card(kind, &mut rng);
-                let digits: Vec<u8> = c.bytes().filter(u8::is_ascii_digit).map(|b| b - b'0').collect();
-                assert!(crate::engine::signals::pii::recognizers::luhn_valid(&digits), "{c}");
+                let digits: Vec<u8> = c
+                    .bytes()
+                    .filter(u8::is_ascii_digit)
+                    .map(|b| b - b'0')
+                    .collect();
+                assert!(
+                    crate::engine::signals::pii::recognizers::luhn_valid(&digits),
+                    "{c}"
+                );
             }
             let i = iban(&mut rng);
-            assert!(crate::engine::signals::pii::recognizers::iban_valid(&i), "{i}");
+            assert!(
+                crate::engine::signals::pii::recognizers::iban_valid(&i),
+                "{i}"
+            );
             let s = ssn(&Person::sample(), &mut rng);
             let area: u32 = s[..3].parse().unwrap();
             assert!(area != 0 && area != 666 && area < 900, "{s}");
@@ -795,10 +995,19 @@ mod tests {
         b.text(" with ");
         b.value(Some(PiiType::Person), "Bob");
         let s = b.finish();
-        let got: Vec<(PiiType, &str)> = s.entities.iter().map(|e| (e.kind, &s.text[e.start..e.end])).collect();
+        let got: Vec<(PiiType, &str)> = s
+            .entities
+            .iter()
+            .map(|e| (e.kind, &s.text[e.start..e.end]))
+            .collect();
         assert_eq!(
             got,
-            [(PiiType::Person, "Anna Smith"), (PiiType::StreetAddress, "12 Main Street"), (PiiType::City, "Springfield"), (PiiType::Person, "Bob")]
+            [
+                (PiiType::Person, "Anna Smith"),
+                (PiiType::StreetAddress, "12 Main Street"),
+                (PiiType::City, "Springfield"),
+                (PiiType::Person, "Bob")
+            ]
         );
     }
 
@@ -809,7 +1018,11 @@ mod tests {
         let samples = vec![PiiSample {
             task: "pii".into(),
             text: "mail zoë@example.com".into(),
-            entities: vec![PiiSpan { kind: PiiType::Email, start: 5, end: 21 }],
+            entities: vec![PiiSpan {
+                kind: PiiType::Email,
+                start: 5,
+                end: 21,
+            }],
         }];
         write_jsonl(&path, &samples).unwrap();
         let line = std::fs::read_to_string(&path).unwrap();

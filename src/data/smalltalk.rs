@@ -35,7 +35,12 @@ pub fn load(dir: &Path) -> Result<Vec<LabelledText>, DataError> {
         let Some(Yaml::Array(conversations)) = docs.first().map(|d| &d["conversations"]) else {
             return Err(bad("no `conversations` list".into()));
         };
-        for utterance in conversations.iter().filter_map(Yaml::as_vec).flatten().filter_map(Yaml::as_str) {
+        for utterance in conversations
+            .iter()
+            .filter_map(Yaml::as_vec)
+            .flatten()
+            .filter_map(Yaml::as_str)
+        {
             rows.push(utterance.split_whitespace().collect::<Vec<_>>().join(" "));
         }
     }
@@ -66,7 +71,10 @@ mod tests {
         assert_eq!(train.len() + held.len(), rows.len());
         assert_eq!(partition(rows).1, held);
         std::fs::write(dir.path().join("humor.yml"), "categories: [humor]\n").unwrap();
-        assert!(load(dir.path()).unwrap_err().to_string().contains("conversations"));
+        assert!(load(dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("conversations"));
         std::fs::remove_file(dir.path().join("emotion.yml")).unwrap();
         assert!(matches!(load(dir.path()), Err(DataError::Missing { .. })));
     }

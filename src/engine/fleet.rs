@@ -40,7 +40,15 @@ impl ModelCard {
             .pii_allowed
             .as_ref()
             .filter(|types| !types.iter().any(|t| t.eq_ignore_ascii_case("any")))
-            .map(|types| types.iter().map(|t| PiiType::parse(t).map_or_else(|_| t.to_ascii_uppercase(), |p| p.as_str().to_string())).collect());
+            .map(|types| {
+                types
+                    .iter()
+                    .map(|t| {
+                        PiiType::parse(t)
+                            .map_or_else(|_| t.to_ascii_uppercase(), |p| p.as_str().to_string())
+                    })
+                    .collect()
+            });
         Self {
             name: model.name.clone(),
             family: model.reasoning_family.clone(),
@@ -59,12 +67,15 @@ impl ModelCard {
 
     /// Estimated cost of a request of `prompt` and `completion` tokens.
     pub fn cost(&self, prompt: u64, completion: f64) -> f64 {
-        (prompt as f64 * self.price.input_per_million + completion * self.price.output_per_million) / 1e6
+        (prompt as f64 * self.price.input_per_million + completion * self.price.output_per_million)
+            / 1e6
     }
 
     /// Whether the model may see personal data of every type in `types`.
     pub fn may_see(&self, types: &[String]) -> bool {
-        self.pii_allowed.as_ref().is_none_or(|allowed| types.iter().all(|t| allowed.contains(t)))
+        self.pii_allowed
+            .as_ref()
+            .is_none_or(|allowed| types.iter().all(|t| allowed.contains(t)))
     }
 }
 
@@ -78,7 +89,11 @@ pub struct Fleet {
 impl Fleet {
     /// A fleet from resolved model cards (config order is the final tie-break).
     pub fn new(models: Vec<ModelCard>) -> Self {
-        let by_name = models.iter().enumerate().map(|(i, m)| (m.name.clone(), i)).collect();
+        let by_name = models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.name.clone(), i))
+            .collect();
         Self { models, by_name }
     }
 
@@ -124,7 +139,10 @@ mod tests {
     #[test]
     fn expected_quality_weighs_categories_by_probability() {
         let card = ModelCard::from_config(&config(None));
-        let scores = CategoryScores::from_pairs([(Category::parse("math").unwrap(), 0.9), (Category::parse("law").unwrap(), 0.1)]);
+        let scores = CategoryScores::from_pairs([
+            (Category::parse("math").unwrap(), 0.9),
+            (Category::parse("law").unwrap(), 0.1),
+        ]);
         assert!((card.expected_quality(&scores) - (0.9 * 0.9 + 0.1 * 0.5)).abs() < 1e-6);
         assert!((card.cost(1_000_000, 500_000.0) - 2.0).abs() < 1e-9);
     }

@@ -97,7 +97,12 @@ impl Router {
     /// The configuration this engine runs, as a picture's data.
     pub fn policy_map(&self) -> PolicyMap {
         let parts = &self.parts;
-        let all_models: Vec<String> = parts.fleet.models().iter().map(|m| m.name.clone()).collect();
+        let all_models: Vec<String> = parts
+            .fleet
+            .models()
+            .iter()
+            .map(|m| m.name.clone())
+            .collect();
         let classifier = match &parts.classifier {
             DomainClassifier::Linear { .. } => "linear head over the shared embedding",
             DomainClassifier::Sequence { .. } => "sequence-classification model",
@@ -164,7 +169,9 @@ impl Router {
                     context_window: m.context_window,
                     pii_allowed: m.pii_allowed.as_ref().map(sorted),
                     tenants: m.tenants.as_ref().map(sorted),
-                    quality: Category::all().map(|c| (c.name(), m.quality[c.index()])).collect(),
+                    quality: Category::all()
+                        .map(|c| (c.name(), m.quality[c.index()]))
+                        .collect(),
                 }
             })
             .collect();

@@ -89,7 +89,11 @@ pub struct Routing {
 
 impl Routing {
     /// Resolves routing settings.
-    pub fn new(auto_models: Vec<String>, unknown_models: UnknownModels, classify_text: ClassifyText) -> Self {
+    pub fn new(
+        auto_models: Vec<String>,
+        unknown_models: UnknownModels,
+        classify_text: ClassifyText,
+    ) -> Self {
         Self {
             auto_set: auto_models.iter().cloned().collect(),
             auto_models,
@@ -210,7 +214,11 @@ impl Router {
             tenant: None,
             pii_types: &[],
         };
-        Some(self.parts.scorer.estimate_cost(card, &demand, self.parts.families.can_reason(&card.family)))
+        Some(self.parts.scorer.estimate_cost(
+            card,
+            &demand,
+            self.parts.families.can_reason(&card.family),
+        ))
     }
 
     /// Request model names that ask for routing.
@@ -237,12 +245,20 @@ impl Router {
         self.embed(vec![text.to_string()])
             .await?
             .pop()
-            .ok_or_else(|| EngineError::Backend(BackendError::Inference("the backend returned no embedding".into())))
+            .ok_or_else(|| {
+                EngineError::Backend(BackendError::Inference(
+                    "the backend returned no embedding".into(),
+                ))
+            })
     }
 
     /// Category probabilities for the text the configuration picks from `messages`.
-    pub async fn classify_messages(&self, messages: &[Message]) -> Result<Classification, EngineError> {
-        let text = text::text_to_classify(messages, self.parts.routing.classify_text).ok_or(EngineError::NoText)?;
+    pub async fn classify_messages(
+        &self,
+        messages: &[Message],
+    ) -> Result<Classification, EngineError> {
+        let text = text::text_to_classify(messages, self.parts.routing.classify_text)
+            .ok_or(EngineError::NoText)?;
         self.classify_text(text).await
     }
 
@@ -254,8 +270,14 @@ impl Router {
         }
         let encoded = self.embed_one(&text).await?;
         let classify_started = Instant::now();
-        let (scores, sequence) = self.parts.classifier.classify(&encoded.values, &text).await?;
-        let backend = sequence.as_ref().map_or(encoded.timing, |s| add_timing(encoded.timing, s.timing));
+        let (scores, sequence) = self
+            .parts
+            .classifier
+            .classify(&encoded.values, &text)
+            .await?;
+        let backend = sequence
+            .as_ref()
+            .map_or(encoded.timing, |s| add_timing(encoded.timing, s.timing));
         Ok(Classification {
             scores,
             tokens: encoded.tokens,
@@ -270,9 +292,14 @@ impl Router {
 
     /// Every signal of `request`, from one embedding of its classified text. Personal-data
     /// detection, when configured, runs beside the embedding.
-    pub async fn analyse(&self, request: &ChatRequest, options: &RequestOptions) -> Result<Analysis, EngineError> {
+    pub async fn analyse(
+        &self,
+        request: &ChatRequest,
+        options: &RequestOptions,
+    ) -> Result<Analysis, EngineError> {
         let started = Instant::now();
-        let text = text::text_to_classify(&request.messages, self.parts.routing.classify_text).ok_or(EngineError::NoText)?;
+        let text = text::text_to_classify(&request.messages, self.parts.routing.classify_text)
+            .ok_or(EngineError::NoText)?;
         let scan = async {
             match &self.parts.privacy {
                 Some(guard) => guard.scan(&request.body).await.map(Some),
@@ -284,7 +311,9 @@ impl Router {
         let pii = pii?;
         let embedding = match embedding {
             Ok(embedding) => embedding,
-            Err(EngineError::Backend(BackendError::Unavailable(_))) if self.parts.degraded_routing => {
+            Err(EngineError::Backend(BackendError::Unavailable(_)))
+                if self.parts.degraded_routing =>
+            {
                 return Ok(self.degraded_analysis(request, options, text, pii, started));
             }
             Err(e) => return Err(e),
@@ -292,13 +321,27 @@ impl Router {
         crate::telemetry::record_backend_stages(embed_started, &embedding.timing);
         let signals_started = Instant::now();
         let span = tracing::debug_span!("signals");
-        let (domain, sequence) = tracing::Instrument::instrument(self.parts.classifier.classify(&embedding.values, &text), span.clone()).await?;
+        let (domain, sequence) = tracing::Instrument::instrument(
+            self.parts.classifier.classify(&embedding.values, &text),
+            span.clone(),
+        )
+        .await?;
         let context = Context::of(request, options.tenant.clone());
-        let mut signals = span.in_scope(|| self.parts.signals.compute(domain, &embedding.values, &text, context));
+        let mut signals = span.in_scope(|| {
+            self.parts
+                .signals
+                .compute(domain, &embedding.values, &text, context)
+        });
         signals.pii = pii.as_ref().map(|p| p.signal.clone());
-        let signals_time = signals_started.elapsed() - sequence.as_ref().map_or(Duration::ZERO, |s| s.timing.infer + s.timing.queue + s.timing.tokenize);
-        metrics::histogram!("semrouter_stage_duration_seconds", "stage" => "signals").record(signals_time.as_secs_f64());
-        let backend = sequence.as_ref().map_or(embedding.timing, |s| add_timing(embedding.timing, s.timing));
+        let signals_time = signals_started.elapsed()
+            - sequence.as_ref().map_or(Duration::ZERO, |s| {
+                s.timing.infer + s.timing.queue + s.timing.tokenize
+            });
+        metrics::histogram!("semrouter_stage_duration_seconds", "stage" => "signals")
+            .record(signals_time.as_secs_f64());
+        let backend = sequence
+            .as_ref()
+            .map_or(embedding.timing, |s| add_timing(embedding.timing, s.timing));
         Ok(Analysis {
             text,
             embedding,
@@ -318,8 +361,18 @@ impl Router {
     /// The analysis of a request whose embedding could not be made: no domain (uniform),
     /// complexity or jailbreak signal and no reasoning need; keywords, context and personal
     /// data, which need no embedding, are kept.
-    fn degraded_analysis(&self, request: &ChatRequest, options: &RequestOptions, text: String, pii: Option<PiiScan>, started: Instant) -> Analysis {
-        let domain = CategoryScores::from_pairs(crate::categories::Category::all().map(|c| (c, 1.0 / crate::categories::Category::COUNT as f32)));
+    fn degraded_analysis(
+        &self,
+        request: &ChatRequest,
+        options: &RequestOptions,
+        text: String,
+        pii: Option<PiiScan>,
+        started: Instant,
+    ) -> Analysis {
+        let domain = CategoryScores::from_pairs(
+            crate::categories::Category::all()
+                .map(|c| (c, 1.0 / crate::categories::Category::COUNT as f32)),
+        );
         let keywords = self.parts.signals.keywords.matching(&text);
         let signals = Signals {
             uncertainty: domain.uncertainty(),
@@ -352,7 +405,11 @@ impl Router {
     }
 
     /// Decides the model, reasoning and action for `request` and rewrites its body.
-    pub async fn decide(&self, request: &ChatRequest, options: &RequestOptions) -> Result<Decision, EngineError> {
+    pub async fn decide(
+        &self,
+        request: &ChatRequest,
+        options: &RequestOptions,
+    ) -> Result<Decision, EngineError> {
         let started = Instant::now();
         if !self.parts.routing.auto_set.contains(&request.model) {
             return self.pass_through(request, started);
@@ -365,13 +422,23 @@ impl Router {
 
     /// Turns an [`Analysis`] into a decision: policy, limits, scoring, rewrite, tools.
     #[tracing::instrument(name = "decide", level = "debug", skip_all)]
-    pub async fn decide_with(&self, request: &ChatRequest, analysis: &Analysis, options: &RequestOptions) -> Result<Decision, EngineError> {
+    pub async fn decide_with(
+        &self,
+        request: &ChatRequest,
+        analysis: &Analysis,
+        options: &RequestOptions,
+    ) -> Result<Decision, EngineError> {
         let started = Instant::now();
         let p = &self.parts;
         let signals = &analysis.signals;
         // Without semantic signals no rule can be trusted to match: the default rule applies.
-        let policy = if analysis.degraded { p.policies.default_rule() } else { p.policies.select(signals) };
-        metrics::counter!("semrouter_policy_matches_total", "policy" => policy.name.clone()).increment(1);
+        let policy = if analysis.degraded {
+            p.policies.default_rule()
+        } else {
+            p.policies.select(signals)
+        };
+        metrics::counter!("semrouter_policy_matches_total", "policy" => policy.name.clone())
+            .increment(1);
         let (category, confidence) = signals.domain.top();
         let category_pick = (!analysis.degraded).then(|| CategoryPick {
             name: category.name(),
@@ -384,7 +451,14 @@ impl Router {
         let report = options.explain.then(|| signals.report());
 
         if policy.action == PolicyAction::Block {
-            return Ok(self.blocked(analysis, policy, format!("blocked by policy `{}`", policy.name), flags, report, started));
+            return Ok(self.blocked(
+                analysis,
+                policy,
+                format!("blocked by policy `{}`", policy.name),
+                flags,
+                report,
+                started,
+            ));
         }
 
         let plan = match policy.reasoning {
@@ -402,11 +476,22 @@ impl Router {
         // Personal data: a masking policy masks; otherwise, when no candidate may see what was
         // found, the configured violation action masks or blocks.
         let found: &[String] = signals.pii.as_ref().map_or(&[], |s| s.types.as_slice());
-        let nobody_may_see = !found.is_empty() && !candidates.iter().any(|&i| p.fleet.models()[i].may_see(found));
-        let violation = p.privacy.as_ref().map_or(PiiViolation::Mask, |g| g.on_violation);
-        let mask = !found.is_empty() && (policy.action == PolicyAction::Mask || (nobody_may_see && violation == PiiViolation::Mask));
+        let nobody_may_see = !found.is_empty()
+            && !candidates
+                .iter()
+                .any(|&i| p.fleet.models()[i].may_see(found));
+        let violation = p
+            .privacy
+            .as_ref()
+            .map_or(PiiViolation::Mask, |g| g.on_violation);
+        let mask = !found.is_empty()
+            && (policy.action == PolicyAction::Mask
+                || (nobody_may_see && violation == PiiViolation::Mask));
         if nobody_may_see && !mask {
-            let reason = format!("personal data ({}) that no candidate may see", found.join(", "));
+            let reason = format!(
+                "personal data ({}) that no candidate may see",
+                found.join(", ")
+            );
             return Ok(self.blocked(analysis, policy, reason, flags, report, started));
         }
         let pii_types: Vec<String> = if mask { Vec::new() } else { found.to_vec() };
@@ -417,7 +502,13 @@ impl Router {
             tenant: signals.context.tenant.as_deref(),
             pii_types: &pii_types,
         };
-        let weights = p.scorer.weights(options.preference.as_deref().or(policy.preference.as_deref()), options.cost_weight);
+        let weights = p.scorer.weights(
+            options
+                .preference
+                .as_deref()
+                .or(policy.preference.as_deref()),
+            options.cost_weight,
+        );
         let ranking = p.scorer.rank(
             &p.fleet,
             &candidates,
@@ -431,7 +522,10 @@ impl Router {
             metrics::counter!("semrouter_scoring_fallbacks_total").increment(1);
         }
         let Some(chosen) = ranking.ranked.first().and_then(|c| p.fleet.get(&c.model)) else {
-            return Err(NoEligibleModel { excluded: ranking.excluded }.into());
+            return Err(NoEligibleModel {
+                excluded: ranking.excluded,
+            }
+            .into());
         };
 
         let mut body = request.body.clone();
@@ -440,11 +534,17 @@ impl Router {
                 scan.mask(&mut body);
             }
         }
-        let reasoning = p.families.rewrite(&mut body, &chosen.name, &chosen.family, plan);
+        let reasoning = p
+            .families
+            .rewrite(&mut body, &chosen.name, &chosen.family, plan);
         // Tool pre-selection needs embeddings: without them every tool is kept.
         let tools = if !analysis.degraded && p.tools.applies(&request.tools) {
-            let selection = p.tools.select(p.embedder.as_ref(), &analysis.embedding.values, &mut body).await?;
-            metrics::counter!("semrouter_tools_removed_total").increment(selection.removed.len() as u64);
+            let selection = p
+                .tools
+                .select(p.embedder.as_ref(), &analysis.embedding.values, &mut body)
+                .await?;
+            metrics::counter!("semrouter_tools_removed_total")
+                .increment(selection.removed.len() as u64);
             Some(selection)
         } else {
             None
@@ -456,8 +556,18 @@ impl Router {
 
         let decide = started.elapsed();
         let action = if mask { Action::Mask } else { Action::Route };
-        let category_label = if analysis.degraded { "none" } else { category.name() };
-        record_decision(&chosen.name, category_label, if reasoning.enabled { "on" } else { "off" }, if mask { "mask" } else { "route" }, decide);
+        let category_label = if analysis.degraded {
+            "none"
+        } else {
+            category.name()
+        };
+        record_decision(
+            &chosen.name,
+            category_label,
+            if reasoning.enabled { "on" } else { "off" },
+            if mask { "mask" } else { "route" },
+            decide,
+        );
         Ok(Decision {
             action,
             model: Some(chosen.name.clone()),
@@ -506,10 +616,16 @@ impl Router {
         let Some(Value::Object(mut body)) = decision.request.clone() else {
             return None;
         };
-        let reasoning = self.parts.families.rewrite(&mut body, &card.name, &card.family, plan);
+        let reasoning = self
+            .parts
+            .families
+            .rewrite(&mut body, &card.name, &card.family, plan);
         Some(Decision {
             model: Some(card.name.clone()),
-            reason: format!("{}; sent to `{}`, a lower-ranked candidate, after the chosen model failed", decision.reason, card.name),
+            reason: format!(
+                "{}; sent to `{}`, a lower-ranked candidate, after the chosen model failed",
+                decision.reason, card.name
+            ),
             reasoning: Some(reasoning),
             request: Some(Value::Object(body)),
             ..decision.clone()
@@ -517,10 +633,28 @@ impl Router {
     }
 
     /// A blocked decision: no model, no body.
-    fn blocked(&self, analysis: &Analysis, policy: &Policy, reason: String, flags: Vec<String>, report: Option<signals::SignalsReport>, started: Instant) -> Decision {
+    fn blocked(
+        &self,
+        analysis: &Analysis,
+        policy: &Policy,
+        reason: String,
+        flags: Vec<String>,
+        report: Option<signals::SignalsReport>,
+        started: Instant,
+    ) -> Decision {
         let (category, confidence) = analysis.signals.domain.top();
         let decide = started.elapsed();
-        record_decision("blocked", if analysis.degraded { "none" } else { category.name() }, "none", "block", decide);
+        record_decision(
+            "blocked",
+            if analysis.degraded {
+                "none"
+            } else {
+                category.name()
+            },
+            "none",
+            "block",
+            decide,
+        );
         Decision {
             action: Action::Block,
             model: None,
@@ -531,7 +665,11 @@ impl Router {
                 name: category.name(),
                 confidence,
             }),
-            categories: if analysis.degraded { Vec::new() } else { analysis.signals.domain.top_n(REPORTED_CATEGORIES) },
+            categories: if analysis.degraded {
+                Vec::new()
+            } else {
+                analysis.signals.domain.top_n(REPORTED_CATEGORIES)
+            },
             reasoning: None,
             candidates: Vec::new(),
             excluded: Vec::new(),
@@ -551,7 +689,11 @@ impl Router {
 
     /// A request that names a model: forwarded unchanged if the model is known (or unknown
     /// models are passed), without running any model.
-    fn pass_through(&self, request: &ChatRequest, started: Instant) -> Result<Decision, EngineError> {
+    fn pass_through(
+        &self,
+        request: &ChatRequest,
+        started: Instant,
+    ) -> Result<Decision, EngineError> {
         let known = self.parts.fleet.get(&request.model).is_some();
         if !known && self.parts.routing.unknown_models == UnknownModels::Reject {
             let mut names = self.parts.routing.auto_models.clone();
@@ -561,7 +703,17 @@ impl Router {
                 known: names,
             });
         }
-        record_decision(if known { &request.model } else { "unconfigured" }, "none", "unchanged", "pass", Duration::ZERO);
+        record_decision(
+            if known {
+                &request.model
+            } else {
+                "unconfigured"
+            },
+            "none",
+            "unchanged",
+            "pass",
+            Duration::ZERO,
+        );
         Ok(Decision {
             action: Action::Route,
             model: Some(request.model.clone()),
@@ -600,8 +752,15 @@ fn add_timing(a: StageTiming, b: StageTiming) -> StageTiming {
     }
 }
 
-fn record_decision(model: &str, category: &'static str, reasoning: &'static str, action: &'static str, decide: Duration) {
-    metrics::histogram!("semrouter_stage_duration_seconds", "stage" => "decide").record(decide.as_secs_f64());
+fn record_decision(
+    model: &str,
+    category: &'static str,
+    reasoning: &'static str,
+    action: &'static str,
+    decide: Duration,
+) {
+    metrics::histogram!("semrouter_stage_duration_seconds", "stage" => "decide")
+        .record(decide.as_secs_f64());
     metrics::counter!(
         "semrouter_decisions_total",
         "model" => model.to_string(),
@@ -614,7 +773,12 @@ fn record_decision(model: &str, category: &'static str, reasoning: &'static str,
 
 /// Records tokenise, queue and infer latencies of one backend call.
 fn record_backend_stages(timing: &StageTiming) {
-    for (stage, duration) in [("tokenize", timing.tokenize), ("queue", timing.queue), ("infer", timing.infer)] {
-        metrics::histogram!("semrouter_stage_duration_seconds", "stage" => stage).record(duration.as_secs_f64());
+    for (stage, duration) in [
+        ("tokenize", timing.tokenize),
+        ("queue", timing.queue),
+        ("infer", timing.infer),
+    ] {
+        metrics::histogram!("semrouter_stage_duration_seconds", "stage" => stage)
+            .record(duration.as_secs_f64());
     }
 }

@@ -72,7 +72,9 @@ impl Test {
         Ok(match condition {
             Condition::All(c) => Test::All(list(c, "all")?),
             Condition::Any(c) => Test::Any(list(c, "any")?),
-            Condition::Not(c) => Test::Not(Box::new(Test::compile(c, &format!("{key}.not"), scope)?)),
+            Condition::Not(c) => {
+                Test::Not(Box::new(Test::compile(c, &format!("{key}.not"), scope)?))
+            }
             Condition::Category(names) => Test::Category(
                 names
                     .iter()
@@ -81,7 +83,10 @@ impl Test {
                         Category::parse(n).ok_or_else(|| {
                             error(
                                 format!("{key}.category[{i}]"),
-                                format!("`{n}` is not a category; expected one of: {}", crate::categories::CATEGORIES.join(", ")),
+                                format!(
+                                    "`{n}` is not a category; expected one of: {}",
+                                    crate::categories::CATEGORIES.join(", ")
+                                ),
                             )
                         })
                     })
@@ -89,15 +94,25 @@ impl Test {
             ),
             Condition::Complexity(labels) => {
                 if !scope.has_complexity {
-                    return Err(error(format!("{key}.complexity"), "needs `signals.complexity` (a complexity head)".into()));
+                    return Err(error(
+                        format!("{key}.complexity"),
+                        "needs `signals.complexity` (a complexity head)".into(),
+                    ));
                 }
                 if let Some(known) = &scope.complexity_labels {
-                    if let Some((i, label)) = labels.iter().enumerate().find(|(_, l)| !known.contains(l.as_str())) {
+                    if let Some((i, label)) = labels
+                        .iter()
+                        .enumerate()
+                        .find(|(_, l)| !known.contains(l.as_str()))
+                    {
                         let mut known: Vec<&str> = known.iter().copied().collect();
                         known.sort_unstable();
                         return Err(error(
                             format!("{key}.complexity[{i}]"),
-                            format!("`{label}` is not a label of the complexity head ({})", known.join(", ")),
+                            format!(
+                                "`{label}` is not a label of the complexity head ({})",
+                                known.join(", ")
+                            ),
                         ));
                     }
                 }
@@ -107,7 +122,10 @@ impl Test {
             Condition::Uncertainty(r) => Test::Uncertainty(*r),
             Condition::Jailbreak(r) => {
                 if !scope.has_jailbreak {
-                    return Err(error(format!("{key}.jailbreak"), "needs `signals.jailbreak` (a jailbreak head)".into()));
+                    return Err(error(
+                        format!("{key}.jailbreak"),
+                        "needs `signals.jailbreak` (a jailbreak head)".into(),
+                    ));
                 }
                 Test::Jailbreak(*r)
             }
@@ -118,7 +136,11 @@ impl Test {
                     let canonical = types
                         .iter()
                         .enumerate()
-                        .map(|(i, t)| PiiType::parse(t).map(|p| p.as_str().to_string()).map_err(|e| error(format!("{key}.pii[{i}]"), e.to_string())))
+                        .map(|(i, t)| {
+                            PiiType::parse(t)
+                                .map(|p| p.as_str().to_string())
+                                .map_err(|e| error(format!("{key}.pii[{i}]"), e.to_string()))
+                        })
                         .collect::<Result<_, _>>()?;
                     Test::Pii(canonical)
                 }
@@ -126,7 +148,10 @@ impl Test {
             Condition::Keyword(names) => {
                 for (i, name) in names.iter().enumerate() {
                     if !scope.keywords.contains(name.as_str()) {
-                        return Err(error(format!("{key}.keyword[{i}]"), format!("no keyword rule is named `{name}`")));
+                        return Err(error(
+                            format!("{key}.keyword[{i}]"),
+                            format!("no keyword rule is named `{name}`"),
+                        ));
                     }
                 }
                 Test::Keyword(names.clone())
@@ -145,19 +170,27 @@ impl Test {
             Test::Any(c) => c.iter().any(|t| t.holds(s)),
             Test::Not(c) => !c.holds(s),
             Test::Category(cats) => cats.contains(&s.domain.top().0),
-            Test::Complexity(labels) => s.complexity.as_ref().is_some_and(|c| labels.iter().any(|l| l == c.top().0)),
+            Test::Complexity(labels) => s
+                .complexity
+                .as_ref()
+                .is_some_and(|c| labels.iter().any(|l| l == c.top().0)),
             Test::ReasoningNeed(r) => r.contains(s.reasoning_need as f64),
             Test::Uncertainty(r) => r.contains(s.uncertainty as f64),
             Test::Jailbreak(r) => s.jailbreak.is_some_and(|score| r.contains(score as f64)),
             Test::Pii(types) => s.pii.as_ref().is_some_and(|found| {
-                !found.types.is_empty() && (types.is_empty() || types.iter().any(|t| found.types.contains(t)))
+                !found.types.is_empty()
+                    && (types.is_empty() || types.iter().any(|t| found.types.contains(t)))
             }),
             Test::Keyword(names) => names.iter().any(|n| s.keywords.contains(n)),
             Test::Tokens(r) => r.contains(s.context.prompt_tokens as f64),
             Test::Turns(r) => r.contains(s.context.turns as f64),
             Test::Tools(b) => (s.context.tools > 0) == *b,
             Test::Stream(b) => s.context.stream == *b,
-            Test::Tenant(t) => s.context.tenant.as_ref().is_some_and(|tenant| t.contains(tenant)),
+            Test::Tenant(t) => s
+                .context
+                .tenant
+                .as_ref()
+                .is_some_and(|tenant| t.contains(tenant)),
         }
     }
 
@@ -169,12 +202,21 @@ impl Test {
             (None, Some(max)) => format!("{name} \u{2264} {max}"),
             (None, None) => format!("any {name}"),
         };
-        let join = |children: &[Test], word: &str| children.iter().map(|c| format!("({})", c.describe())).collect::<Vec<_>>().join(word);
+        let join = |children: &[Test], word: &str| {
+            children
+                .iter()
+                .map(|c| format!("({})", c.describe()))
+                .collect::<Vec<_>>()
+                .join(word)
+        };
         match self {
             Test::All(c) => join(c, " and "),
             Test::Any(c) => join(c, " or "),
             Test::Not(c) => format!("not ({})", c.describe()),
-            Test::Category(cats) => format!("category in [{}]", cats.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")),
+            Test::Category(cats) => format!(
+                "category in [{}]",
+                cats.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+            ),
             Test::Complexity(labels) => format!("complexity in [{}]", labels.join(", ")),
             Test::ReasoningNeed(r) => range("reasoning need", r),
             Test::Uncertainty(r) => range("uncertainty", r),
@@ -208,7 +250,11 @@ impl Test {
             Test::Uncertainty(_) => "uncertainty",
             Test::Jailbreak(_) => "jailbreak",
             Test::Pii(_) => "pii",
-            Test::Tokens(_) | Test::Turns(_) | Test::Tools(_) | Test::Stream(_) | Test::Tenant(_) => "request",
+            Test::Tokens(_)
+            | Test::Turns(_)
+            | Test::Tools(_)
+            | Test::Stream(_)
+            | Test::Tenant(_) => "request",
         };
         out.insert(name.to_string());
     }
@@ -280,40 +326,62 @@ impl Policies {
                 message,
             };
             if c.name.trim().is_empty() || c.name == DEFAULT_POLICY {
-                return Err(error("name", format!("must be non-empty and not `{DEFAULT_POLICY}`")));
+                return Err(error(
+                    "name",
+                    format!("must be non-empty and not `{DEFAULT_POLICY}`"),
+                ));
             }
             if !names.insert(c.name.as_str()) {
                 return Err(error("name", format!("`{}` is used twice", c.name)));
             }
             if let Some(models) = &c.models {
                 if models.is_empty() {
-                    return Err(error("models", "must list at least one model (omit it for all)".into()));
+                    return Err(error(
+                        "models",
+                        "must list at least one model (omit it for all)".into(),
+                    ));
                 }
                 for (j, m) in models.iter().enumerate() {
                     if !scope.models.contains(m.as_str()) {
-                        return Err(error(&format!("models[{j}]"), format!("`{m}` is not a configured model")));
+                        return Err(error(
+                            &format!("models[{j}]"),
+                            format!("`{m}` is not a configured model"),
+                        ));
                     }
                 }
             }
             if let Some(p) = &c.preference {
                 if !scope.preferences.contains(p.as_str()) {
-                    return Err(error("preference", format!("`{p}` is not in scoring.preferences")));
+                    return Err(error(
+                        "preference",
+                        format!("`{p}` is not in scoring.preferences"),
+                    ));
                 }
             }
-            let test = c.when.as_ref().map(|w| Test::compile(w, &format!("{key}.when"), scope)).transpose()?;
-            rules.push((c.priority, i, Policy {
-                name: c.name.clone(),
-                test,
-                action: c.action,
-                models: c.models.clone(),
-                reasoning: c.reasoning,
-                flag: c.flag.clone(),
-                preference: c.preference.clone(),
-            }));
+            let test = c
+                .when
+                .as_ref()
+                .map(|w| Test::compile(w, &format!("{key}.when"), scope))
+                .transpose()?;
+            rules.push((
+                c.priority,
+                i,
+                Policy {
+                    name: c.name.clone(),
+                    test,
+                    action: c.action,
+                    models: c.models.clone(),
+                    reasoning: c.reasoning,
+                    flag: c.flag.clone(),
+                    preference: c.preference.clone(),
+                },
+            ));
         }
         rules.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         let rules: Vec<Policy> = rules.into_iter().map(|(_, _, p)| p).collect();
-        let needs_pii = rules.iter().any(|r| r.action == PolicyAction::Mask || r.test.as_ref().is_some_and(Test::mentions_pii));
+        let needs_pii = rules.iter().any(|r| {
+            r.action == PolicyAction::Mask || r.test.as_ref().is_some_and(Test::mentions_pii)
+        });
         Ok(Self {
             rules,
             default: Policy {
@@ -404,10 +472,18 @@ mod tests {
         assert_eq!(p.rules()[0].name, "block");
         assert_eq!(p.select(&signals("math", 0.9, &[], &[])).name, "block");
         assert_eq!(p.select(&signals("math", 0.1, &[], &[])).name, "math");
-        assert_eq!(p.select(&signals("history", 0.1, &["code"], &[])).name, "code");
-        assert_eq!(p.select(&signals("law", 0.1, &["code"], &[])).name, DEFAULT_POLICY);
+        assert_eq!(
+            p.select(&signals("history", 0.1, &["code"], &[])).name,
+            "code"
+        );
+        assert_eq!(
+            p.select(&signals("law", 0.1, &["code"], &[])).name,
+            DEFAULT_POLICY
+        );
         assert_eq!(p.select(&signals("law", 0.1, &[], &["EMAIL"])).name, "mask");
-        let e = policies(serde_json::json!([{"name": "x", "when": {"pii": ["EMAIL", "SHOE_SIZE"]}}])).unwrap_err();
+        let e =
+            policies(serde_json::json!([{"name": "x", "when": {"pii": ["EMAIL", "SHOE_SIZE"]}}]))
+                .unwrap_err();
         assert_eq!(e.key, "policies[0].when.pii[1]");
         assert!(p.needs_pii());
     }
@@ -420,8 +496,13 @@ mod tests {
             {"name": "always"}
         ]))
         .unwrap();
-        let [guard, mixed, always] = p.rules() else { panic!("three rules") };
-        assert_eq!(guard.condition().as_deref(), Some("0.5 \u{2264} jailbreak \u{2264} 0.9"));
+        let [guard, mixed, always] = p.rules() else {
+            panic!("three rules")
+        };
+        assert_eq!(
+            guard.condition().as_deref(),
+            Some("0.5 \u{2264} jailbreak \u{2264} 0.9")
+        );
         assert_eq!(guard.signals(), ["jailbreak"]);
         assert_eq!(mixed.condition().as_deref(), Some("(keyword [code]) and (not (category in [law, math])) and (prompt tokens \u{2264} 100)"));
         assert_eq!(mixed.signals(), ["domain", "keyword:code", "request"]);
@@ -431,13 +512,18 @@ mod tests {
 
     #[test]
     fn unknown_names_are_errors_naming_the_key() {
-        let e = policies(serde_json::json!([{"name": "x", "when": {"any": [{"category": ["astrology"]}]}}])).unwrap_err();
+        let e = policies(
+            serde_json::json!([{"name": "x", "when": {"any": [{"category": ["astrology"]}]}}]),
+        )
+        .unwrap_err();
         assert_eq!(e.key, "policies[0].when.any[0].category[0]");
         let e = policies(serde_json::json!([{"name": "x", "models": ["gpt-9"]}])).unwrap_err();
         assert_eq!(e.key, "policies[0].models[0]");
-        let e = policies(serde_json::json!([{"name": "x", "when": {"complexity": ["hard"]}}])).unwrap_err();
+        let e = policies(serde_json::json!([{"name": "x", "when": {"complexity": ["hard"]}}]))
+            .unwrap_err();
         assert!(e.message.contains("hard"));
-        let e = policies(serde_json::json!([{"name": "x", "when": {"keyword": ["nope"]}}])).unwrap_err();
+        let e = policies(serde_json::json!([{"name": "x", "when": {"keyword": ["nope"]}}]))
+            .unwrap_err();
         assert_eq!(e.key, "policies[0].when.keyword[0]");
         let e = policies(serde_json::json!([{"name": "a"}, {"name": "a"}])).unwrap_err();
         assert_eq!(e.key, "policies[1].name");

@@ -54,7 +54,10 @@ impl PiiScan {
             };
             let slot = match hit.at.part {
                 None => message.get_mut("content"),
-                Some(p) => message.get_mut("content").and_then(|c| c.get_mut(p)).and_then(|part| part.get_mut("text")),
+                Some(p) => message
+                    .get_mut("content")
+                    .and_then(|c| c.get_mut(p))
+                    .and_then(|part| part.get_mut("text")),
             };
             if let Some(slot) = slot {
                 *slot = Value::String(hit.masked.clone());
@@ -78,12 +81,24 @@ fn texts(body: &Map<String, Value>) -> Vec<(Location, &str)> {
     let mut out = Vec::new();
     for (m, message) in messages.iter().enumerate() {
         match message.get("content") {
-            Some(Value::String(text)) => out.push((Location { message: m, part: None }, text.as_str())),
+            Some(Value::String(text)) => out.push((
+                Location {
+                    message: m,
+                    part: None,
+                },
+                text.as_str(),
+            )),
             Some(Value::Array(parts)) => {
                 for (p, part) in parts.iter().enumerate() {
                     if part.get("type").and_then(Value::as_str) == Some("text") {
                         if let Some(text) = part.get("text").and_then(Value::as_str) {
-                            out.push((Location { message: m, part: Some(p) }, text));
+                            out.push((
+                                Location {
+                                    message: m,
+                                    part: Some(p),
+                                },
+                                text,
+                            ));
                         }
                     }
                 }
@@ -111,8 +126,12 @@ impl PrivacyGuard {
     /// Scans every message text of `body` (concurrently: the model's queue batches them).
     pub async fn scan(&self, body: &Map<String, Value>) -> Result<PiiScan, BackendError> {
         let started = Instant::now();
-        let texts: Vec<(Location, &str)> = texts(body).into_iter().filter(|(_, t)| !t.trim().is_empty()).collect();
-        let findings = try_join_all(texts.iter().map(|(_, text)| self.detector.detect(text))).await?;
+        let texts: Vec<(Location, &str)> = texts(body)
+            .into_iter()
+            .filter(|(_, t)| !t.trim().is_empty())
+            .collect();
+        let findings =
+            try_join_all(texts.iter().map(|(_, text)| self.detector.detect(text))).await?;
         let mut types: Vec<String> = Vec::new();
         let mut entities = 0;
         let mut hits = Vec::new();
@@ -122,7 +141,10 @@ impl PrivacyGuard {
             }
             entities += found.entities.len();
             types.extend(found.types().into_iter().map(|t| t.as_str().to_string()));
-            hits.push(Hit { at: *at, masked: found.masked });
+            hits.push(Hit {
+                at: *at,
+                masked: found.masked,
+            });
         }
         types.sort();
         types.dedup();
@@ -130,10 +152,15 @@ impl PrivacyGuard {
             metrics::counter!("semrouter_pii_detections_total", "type" => t.clone()).increment(1);
         }
         let elapsed: Duration = started.elapsed();
-        metrics::histogram!("semrouter_stage_duration_seconds", "stage" => "pii").record(elapsed.as_secs_f64());
+        metrics::histogram!("semrouter_stage_duration_seconds", "stage" => "pii")
+            .record(elapsed.as_secs_f64());
         Ok(PiiScan {
             hits,
-            signal: PiiSignal { types, entities, elapsed },
+            signal: PiiSignal {
+                types,
+                entities,
+                elapsed,
+            },
         })
     }
 }
@@ -147,7 +174,10 @@ mod tests {
 
     #[tokio::test]
     async fn every_message_and_text_part_is_scanned_and_masked() {
-        let guard = PrivacyGuard::new(PiiDetector::new(None, PiiSettings::default()).unwrap(), PiiViolation::Mask);
+        let guard = PrivacyGuard::new(
+            PiiDetector::new(None, PiiSettings::default()).unwrap(),
+            PiiViolation::Mask,
+        );
         let mut body: Map<String, Value> = json!({"messages": [
             {"role": "system", "content": "Escalate to ops@example.com."},
             {"role": "user", "content": "hello"},
@@ -166,7 +196,10 @@ mod tests {
         scan.mask(&mut body);
         assert_eq!(body["messages"][0]["content"], "Escalate to <EMAIL>.");
         assert_eq!(body["messages"][1]["content"], "hello");
-        assert_eq!(body["messages"][2]["content"][1]["text"], "My SSN is <US_SSN>");
+        assert_eq!(
+            body["messages"][2]["content"][1]["text"],
+            "My SSN is <US_SSN>"
+        );
         assert_eq!(body["messages"][2]["content"][0]["image_url"]["url"], "x");
         let text = serde_json::to_string(&body).unwrap();
         assert!(!text.contains("123-45-6789") && !text.contains("ops@example.com"));

@@ -136,7 +136,12 @@ impl Family {
     fn from_template(template: &FamilyTemplate) -> Self {
         let fields = |map: &BTreeMap<String, Value>| {
             map.iter()
-                .map(|(path, value)| (path.split('.').map(str::to_string).collect(), FieldValue::parse(value)))
+                .map(|(path, value)| {
+                    (
+                        path.split('.').map(str::to_string).collect(),
+                        FieldValue::parse(value),
+                    )
+                })
                 .collect()
         };
         Family {
@@ -173,20 +178,35 @@ fn builtin_templates() -> BTreeMap<String, FamilyTemplate> {
             Value::Object(m) => m.into_iter().collect(),
             _ => BTreeMap::new(),
         };
-        FamilyTemplate { on: map(on), off: map(off) }
+        FamilyTemplate {
+            on: map(on),
+            off: map(off),
+        }
     };
     BTreeMap::from([
         ("none".to_string(), FamilyTemplate::default()),
         (
             "qwen3".to_string(),
-            template(json!({"chat_template_kwargs.enable_thinking": true}), json!({"chat_template_kwargs.enable_thinking": false})),
+            template(
+                json!({"chat_template_kwargs.enable_thinking": true}),
+                json!({"chat_template_kwargs.enable_thinking": false}),
+            ),
         ),
         (
             "deepseek".to_string(),
-            template(json!({"chat_template_kwargs.thinking": true}), json!({"chat_template_kwargs.thinking": false})),
+            template(
+                json!({"chat_template_kwargs.thinking": true}),
+                json!({"chat_template_kwargs.thinking": false}),
+            ),
         ),
         // gpt-oss has no off: the lowest effort is the closest.
-        ("gpt-oss".to_string(), template(json!({"reasoning_effort": "{effort}"}), json!({"reasoning_effort": "low"}))),
+        (
+            "gpt-oss".to_string(),
+            template(
+                json!({"reasoning_effort": "{effort}"}),
+                json!({"reasoning_effort": "low"}),
+            ),
+        ),
     ])
 }
 
@@ -216,7 +236,10 @@ impl Families {
             }
             templates.insert(name.clone(), template.clone());
         }
-        let families: BTreeMap<String, Family> = templates.iter().map(|(n, t)| (n.clone(), Family::from_template(t))).collect();
+        let families: BTreeMap<String, Family> = templates
+            .iter()
+            .map(|(n, t)| (n.clone(), Family::from_template(t)))
+            .collect();
         let owned = families
             .values()
             .flat_map(|f| f.on.iter().chain(&f.off).map(|(path, _)| path.clone()))
@@ -236,7 +259,13 @@ impl Families {
 
     /// Sets `model` and `family`'s reasoning fields for `plan` in `body`, after removing every
     /// family's fields. A caller's own valid effort is kept where the family takes an effort.
-    pub fn rewrite(&self, body: &mut Map<String, Value>, model: &str, family: &str, plan: ReasoningPlan) -> Reasoning {
+    pub fn rewrite(
+        &self,
+        body: &mut Map<String, Value>,
+        model: &str,
+        family: &str,
+        plan: ReasoningPlan,
+    ) -> Reasoning {
         body.insert("model".into(), Value::String(model.to_string()));
         let Some(fields) = self.families.get(family) else {
             return Reasoning {
@@ -252,7 +281,10 @@ impl Families {
         let mut caller_effort = None;
         for path in &self.owned {
             if let Some(old) = remove_path(body, path) {
-                if chosen.iter().any(|(p, v)| p == path && *v == FieldValue::Effort) {
+                if chosen
+                    .iter()
+                    .any(|(p, v)| p == path && *v == FieldValue::Effort)
+                {
                     caller_effort = old.as_str().and_then(Effort::parse);
                 }
             }
@@ -306,7 +338,9 @@ fn set_path(body: &mut Map<String, Value>, path: &[String], value: Value) {
             body.insert(last.clone(), value);
         }
         [first, rest @ ..] => {
-            let child = body.entry(first.clone()).or_insert_with(|| Value::Object(Map::new()));
+            let child = body
+                .entry(first.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
             if !child.is_object() {
                 *child = Value::Object(Map::new());
             }
@@ -348,21 +382,30 @@ mod tests {
         assert!(!r.enabled && r.effort.is_none());
         let r = f.rewrite(&mut b, "qwen3-8b", "qwen3", HIGH);
         assert_eq!(b["chat_template_kwargs"], json!({"enable_thinking": true}));
-        assert_eq!((r.enabled, r.effort, r.budget_tokens), (true, Some(Effort::High), Some(8192)));
+        assert_eq!(
+            (r.enabled, r.effort, r.budget_tokens),
+            (true, Some(Effort::High), Some(8192))
+        );
     }
 
     #[test]
     fn deepseek_keeps_other_template_kwargs_and_drops_foreign_switches() {
-        let mut b = body(json!({"chat_template_kwargs": {"enable_thinking": true, "custom": 1}, "reasoning_effort": "high"}));
+        let mut b = body(
+            json!({"chat_template_kwargs": {"enable_thinking": true, "custom": 1}, "reasoning_effort": "high"}),
+        );
         builtin().rewrite(&mut b, "deepseek-v3.1", "deepseek", HIGH);
-        assert_eq!(b["chat_template_kwargs"], json!({"custom": 1, "thinking": true}));
+        assert_eq!(
+            b["chat_template_kwargs"],
+            json!({"custom": 1, "thinking": true})
+        );
         assert!(!b.contains_key("reasoning_effort"));
     }
 
     #[test]
     fn gpt_oss_keeps_the_callers_effort_when_reasoning() {
         let f = builtin();
-        let mut b = body(json!({"reasoning_effort": "low", "chat_template_kwargs": {"thinking": true}}));
+        let mut b =
+            body(json!({"reasoning_effort": "low", "chat_template_kwargs": {"thinking": true}}));
         let r = f.rewrite(&mut b, "gpt-oss-120b", "gpt-oss", HIGH);
         assert_eq!(b["reasoning_effort"], "low");
         assert_eq!(r.effort, Some(Effort::Low));
@@ -392,36 +435,69 @@ mod tests {
         let f = Families::new(&BTreeMap::from([("claude-like".to_string(), template)])).unwrap();
         let mut b = body(json!({"chat_template_kwargs": {"thinking": false}}));
         let r = f.rewrite(&mut b, "m", "claude-like", HIGH);
-        assert_eq!(b, body(json!({"model": "m", "thinking": {"type": "enabled", "budget_tokens": 8192}})));
+        assert_eq!(
+            b,
+            body(json!({"model": "m", "thinking": {"type": "enabled", "budget_tokens": 8192}}))
+        );
         assert_eq!(r.budget_tokens, Some(8192));
         // Another family's fields go when switching; no budget means no budget field.
-        let plan = ReasoningPlan { budget_tokens: None, ..HIGH };
+        let plan = ReasoningPlan {
+            budget_tokens: None,
+            ..HIGH
+        };
         f.rewrite(&mut b, "m", "claude-like", plan);
         assert_eq!(b["thinking"], json!({"type": "enabled"}));
         f.rewrite(&mut b, "q", "qwen3", plan);
-        assert_eq!(b, body(json!({"model": "q", "chat_template_kwargs": {"enable_thinking": true}})));
+        assert_eq!(
+            b,
+            body(json!({"model": "q", "chat_template_kwargs": {"enable_thinking": true}}))
+        );
     }
 
     #[test]
     fn builtin_names_cannot_be_redefined_and_paths_are_checked() {
         let t = FamilyTemplate::default();
-        assert!(matches!(Families::new(&BTreeMap::from([("qwen3".to_string(), t.clone())])), Err(FamilyError::Builtin(_))));
+        assert!(matches!(
+            Families::new(&BTreeMap::from([("qwen3".to_string(), t.clone())])),
+            Err(FamilyError::Builtin(_))
+        ));
         let bad = FamilyTemplate {
             on: BTreeMap::from([("a..b".to_string(), json!(true))]),
             off: BTreeMap::new(),
         };
-        assert!(matches!(Families::new(&BTreeMap::from([("x".to_string(), bad)])), Err(FamilyError::BadPath { .. })));
+        assert!(matches!(
+            Families::new(&BTreeMap::from([("x".to_string(), bad)])),
+            Err(FamilyError::BadPath { .. })
+        ));
     }
 
     #[test]
     fn the_highest_reached_level_applies() {
         let levels = [
-            ReasoningLevel { min_need: 0.0, enabled: false, effort: None, budget_tokens: None },
-            ReasoningLevel { min_need: 0.5, enabled: true, effort: Some(Effort::Low), budget_tokens: Some(1024) },
-            ReasoningLevel { min_need: 0.8, enabled: true, effort: Some(Effort::High), budget_tokens: None },
+            ReasoningLevel {
+                min_need: 0.0,
+                enabled: false,
+                effort: None,
+                budget_tokens: None,
+            },
+            ReasoningLevel {
+                min_need: 0.5,
+                enabled: true,
+                effort: Some(Effort::Low),
+                budget_tokens: Some(1024),
+            },
+            ReasoningLevel {
+                min_need: 0.8,
+                enabled: true,
+                effort: Some(Effort::High),
+                budget_tokens: None,
+            },
         ];
         assert!(!ReasoningPlan::for_need(&levels, 0.2).enabled);
-        assert_eq!(ReasoningPlan::for_need(&levels, 0.5).budget_tokens, Some(1024));
+        assert_eq!(
+            ReasoningPlan::for_need(&levels, 0.5).budget_tokens,
+            Some(1024)
+        );
         assert_eq!(ReasoningPlan::for_need(&levels, 0.9).effort, Effort::High);
         assert_eq!(ReasoningPlan::for_need(&[], 0.9), ReasoningPlan::OFF);
     }

@@ -102,7 +102,9 @@ impl Scorer {
     /// The weights for a request: the named preference (request header or policy), else the
     /// configured default, with an explicit cost weight in [0, 1] splitting quality and cost.
     pub fn weights(&self, preference: Option<&str>, cost_weight: Option<f64>) -> Weights {
-        let mut w = preference.and_then(|p| self.config.preference(p)).unwrap_or(self.config.weights);
+        let mut w = preference
+            .and_then(|p| self.config.preference(p))
+            .unwrap_or(self.config.weights);
         if let Some(c) = cost_weight {
             w.cost = c.clamp(0.0, 1.0);
             w.quality = 1.0 - w.cost;
@@ -134,14 +136,28 @@ impl Scorer {
     fn completion(&self, demand: &Demand, can_reason: bool) -> f64 {
         let expected = demand
             .max_completion_tokens
-            .map_or(self.config.expected_completion_tokens as u64, |m| m.min(self.config.expected_completion_tokens as u64));
-        let multiplier = if demand.reasoning && can_reason { self.config.reasoning_multiplier } else { 1.0 };
+            .map_or(self.config.expected_completion_tokens as u64, |m| {
+                m.min(self.config.expected_completion_tokens as u64)
+            });
+        let multiplier = if demand.reasoning && can_reason {
+            self.config.reasoning_multiplier
+        } else {
+            1.0
+        };
         expected as f64 * multiplier
     }
 
     /// The first hard limit `card` breaks; `strict` includes the latency and cost limits
     /// (`p95` is the card's p95 latency, read only when `max_latency_p95_ms` is set).
-    fn breaks(&self, card: &ModelCard, demand: &Demand, cost: f64, latency: f64, p95: Option<f64>, strict: bool) -> Option<String> {
+    fn breaks(
+        &self,
+        card: &ModelCard,
+        demand: &Demand,
+        cost: f64,
+        latency: f64,
+        p95: Option<f64>,
+        strict: bool,
+    ) -> Option<String> {
         if let Some(allowed) = &card.tenants {
             match demand.tenant {
                 Some(t) if allowed.contains(t) => {}
@@ -155,16 +171,22 @@ impl Scorer {
         if let Some(window) = card.context_window {
             let needed = demand.prompt_tokens + demand.max_completion_tokens.unwrap_or(0);
             if needed > window {
-                return Some(format!("needs about {needed} tokens, context window is {window}"));
+                return Some(format!(
+                    "needs about {needed} tokens, context window is {window}"
+                ));
             }
         }
         if strict {
             if let Some(max) = self.config.max_latency_ms.filter(|&max| latency > max) {
-                return Some(format!("latency {latency:.0} ms is over the {max:.0} ms limit"));
+                return Some(format!(
+                    "latency {latency:.0} ms is over the {max:.0} ms limit"
+                ));
             }
             if let (Some(max), Some(p95)) = (self.config.max_latency_p95_ms, p95) {
                 if p95 > max {
-                    return Some(format!("p95 latency {p95:.0} ms is over the {max:.0} ms budget"));
+                    return Some(format!(
+                        "p95 latency {p95:.0} ms is over the {max:.0} ms budget"
+                    ));
                 }
             }
             if let Some(max) = self.config.max_cost.filter(|&max| cost > max) {
@@ -190,9 +212,15 @@ impl Scorer {
         let mut excluded = Vec::new();
         for &index in candidates {
             let card = &fleet.models()[index];
-            let cost = card.cost(demand.prompt_tokens, self.completion(demand, can_reason(card)));
+            let cost = card.cost(
+                demand.prompt_tokens,
+                self.completion(demand, can_reason(card)),
+            );
             let latency = stats.latency_ms(&card.name);
-            let p95 = self.config.max_latency_p95_ms.map(|_| stats.latency_p95_ms(&card.name));
+            let p95 = self
+                .config
+                .max_latency_p95_ms
+                .map(|_| stats.latency_p95_ms(&card.name));
             match self.breaks(card, demand, cost, latency, p95, true) {
                 Some(reason) => excluded.push(Excluded {
                     model: card.name.clone(),
@@ -214,7 +242,10 @@ impl Scorer {
                 return Err(NoEligibleModel { excluded });
             };
             let card = &fleet.models()[index];
-            let cost = card.cost(demand.prompt_tokens, self.completion(demand, can_reason(card)));
+            let cost = card.cost(
+                demand.prompt_tokens,
+                self.completion(demand, can_reason(card)),
+            );
             survivors.push(Raw {
                 index,
                 quality: quality(card) as f64,
@@ -237,21 +268,39 @@ impl Scorer {
     }
 
     /// The model the configured fallback picks, respecting tenant, privacy and context limits.
-    fn fallback(&self, fleet: &Fleet, candidates: &[usize], demand: &Demand, can_reason: &impl Fn(&ModelCard) -> bool) -> Option<usize> {
+    fn fallback(
+        &self,
+        fleet: &Fleet,
+        candidates: &[usize],
+        demand: &Demand,
+        can_reason: &impl Fn(&ModelCard) -> bool,
+    ) -> Option<usize> {
         let admissible = |i: usize| {
             let card = &fleet.models()[i];
             self.breaks(card, demand, 0.0, 0.0, None, false).is_none()
         };
         match self.config.fallback {
             Fallback::Error => None,
-            Fallback::DefaultModel => self.config.default_model.as_deref().and_then(|name| fleet.index(name)).filter(|&i| admissible(i)),
-            Fallback::Cheapest => candidates.iter().copied().filter(|&i| admissible(i)).min_by(|&a, &b| {
-                let cost = |i: usize| {
-                    let card = &fleet.models()[i];
-                    card.cost(demand.prompt_tokens, self.completion(demand, can_reason(card)))
-                };
-                cost(a).total_cmp(&cost(b)).then(a.cmp(&b))
-            }),
+            Fallback::DefaultModel => self
+                .config
+                .default_model
+                .as_deref()
+                .and_then(|name| fleet.index(name))
+                .filter(|&i| admissible(i)),
+            Fallback::Cheapest => candidates
+                .iter()
+                .copied()
+                .filter(|&i| admissible(i))
+                .min_by(|&a, &b| {
+                    let cost = |i: usize| {
+                        let card = &fleet.models()[i];
+                        card.cost(
+                            demand.prompt_tokens,
+                            self.completion(demand, can_reason(card)),
+                        )
+                    };
+                    cost(a).total_cmp(&cost(b)).then(a.cmp(&b))
+                }),
         }
     }
 }
@@ -272,7 +321,13 @@ fn score(fleet: &Fleet, raw: &[Raw], w: Weights) -> Vec<ScoredCandidate> {
     let min_latency = raw.iter().map(|r| r.latency).fold(f64::INFINITY, f64::min);
     let min_load = raw.iter().map(|r| r.load).fold(f64::INFINITY, f64::min);
     let total = if w.total() > 0.0 { w.total() } else { 1.0 };
-    let ratio = |best: f64, value: f64| if value > 0.0 { (best / value).clamp(0.0, 1.0) } else { 1.0 };
+    let ratio = |best: f64, value: f64| {
+        if value > 0.0 {
+            (best / value).clamp(0.0, 1.0)
+        } else {
+            1.0
+        }
+    };
     let mut scored: Vec<(usize, f64, ScoredCandidate)> = raw
         .iter()
         .map(|r| {
@@ -287,7 +342,10 @@ fn score(fleet: &Fleet, raw: &[Raw], w: Weights) -> Vec<ScoredCandidate> {
                 latency: factor(r.latency, w.latency, ratio(min_latency, r.latency)),
                 load: factor(r.load, w.load, (1.0 + min_load) / (1.0 + r.load)),
             };
-            let score = factors.quality.contribution + factors.cost.contribution + factors.latency.contribution + factors.load.contribution;
+            let score = factors.quality.contribution
+                + factors.cost.contribution
+                + factors.latency.contribution
+                + factors.load.contribution;
             (
                 r.index,
                 r.cost,
@@ -299,7 +357,12 @@ fn score(fleet: &Fleet, raw: &[Raw], w: Weights) -> Vec<ScoredCandidate> {
             )
         })
         .collect();
-    scored.sort_by(|a, b| b.2.score.total_cmp(&a.2.score).then(a.1.total_cmp(&b.1)).then(a.0.cmp(&b.0)));
+    scored.sort_by(|a, b| {
+        b.2.score
+            .total_cmp(&a.2.score)
+            .then(a.1.total_cmp(&b.1))
+            .then(a.0.cmp(&b.0))
+    });
     scored.into_iter().map(|(_, _, c)| c).collect()
 }
 
@@ -310,7 +373,13 @@ mod tests {
     use super::*;
     use crate::config::{ModelConfig, Price};
 
-    fn card(name: &str, price: f64, quality: f64, window: Option<u64>, tenants: Option<Vec<&str>>) -> ModelCard {
+    fn card(
+        name: &str,
+        price: f64,
+        quality: f64,
+        window: Option<u64>,
+        tenants: Option<Vec<&str>>,
+    ) -> ModelCard {
         ModelCard::from_config(&ModelConfig {
             name: name.into(),
             reasoning_family: "none".into(),
@@ -347,7 +416,13 @@ mod tests {
         }
     }
 
-    fn rank(scorer: &Scorer, fleet: &Fleet, stats: &ModelStats, d: &Demand, w: Weights) -> Result<Ranking, NoEligibleModel> {
+    fn rank(
+        scorer: &Scorer,
+        fleet: &Fleet,
+        stats: &ModelStats,
+        d: &Demand,
+        w: Weights,
+    ) -> Result<Ranking, NoEligibleModel> {
         let all: Vec<usize> = (0..fleet.models().len()).collect();
         scorer.rank(fleet, &all, stats, d, w, |c| c.quality[0], |_| false)
     }
@@ -356,14 +431,38 @@ mod tests {
     fn weights_trade_quality_for_cost() {
         let (fleet, stats) = setup();
         let scorer = Scorer::new(ScoringConfig::default());
-        let quality_first = rank(&scorer, &fleet, &stats, &demand(100, None), scorer.weights(None, Some(0.0))).unwrap();
+        let quality_first = rank(
+            &scorer,
+            &fleet,
+            &stats,
+            &demand(100, None),
+            scorer.weights(None, Some(0.0)),
+        )
+        .unwrap();
         assert_eq!(quality_first.ranked[0].model, "big");
-        let cost_first = rank(&scorer, &fleet, &stats, &demand(100, None), scorer.weights(None, Some(1.0))).unwrap();
+        let cost_first = rank(
+            &scorer,
+            &fleet,
+            &stats,
+            &demand(100, None),
+            scorer.weights(None, Some(1.0)),
+        )
+        .unwrap();
         assert_eq!(cost_first.ranked[0].model, "small");
         let c = &cost_first.ranked[0];
-        let sum = c.factors.quality.contribution + c.factors.cost.contribution + c.factors.latency.contribution + c.factors.load.contribution;
-        assert!((sum - c.score).abs() < 1e-9, "contributions add up to the score");
-        assert_eq!(quality_first.excluded.len(), 1, "the tenant-reserved model is excluded without a tenant");
+        let sum = c.factors.quality.contribution
+            + c.factors.cost.contribution
+            + c.factors.latency.contribution
+            + c.factors.load.contribution;
+        assert!(
+            (sum - c.score).abs() < 1e-9,
+            "contributions add up to the score"
+        );
+        assert_eq!(
+            quality_first.excluded.len(),
+            1,
+            "the tenant-reserved model is excluded without a tenant"
+        );
     }
 
     #[test]
@@ -377,11 +476,27 @@ mod tests {
             load: 0.0,
         };
         stats.observe_latency("small", std::time::Duration::from_millis(1000));
-        assert_eq!(rank(&scorer, &fleet, &stats, &demand(10, None), w).unwrap().ranked[0].model, "big");
+        assert_eq!(
+            rank(&scorer, &fleet, &stats, &demand(10, None), w)
+                .unwrap()
+                .ranked[0]
+                .model,
+            "big"
+        );
         let stats = std::sync::Arc::new(stats);
         let _busy: Vec<_> = (0..5).map(|_| stats.start("big")).collect();
-        let w = Weights { latency: 0.0, load: 1.0, ..w };
-        assert_eq!(rank(&scorer, &fleet, &stats, &demand(10, None), w).unwrap().ranked[0].model, "small");
+        let w = Weights {
+            latency: 0.0,
+            load: 1.0,
+            ..w
+        };
+        assert_eq!(
+            rank(&scorer, &fleet, &stats, &demand(10, None), w)
+                .unwrap()
+                .ranked[0]
+                .model,
+            "small"
+        );
     }
 
     #[test]
@@ -422,7 +537,14 @@ mod tests {
             ..ScoringConfig::default()
         });
         let w = slo.weights(None, Some(0.0));
-        assert_eq!(rank(&slo, &fleet, &stats, &demand(100, None), w).unwrap().ranked[0].model, "big", "priors of 100 ms are within it");
+        assert_eq!(
+            rank(&slo, &fleet, &stats, &demand(100, None), w)
+                .unwrap()
+                .ranked[0]
+                .model,
+            "big",
+            "priors of 100 ms are within it"
+        );
         // Two slow answers in twenty put `big`'s p95 (the 19th of 20) at 2 s, over the budget,
         // though its EWMA, pulled back by the fast answers after them, stays under it.
         for i in 0..20 {
@@ -431,8 +553,21 @@ mod tests {
         }
         let r = rank(&slo, &fleet, &stats, &demand(100, None), w).unwrap();
         assert_eq!(r.ranked[0].model, "small", "{r:?}");
-        assert!(stats.latency_ms("big") < 500.0, "EWMA {}", stats.latency_ms("big"));
-        let big = r.excluded.iter().find(|e| e.model == "big").expect("big excluded");
-        assert!(big.reason.contains("p95 latency 2000 ms is over the 500 ms budget"), "{}", big.reason);
+        assert!(
+            stats.latency_ms("big") < 500.0,
+            "EWMA {}",
+            stats.latency_ms("big")
+        );
+        let big = r
+            .excluded
+            .iter()
+            .find(|e| e.model == "big")
+            .expect("big excluded");
+        assert!(
+            big.reason
+                .contains("p95 latency 2000 ms is over the 500 ms budget"),
+            "{}",
+            big.reason
+        );
     }
 }

@@ -54,7 +54,9 @@ impl ModelStats {
 
     /// The latency EWMA of `model` in milliseconds (0 for an unknown model).
     pub fn latency_ms(&self, model: &str) -> f64 {
-        self.models.get(model).map_or(0.0, |s| f64::from_bits(s.latency_ms.load(Ordering::Relaxed)))
+        self.models.get(model).map_or(0.0, |s| {
+            f64::from_bits(s.latency_ms.load(Ordering::Relaxed))
+        })
     }
 
     /// The 95th percentile of `model`'s latest observed latencies in milliseconds (its prior
@@ -73,7 +75,9 @@ impl ModelStats {
 
     /// Requests in flight to `model`.
     pub fn in_flight(&self, model: &str) -> usize {
-        self.models.get(model).map_or(0, |s| s.in_flight.load(Ordering::Relaxed))
+        self.models
+            .get(model)
+            .map_or(0, |s| s.in_flight.load(Ordering::Relaxed))
     }
 
     /// Folds an observed latency of `model` into its EWMA.
@@ -89,11 +93,14 @@ impl ModelStats {
             }
             recent.push_back(observed);
         }
-        let _ = stat.latency_ms.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-            let old = f64::from_bits(bits);
-            Some((old + self.alpha * (observed - old)).to_bits())
-        });
-        metrics::gauge!("semrouter_model_latency_ewma_seconds", "model" => model.to_string()).set(self.latency_ms(model) / 1e3);
+        let _ = stat
+            .latency_ms
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                let old = f64::from_bits(bits);
+                Some((old + self.alpha * (observed - old)).to_bits())
+            });
+        metrics::gauge!("semrouter_model_latency_ewma_seconds", "model" => model.to_string())
+            .set(self.latency_ms(model) / 1e3);
     }
 
     /// Counts a request to `model` in flight until the guard drops.

@@ -14,7 +14,12 @@ pub fn text_to_classify(messages: &[Message], which: ClassifyText) -> Option<Str
             .filter(|m| m.role == Role::User)
             .find(non_blank)
             .map(|m| m.content.0.clone())?,
-        ClassifyText::AllUser => join(messages.iter().filter(|m| m.role == Role::User).filter(non_blank)),
+        ClassifyText::AllUser => join(
+            messages
+                .iter()
+                .filter(|m| m.role == Role::User)
+                .filter(non_blank),
+        ),
         ClassifyText::WithSystem => join(
             messages
                 .iter()
@@ -27,7 +32,10 @@ pub fn text_to_classify(messages: &[Message], which: ClassifyText) -> Option<Str
 }
 
 fn join<'a>(messages: impl Iterator<Item = &'a Message>) -> String {
-    messages.map(|m| m.content.0.as_str()).collect::<Vec<_>>().join("\n")
+    messages
+        .map(|m| m.content.0.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -55,8 +63,14 @@ mod tests {
     #[test]
     fn each_choice_takes_its_text() {
         let c = conversation();
-        assert_eq!(text_to_classify(&c, ClassifyText::LastUser).unwrap(), "second question");
-        assert_eq!(text_to_classify(&c, ClassifyText::AllUser).unwrap(), "first question\nsecond question");
+        assert_eq!(
+            text_to_classify(&c, ClassifyText::LastUser).unwrap(),
+            "second question"
+        );
+        assert_eq!(
+            text_to_classify(&c, ClassifyText::AllUser).unwrap(),
+            "first question\nsecond question"
+        );
         assert_eq!(
             text_to_classify(&c, ClassifyText::WithSystem).unwrap(),
             "You are a tutor.\nfirst question\nsecond question"

@@ -61,7 +61,12 @@ fn tool_name(tool: &Value) -> Option<&str> {
 /// The text a tool is embedded as.
 fn tool_text(tool: &Value) -> String {
     let function = tool.get("function");
-    let field = |k: &str| function.and_then(|f| f.get(k)).and_then(Value::as_str).unwrap_or("");
+    let field = |k: &str| {
+        function
+            .and_then(|f| f.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    };
     format!("{}: {}", field("name"), field("description"))
 }
 
@@ -99,7 +104,12 @@ impl ToolSelector {
 
     /// Chooses which of `body`'s tools to keep for a prompt embedded as `prompt`, and rewrites
     /// `body.tools`. Embeds only tools not already cached, in one backend call.
-    pub async fn select(&self, embedder: &dyn Embedder, prompt: &[f32], body: &mut Map<String, Value>) -> Result<ToolSelection, BackendError> {
+    pub async fn select(
+        &self,
+        embedder: &dyn Embedder,
+        prompt: &[f32],
+        body: &mut Map<String, Value>,
+    ) -> Result<ToolSelection, BackendError> {
         let Some(Value::Array(tools)) = body.get("tools") else {
             return Ok(ToolSelection::default());
         };
@@ -108,9 +118,13 @@ impl ToolSelector {
         }
         let texts: Vec<String> = tools.iter().map(tool_text).collect();
         let hashes: Vec<u64> = texts.iter().map(|t| content_hash(t)).collect();
-        let missing: Vec<usize> = (0..texts.len()).filter(|&i| self.cache.get(&hashes[i]).is_none()).collect();
+        let missing: Vec<usize> = (0..texts.len())
+            .filter(|&i| self.cache.get(&hashes[i]).is_none())
+            .collect();
         if !missing.is_empty() {
-            let encoded = embedder.embed(missing.iter().map(|&i| texts[i].clone()).collect()).await?;
+            let encoded = embedder
+                .embed(missing.iter().map(|&i| texts[i].clone()).collect())
+                .await?;
             for (&i, e) in missing.iter().zip(encoded) {
                 self.cache.insert(hashes[i], e.values.into());
             }
@@ -123,7 +137,14 @@ impl ToolSelector {
             .map(str::to_string);
 
         let mut scored: Vec<(usize, f32)> = (0..tools.len())
-            .map(|i| (i, self.cache.get(&hashes[i]).map_or(0.0, |v| cosine(prompt, &v))))
+            .map(|i| {
+                (
+                    i,
+                    self.cache
+                        .get(&hashes[i])
+                        .map_or(0.0, |v| cosine(prompt, &v)),
+                )
+            })
             .collect();
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
 
@@ -135,9 +156,15 @@ impl ToolSelector {
             if self.always_keep.contains(name) || forced.as_deref() == Some(name) {
                 keep[i] = true;
             } else if similarity < self.config.threshold {
-                reasons[i] = Some(format!("similarity {similarity:.2} is below the threshold {:.2}", self.config.threshold));
+                reasons[i] = Some(format!(
+                    "similarity {similarity:.2} is below the threshold {:.2}",
+                    self.config.threshold
+                ));
             } else if ranked_kept >= self.config.top_k {
-                reasons[i] = Some(format!("not in the top {} by similarity", self.config.top_k));
+                reasons[i] = Some(format!(
+                    "not in the top {} by similarity",
+                    self.config.top_k
+                ));
             } else {
                 keep[i] = true;
                 ranked_kept += 1;
@@ -149,10 +176,19 @@ impl ToolSelector {
             let name = tool_name(&tools[i]).unwrap_or("").to_string();
             match reasons[i].take() {
                 None => selection.kept.push(KeptTool { name, similarity }),
-                Some(reason) => selection.removed.push(RemovedTool { name, similarity, reason }),
+                Some(reason) => selection.removed.push(RemovedTool {
+                    name,
+                    similarity,
+                    reason,
+                }),
             }
         }
-        let trimmed: Vec<Value> = tools.iter().zip(&keep).filter(|(_, &k)| k).map(|(t, _)| t.clone()).collect();
+        let trimmed: Vec<Value> = tools
+            .iter()
+            .zip(&keep)
+            .filter(|(_, &k)| k)
+            .map(|(t, _)| t.clone())
+            .collect();
         body.insert("tools".into(), Value::Array(trimmed));
         Ok(selection)
     }
@@ -176,13 +212,18 @@ mod tests {
 
     fn embed_words(text: &str) -> Vec<f32> {
         let lower = text.to_lowercase();
-        MARKERS.iter().map(|m| lower.matches(m).count() as f32).chain([0.1]).collect()
+        MARKERS
+            .iter()
+            .map(|m| lower.matches(m).count() as f32)
+            .chain([0.1])
+            .collect()
     }
 
     #[async_trait]
     impl Embedder for Words {
         async fn embed(&self, texts: Vec<String>) -> Result<Vec<Encoded>, BackendError> {
-            self.calls.fetch_add(texts.len(), std::sync::atomic::Ordering::Relaxed);
+            self.calls
+                .fetch_add(texts.len(), std::sync::atomic::Ordering::Relaxed);
             Ok(texts
                 .iter()
                 .map(|t| Encoded {
@@ -231,14 +272,32 @@ mod tests {
             tool("weather_alerts", "weather alerts and weather warnings"),
         ];
         let prompt = embed_words("what's the weather in Paris?");
-        let mut body: Map<String, Value> = json!({"tools": tools.clone()}).as_object().cloned().unwrap_or_default();
-        let s = selector.select(&embedder, &prompt, &mut body).await.unwrap();
+        let mut body: Map<String, Value> = json!({"tools": tools.clone()})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let s = selector
+            .select(&embedder, &prompt, &mut body)
+            .await
+            .unwrap();
         let kept: Vec<&str> = s.kept.iter().map(|k| k.name.as_str()).collect();
-        assert_eq!(kept, ["get_weather", "send_email"], "top-1 by similarity plus the always-kept tool");
-        let removed: Vec<(&str, &str)> = s.removed.iter().map(|r| (r.name.as_str(), r.reason.as_str())).collect();
+        assert_eq!(
+            kept,
+            ["get_weather", "send_email"],
+            "top-1 by similarity plus the always-kept tool"
+        );
+        let removed: Vec<(&str, &str)> = s
+            .removed
+            .iter()
+            .map(|r| (r.name.as_str(), r.reason.as_str()))
+            .collect();
         assert_eq!(removed.len(), 2);
-        assert!(removed.iter().any(|(n, r)| *n == "weather_alerts" && r.contains("top 1")));
-        assert!(removed.iter().any(|(n, r)| *n == "stock_price" && r.contains("threshold")));
+        assert!(removed
+            .iter()
+            .any(|(n, r)| *n == "weather_alerts" && r.contains("top 1")));
+        assert!(removed
+            .iter()
+            .any(|(n, r)| *n == "stock_price" && r.contains("threshold")));
         assert_eq!(body["tools"].as_array().unwrap().len(), 2);
 
         // The same catalogue again: nothing is embedded twice.
@@ -247,8 +306,17 @@ mod tests {
             .as_object()
             .cloned()
             .unwrap_or_default();
-        let s = selector.select(&embedder, &prompt, &mut body).await.unwrap();
-        assert_eq!(embedder.calls.load(std::sync::atomic::Ordering::Relaxed), before);
-        assert!(s.kept.iter().any(|k| k.name == "stock_price"), "the forced tool is kept");
+        let s = selector
+            .select(&embedder, &prompt, &mut body)
+            .await
+            .unwrap();
+        assert_eq!(
+            embedder.calls.load(std::sync::atomic::Ordering::Relaxed),
+            before
+        );
+        assert!(
+            s.kept.iter().any(|k| k.name == "stock_price"),
+            "the forced tool is kept"
+        );
     }
 }

@@ -76,15 +76,22 @@ fn prefix(text: &str, max: usize) -> &str {
 impl LexicalFeatures {
     /// Checks the settings a head file carries; returns what is wrong.
     pub fn validate(&self) -> Result<(), String> {
-        let range_ok = |[lo, hi]: [usize; 2]| (lo == 0 && hi == 0) || (lo >= 1 && lo <= hi && hi <= 16);
+        let range_ok =
+            |[lo, hi]: [usize; 2]| (lo == 0 && hi == 0) || (lo >= 1 && lo <= hi && hi <= 16);
         if self.buckets == 0 || self.buckets > 1 << 20 {
-            return Err(format!("lexical.buckets is {}, expected 1 to 1048576", self.buckets));
+            return Err(format!(
+                "lexical.buckets is {}, expected 1 to 1048576",
+                self.buckets
+            ));
         }
         if !range_ok(self.word_ngrams) || !range_ok(self.char_ngrams) {
             return Err("lexical n-gram ranges must be [0, 0] or 1 <= min <= max <= 16".into());
         }
         if !(self.scale.is_finite() && self.scale > 0.0) {
-            return Err(format!("lexical.scale is {}, expected a positive number", self.scale));
+            return Err(format!(
+                "lexical.scale is {}, expected a positive number",
+                self.scale
+            ));
         }
         Ok(())
     }
@@ -188,7 +195,10 @@ mod tests {
     fn hash_and_buckets_are_fixed() {
         // Part of the head file format: a change would silently break every trained head.
         assert_eq!(fnv_feed(FNV_OFFSET, b"wignore"), 0x9d9d_8dec_88fb_b878);
-        assert_eq!(fnv_feed(fnv_feed(FNV_OFFSET, b"w"), b"ignore"), 0x9d9d_8dec_88fb_b878);
+        assert_eq!(
+            fnv_feed(fnv_feed(FNV_OFFSET, b"w"), b"ignore"),
+            0x9d9d_8dec_88fb_b878
+        );
         assert_eq!(bucket_of(0x9d9d_8dec_88fb_b878, 4096), 0x939);
         assert_eq!(bucket_of(u64::MAX, 10), 3);
         let one_word = LexicalFeatures {
@@ -240,9 +250,15 @@ mod tests {
     #[test]
     fn validation_names_the_problem() {
         assert!(spec().validate().is_ok());
-        let bad = LexicalFeatures { buckets: 0, ..spec() };
+        let bad = LexicalFeatures {
+            buckets: 0,
+            ..spec()
+        };
         assert!(bad.validate().unwrap_err().contains("buckets"));
-        let bad = LexicalFeatures { char_ngrams: [4, 2], ..spec() };
+        let bad = LexicalFeatures {
+            char_ngrams: [4, 2],
+            ..spec()
+        };
         assert!(bad.validate().is_err());
     }
 }

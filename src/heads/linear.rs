@@ -97,7 +97,12 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let (a, b) = (&a[..n], &b[..n]);
     let mut lanes = [0f32; 8];
     let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in a_chunks.zip(b_chunks) {
         for i in 0..8 {
             lanes[i] += x[i] * y[i];
@@ -132,8 +137,16 @@ impl LinearHead {
         let head: LinearHead = serde_json::from_str(&text).map_err(|e| format(e.to_string()))?;
         match (head.format.as_str(), &head.lexical) {
             (HEAD_FORMAT, _) | (HEAD_FORMAT_V1, None) => {}
-            (HEAD_FORMAT_V1, Some(_)) => return Err(format(format!("format `{HEAD_FORMAT_V1}` has no lexical features"))),
-            (other, _) => return Err(format(format!("format is `{other}`, expected `{HEAD_FORMAT}`"))),
+            (HEAD_FORMAT_V1, Some(_)) => {
+                return Err(format(format!(
+                    "format `{HEAD_FORMAT_V1}` has no lexical features"
+                )))
+            }
+            (other, _) => {
+                return Err(format(format!(
+                    "format is `{other}`, expected `{HEAD_FORMAT}`"
+                )))
+            }
         }
         if let Some(lexical) = &head.lexical {
             lexical.validate().map_err(format)?;
@@ -149,9 +162,18 @@ impl LinearHead {
             )));
         }
         if let Some(i) = head.weights.iter().position(|r| r.len() != width) {
-            return Err(format(format!("weight row {i} has {} values, expected {width}", head.weights[i].len())));
+            return Err(format(format!(
+                "weight row {i} has {} values, expected {width}",
+                head.weights[i].len()
+            )));
         }
-        if head.weights.iter().flatten().chain(&head.bias).any(|v| !v.is_finite()) {
+        if head
+            .weights
+            .iter()
+            .flatten()
+            .chain(&head.bias)
+            .any(|v| !v.is_finite())
+        {
             return Err(format("weights contain NaN or infinity".into()));
         }
         Ok(head)
@@ -183,7 +205,9 @@ impl LinearHead {
 
     /// Refuses a head trained on another embedding model (by id, not only by dimension).
     pub fn check_binding(&self, path: &Path, served: &BackendInfo) -> Result<(), HeadError> {
-        if self.embedding.model_id == served.model_id && self.embedding.dimension == served.dimension {
+        if self.embedding.model_id == served.model_id
+            && self.embedding.dimension == served.dimension
+        {
             return Ok(());
         }
         Err(HeadError::WrongEmbedding {
@@ -209,7 +233,11 @@ impl LinearHead {
     /// Class probabilities, in label order, for a text and its embedding (from the model the
     /// head is bound to). The text is read only by heads with lexical features.
     pub fn probabilities(&self, embedding: &[f32], text: &str) -> Vec<f32> {
-        let lexical = self.lexical.as_ref().map(|l| l.features(text)).unwrap_or_default();
+        let lexical = self
+            .lexical
+            .as_ref()
+            .map(|l| l.features(text))
+            .unwrap_or_default();
         let mut logits: Vec<f32> = self
             .weights
             .iter()
@@ -276,9 +304,17 @@ mod tests {
     #[test]
     fn the_lane_dot_product_matches_the_plain_one() {
         for n in [0, 1, 7, 8, 9, 384, 389] {
-            let a: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
-            let b: Vec<f32> = (0..n).map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0).collect();
-            let plain: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+            let a: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+                .collect();
+            let b: Vec<f32> = (0..n)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0)
+                .collect();
+            let plain: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| f64::from(*x) * f64::from(*y))
+                .sum();
             assert!((f64::from(dot(&a, &b)) - plain).abs() < 1e-4, "n = {n}");
         }
     }
@@ -323,7 +359,10 @@ mod tests {
         let mut narrow = lexical_head();
         narrow.weights = head().weights;
         narrow.save(&path).unwrap();
-        assert!(LinearHead::load(&path).unwrap_err().to_string().contains("expected 66"));
+        assert!(LinearHead::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("expected 66"));
     }
 
     #[test]
@@ -350,9 +389,15 @@ mod tests {
         let h = head();
         let path = Path::new("h.json");
         assert!(h.check_binding(path, &info("m", 2)).is_ok());
-        assert!(matches!(h.check_binding(path, &info("other-2d-model", 2)), Err(HeadError::WrongEmbedding { .. })));
+        assert!(matches!(
+            h.check_binding(path, &info("other-2d-model", 2)),
+            Err(HeadError::WrongEmbedding { .. })
+        ));
         assert!(h.check_binding(path, &info("m", 3)).is_err());
-        let message = h.check_binding(path, &info("other", 2)).unwrap_err().to_string();
+        let message = h
+            .check_binding(path, &info("other", 2))
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("`semrouter train domain`"), "{message}");
     }
 
@@ -362,7 +407,10 @@ mod tests {
         let path = dir.path().join("head.json");
         head().save(&path).unwrap();
         assert!(LinearHead::load_for(&path, &info("m", 2)).is_ok());
-        assert!(matches!(LinearHead::load_for(&path, &info("x", 2)), Err(HeadError::WrongEmbedding { .. })));
+        assert!(matches!(
+            LinearHead::load_for(&path, &info("x", 2)),
+            Err(HeadError::WrongEmbedding { .. })
+        ));
     }
 
     #[test]
@@ -374,7 +422,10 @@ mod tests {
         let mut bad = head();
         bad.weights[1].push(1.0);
         bad.save(&path).unwrap();
-        assert!(LinearHead::load(&path).unwrap_err().to_string().contains("weight row 1"));
+        assert!(LinearHead::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("weight row 1"));
     }
 
     #[test]

@@ -112,7 +112,12 @@ impl Fitted {
         if examples.is_empty() {
             return 0.0;
         }
-        let correct = examples.x.iter().zip(&examples.y).filter(|(x, &y)| self.predict(x) == y).count();
+        let correct = examples
+            .x
+            .iter()
+            .zip(&examples.y)
+            .filter(|(x, &y)| self.predict(x) == y)
+            .count();
         correct as f64 / examples.len() as f64
     }
 }
@@ -138,7 +143,12 @@ impl Adam {
     fn step(&mut self, params: &mut [f32], grads: &[f32], lr: f32, t: i32) {
         let c1 = 1.0 - Self::BETA1.powi(t);
         let c2 = 1.0 - Self::BETA2.powi(t);
-        for (((p, g), m), v) in params.iter_mut().zip(grads).zip(&mut self.m).zip(&mut self.v) {
+        for (((p, g), m), v) in params
+            .iter_mut()
+            .zip(grads)
+            .zip(&mut self.m)
+            .zip(&mut self.v)
+        {
             *m = Self::BETA1 * *m + (1.0 - Self::BETA1) * g;
             *v = Self::BETA2 * *v + (1.0 - Self::BETA2) * g * g;
             *p -= lr * (*m / c1) / ((*v / c2).sqrt() + Self::EPS);
@@ -149,7 +159,12 @@ impl Adam {
 /// Fits a model on `train`; `after_epoch(epoch, &model)` runs after every epoch (for progress
 /// and held-out scoring). Each weight row has the embedding's dimension plus
 /// `train.buckets` columns.
-pub fn fit(train: &Examples, classes: usize, options: TrainOptions, mut after_epoch: impl FnMut(usize, &Fitted)) -> Fitted {
+pub fn fit(
+    train: &Examples,
+    classes: usize,
+    options: TrainOptions,
+    mut after_epoch: impl FnMut(usize, &Fitted),
+) -> Fitted {
     let dim = train.x.first().map_or(0, |x| x.embedding.len());
     let width = dim + train.buckets;
     let mut weights = vec![0f32; classes * width];
@@ -174,14 +189,21 @@ pub fn fit(train: &Examples, classes: usize, options: TrainOptions, mut after_ep
             for &i in batch {
                 let x = &train.x[i];
                 for (c, p) in probs.iter_mut().enumerate() {
-                    *p = row_logit(&weights[c * width..(c + 1) * width], bias[c], &x.embedding, &x.lexical);
+                    *p = row_logit(
+                        &weights[c * width..(c + 1) * width],
+                        bias[c],
+                        &x.embedding,
+                        &x.lexical,
+                    );
                 }
                 super::softmax(&mut probs);
                 probs[train.y[i]] -= 1.0;
                 for (c, &err) in probs.iter().enumerate() {
                     grad_b[c] += err;
                     let row = &mut grad_w[c * width..(c + 1) * width];
-                    row.iter_mut().zip(&x.embedding).for_each(|(g, v)| *g += err * v);
+                    row.iter_mut()
+                        .zip(&x.embedding)
+                        .for_each(|(g, v)| *g += err * v);
                     for &(bucket, v) in &x.lexical {
                         if let Some(g) = row.get_mut(dim + bucket as usize) {
                             *g += err * v;
@@ -191,7 +213,10 @@ pub fn fit(train: &Examples, classes: usize, options: TrainOptions, mut after_ep
             }
             let scale = 1.0 / batch.len() as f32;
             let l2 = options.l2 as f32;
-            grad_w.iter_mut().zip(&weights).for_each(|(g, w)| *g = *g * scale + l2 * w);
+            grad_w
+                .iter_mut()
+                .zip(&weights)
+                .for_each(|(g, w)| *g = *g * scale + l2 * w);
             grad_b.iter_mut().for_each(|g| *g *= scale);
             t += 1;
             let lr = options.learning_rate as f32;
@@ -233,19 +258,31 @@ pub fn select(
     let mut tried = Vec::new();
     for &l2 in l2_grid {
         let mut best = (0, 0.0f64);
-        fit(train, classes, TrainOptions { l2, ..base }, |epoch, model| {
-            let acc = model.accuracy(held_out);
-            if acc > best.1 {
-                best = (epoch, acc);
-            }
-            progress();
-        });
+        fit(
+            train,
+            classes,
+            TrainOptions { l2, ..base },
+            |epoch, model| {
+                let acc = model.accuracy(held_out);
+                if acc > best.1 {
+                    best = (epoch, acc);
+                }
+                progress();
+            },
+        );
         tried.push((l2, best.0, best.1));
     }
-    let (l2, epochs, held_out_accuracy) = tried
-        .iter()
-        .copied()
-        .fold((base.l2, base.epochs, -1.0), |acc, t| if t.2 > acc.2 { t } else { acc });
+    let (l2, epochs, held_out_accuracy) =
+        tried
+            .iter()
+            .copied()
+            .fold((base.l2, base.epochs, -1.0), |acc, t| {
+                if t.2 > acc.2 {
+                    t
+                } else {
+                    acc
+                }
+            });
     Selection {
         l2,
         epochs,
@@ -296,7 +333,10 @@ mod tests {
     #[test]
     fn same_seed_same_model() {
         let data = clusters();
-        assert_eq!(fit(&data, 3, options(), |_, _| {}), fit(&data, 3, options(), |_, _| {}));
+        assert_eq!(
+            fit(&data, 3, options(), |_, _| {}),
+            fit(&data, 3, options(), |_, _| {})
+        );
     }
 
     #[test]

@@ -27,7 +27,10 @@ impl AdminAuth {
     /// Reads the token from the environment variable `config.token_env` (surrounding
     /// whitespace dropped: a token mounted from a file often ends in a newline).
     pub fn from_env(config: &AdminConfig) -> Self {
-        let token = std::env::var(&config.token_env).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+        let token = std::env::var(&config.token_env)
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
         Self {
             token_digest: token.map(|t| Sha256::digest(t.as_bytes()).into()),
             token_env: config.token_env.clone(),
@@ -75,7 +78,10 @@ pub(super) fn routes(config: &mut ServiceConfig) {
 /// `POST /admin/reload`: re-reads the config file, validates it, builds the new engine beside
 /// the old one and swaps it in. 200 with what changed; 400 `invalid_config` naming the key, or
 /// 422 `reload_failed`, and the old config keeps serving.
-async fn reload_endpoint(request: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn reload_endpoint(
+    request: HttpRequest,
+    state: Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     state.admin.check(&request)?;
     let report = reload(&state, Trigger::Endpoint).await?;
     Ok(HttpResponse::Ok().json(report))
@@ -100,15 +106,28 @@ mod tests {
 
     #[test]
     fn tokens_are_checked_and_a_missing_token_turns_admin_off() {
-        let with = |value: &str| TestRequest::default().insert_header((AUTHORIZATION, value)).to_http_request();
+        let with = |value: &str| {
+            TestRequest::default()
+                .insert_header((AUTHORIZATION, value))
+                .to_http_request()
+        };
         let on = auth(Some("s3cret"));
         assert_eq!(code(on.check(&with("Bearer s3cret"))), "ok");
         assert_eq!(code(on.check(&with("bearer s3cret"))), "ok");
         assert_eq!(code(on.check(&with("Bearer s3cre"))), "invalid_admin_token");
-        assert_eq!(code(on.check(&with("Bearer s3cret2"))), "invalid_admin_token");
+        assert_eq!(
+            code(on.check(&with("Bearer s3cret2"))),
+            "invalid_admin_token"
+        );
         assert_eq!(code(on.check(&with("Basic s3cret"))), "missing_admin_token");
         assert_eq!(code(on.check(&with("Bearer "))), "missing_admin_token");
-        assert_eq!(code(on.check(&TestRequest::default().to_http_request())), "missing_admin_token");
-        assert_eq!(code(auth(None).check(&with("Bearer s3cret"))), "admin_disabled");
+        assert_eq!(
+            code(on.check(&TestRequest::default().to_http_request())),
+            "missing_admin_token"
+        );
+        assert_eq!(
+            code(auth(None).check(&with("Bearer s3cret"))),
+            "admin_disabled"
+        );
     }
 }

@@ -39,10 +39,13 @@ impl Admission {
     pub fn admit(&self, front_end: &'static str) -> Result<Admitted, ApiError> {
         let admitted = self
             .in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.limit).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
             .is_ok();
         if !admitted {
-            metrics::counter!("semrouter_admission_rejections_total", "front_end" => front_end).increment(1);
+            metrics::counter!("semrouter_admission_rejections_total", "front_end" => front_end)
+                .increment(1);
             return Err(ApiError::overloaded(self.limit));
         }
         Ok(Admitted {

@@ -13,10 +13,19 @@ use super::error::ApiError;
 
 /// Reads the body of a JSON request: 415 unless the content type is JSON (or absent),
 /// 413 past `limit` bytes.
-pub async fn read_json(request: &HttpRequest, mut payload: Payload, limit: usize) -> Result<Bytes, ApiError> {
+pub async fn read_json(
+    request: &HttpRequest,
+    mut payload: Payload,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     if let Some(value) = request.headers().get(header::CONTENT_TYPE) {
         let text = value.to_str().unwrap_or("");
-        let essence = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = text
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if essence != "application/json" && !essence.ends_with("+json") {
             return Err(ApiError::unsupported_media_type(text));
         }
@@ -31,7 +40,9 @@ pub async fn read_json(request: &HttpRequest, mut payload: Payload, limit: usize
     }
     let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::invalid_param("body", format!("the request body could not be read: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            ApiError::invalid_param("body", format!("the request body could not be read: {e}"))
+        })?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::too_large(limit));
         }

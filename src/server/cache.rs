@@ -25,8 +25,9 @@ use super::routing::{request_options, RequestHeaders};
 use super::AppState;
 use crate::cache::controls::BYPASS_HEADER;
 use crate::cache::{
-    directives, CacheConfig, CacheError, CacheHit, CacheRequest, CachedAnswer, EmbeddingSpace, FlushFilter, MaintenanceHandle, Reply, ScopeId,
-    SemanticCache, SharedError, SharedTier, WriteSkip,
+    directives, CacheConfig, CacheError, CacheHit, CacheRequest, CachedAnswer, EmbeddingSpace,
+    FlushFilter, MaintenanceHandle, Reply, ScopeId, SemanticCache, SharedError, SharedTier,
+    WriteSkip,
 };
 use crate::engine::Action;
 use crate::openai::ChatRequest;
@@ -110,7 +111,11 @@ impl CacheReport {
 
     /// A hit, replayed in the form the request asked for.
     pub fn hit(hit: &CacheHit, request: &CacheRequest, requested_model: &str) -> Self {
-        let model = hit.answer.upstream_model.as_deref().unwrap_or(requested_model);
+        let model = hit
+            .answer
+            .upstream_model
+            .as_deref()
+            .unwrap_or(requested_model);
         let response = if request.stream {
             Value::String(hit.answer.to_sse(model, request.include_usage))
         } else {
@@ -129,7 +134,11 @@ impl CacheReport {
 impl CacheService {
     /// Builds the cache for the encoder described by `info`, or `None` when `cache.enabled`
     /// is off. Must run inside a tokio runtime when the shared tier is on.
-    pub fn start(config: &CacheConfig, info: &BackendInfo, screen: PiiScreen) -> Result<Option<Self>, CacheStartError> {
+    pub fn start(
+        config: &CacheConfig,
+        info: &BackendInfo,
+        screen: PiiScreen,
+    ) -> Result<Option<Self>, CacheStartError> {
         if !config.enabled {
             return Ok(None);
         }
@@ -139,8 +148,14 @@ impl CacheService {
         };
         let cache = Arc::new(SemanticCache::new(config, space)?);
         cache.load_configured_snapshot();
-        let maintenance = cache.spawn_maintenance().map_err(CacheStartError::Maintenance)?;
-        let shared = if config.shared.enabled { Some(SharedTier::start(Arc::clone(&cache))?) } else { None };
+        let maintenance = cache
+            .spawn_maintenance()
+            .map_err(CacheStartError::Maintenance)?;
+        let shared = if config.shared.enabled {
+            Some(SharedTier::start(Arc::clone(&cache))?)
+        } else {
+            None
+        };
         tracing::info!(
             max_entries = config.max_entries,
             max_bytes = config.max_bytes,
@@ -163,10 +178,17 @@ impl CacheService {
     }
 
     /// Reads the client's directives and the body for a lookup.
-    pub(super) fn prepare(&self, headers: &RequestHeaders, chat: &ChatRequest, tenant: Option<&str>) -> Prepared {
+    pub(super) fn prepare(
+        &self,
+        headers: &RequestHeaders,
+        chat: &ChatRequest,
+        tenant: Option<&str>,
+    ) -> Prepared {
         let wanted = directives(headers.iter());
         if !wanted.lookup {
-            let bypass = headers.get(BYPASS_HEADER).is_some_and(|v| v.eq_ignore_ascii_case("bypass"));
+            let bypass = headers
+                .get(BYPASS_HEADER)
+                .is_some_and(|v| v.eq_ignore_ascii_case("bypass"));
             return Prepared::Skipped(if bypass { "bypass" } else { "no_cache" });
         }
         match self.cache.request(&chat.body, &chat.model, tenant) {
@@ -185,7 +207,14 @@ impl CacheService {
     /// Synchronous, for the response paths: the regexes screen the answer here; when a PII
     /// model runs, its scan of the answer runs in a background task and the entry is stored
     /// once it clears (`Ok` then means accepted; a refusal is counted, not returned).
-    pub fn store_reply(&self, request: &CacheRequest, embedding: Option<&[f32]>, category: Option<&str>, reply: Reply<'_>, prompt_pii: bool) -> Result<(), WriteSkip> {
+    pub fn store_reply(
+        &self,
+        request: &CacheRequest,
+        embedding: Option<&[f32]>,
+        category: Option<&str>,
+        reply: Reply<'_>,
+        prompt_pii: bool,
+    ) -> Result<(), WriteSkip> {
         let answer = self.screened_answer(reply, prompt_pii)?;
         let Some(detector) = self.screen.model().cloned() else {
             return self.cache.insert(request, embedding, category, answer);
@@ -195,11 +224,17 @@ impl CacheService {
             return Err(self.skip(WriteSkip::PiiUnchecked));
         };
         let cache = Arc::clone(&self.cache);
-        let (request, embedding, category) = (request.clone(), embedding.map(<[f32]>::to_vec), category.map(str::to_string));
+        let (request, embedding, category) = (
+            request.clone(),
+            embedding.map(<[f32]>::to_vec),
+            category.map(str::to_string),
+        );
         runtime.spawn(async move {
             match answer_has_pii(&detector, &answer).await {
                 // A refused insert (too large, bad embedding) counts its own skip.
-                Ok(false) => drop(cache.insert(&request, embedding.as_deref(), category.as_deref(), answer)),
+                Ok(false) => {
+                    drop(cache.insert(&request, embedding.as_deref(), category.as_deref(), answer))
+                }
                 Ok(true) => cache.count_skip(&WriteSkip::Pii),
                 Err(_) => cache.count_skip(&WriteSkip::PiiUnchecked),
             }
@@ -209,7 +244,14 @@ impl CacheService {
 
     /// [`CacheService::store_reply`] awaiting the model's scan, so that the outcome is known
     /// (for `POST /v1/cache`, which reports it).
-    async fn store_reply_screened(&self, request: &CacheRequest, embedding: Option<&[f32]>, category: Option<&str>, reply: Reply<'_>, prompt_pii: bool) -> Result<(), WriteSkip> {
+    async fn store_reply_screened(
+        &self,
+        request: &CacheRequest,
+        embedding: Option<&[f32]>,
+        category: Option<&str>,
+        reply: Reply<'_>,
+        prompt_pii: bool,
+    ) -> Result<(), WriteSkip> {
         let answer = self.screened_answer(reply, prompt_pii)?;
         if let Some(detector) = self.screen.model() {
             match answer_has_pii(detector, &answer).await {
@@ -223,7 +265,11 @@ impl CacheService {
 
     /// The answer when it is complete and neither the prompt nor the regexes over the answer
     /// found PII.
-    fn screened_answer(&self, reply: Reply<'_>, prompt_pii: bool) -> Result<CachedAnswer, WriteSkip> {
+    fn screened_answer(
+        &self,
+        reply: Reply<'_>,
+        prompt_pii: bool,
+    ) -> Result<CachedAnswer, WriteSkip> {
         let answer = self.cache.answer_of(reply, prompt_pii)?;
         if self.screen.answer_has_patterns(&answer) {
             return Err(self.skip(WriteSkip::Pii));
@@ -259,7 +305,11 @@ pub(super) fn routes(config: &mut web::ServiceConfig) {
                 .route(web::delete().to(flush))
                 .default_service(web::to(super::http::method_not_allowed)),
         )
-        .service(web::resource("/v1/cache/stats").route(web::get().to(stats)).default_service(web::to(super::http::method_not_allowed)));
+        .service(
+            web::resource("/v1/cache/stats")
+                .route(web::get().to(stats))
+                .default_service(web::to(super::http::method_not_allowed)),
+        );
 }
 
 fn service(state: &AppState) -> Result<Arc<CacheService>, ApiError> {
@@ -303,29 +353,47 @@ struct StoreReply {
 /// `POST /v1/cache`: stores a request/answer pair (for gateways that fill the cache
 /// themselves). Only complete, successful answers without personal data are stored; the
 /// reply says whether it was, and why not.
-async fn store(request: HttpRequest, payload: Payload, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn store(
+    request: HttpRequest,
+    payload: Payload,
+    state: Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     state.admin.check(&request)?;
     let bytes = read_json(&request, payload, state.max_body_bytes).await?;
-    let body: StoreBody = serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid_param("body", format!("invalid cache entry: {e}")))?;
+    let body: StoreBody = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid_param("body", format!("invalid cache entry: {e}")))?;
     let service = service(&state)?;
     let engine = state.engine()?;
-    let request_bytes = serde_json::to_vec(&body.request).map_err(|e| ApiError::internal(e.to_string()))?;
+    let request_bytes =
+        serde_json::to_vec(&body.request).map_err(|e| ApiError::internal(e.to_string()))?;
     let chat = crate::openai::parse_chat_request(&request_bytes).map_err(|mut e| {
-        e.param = Some(format!("request.{}", e.param.as_deref().unwrap_or("messages")));
+        e.param = Some(format!(
+            "request.{}",
+            e.param.as_deref().unwrap_or("messages")
+        ));
         ApiError::invalid(e)
     })?;
     let reply = match (&body.response, &body.response_sse) {
-        (Some(json), None) => Reply::Json { status: body.status, body: json },
+        (Some(json), None) => Reply::Json {
+            status: body.status,
+            body: json,
+        },
         (None, Some(sse)) => Reply::Sse {
             status: body.status,
             body: sse.as_bytes(),
         },
-        _ => return Err(ApiError::invalid_param("response", "give exactly one of `response` and `response_sse`")),
+        _ => {
+            return Err(ApiError::invalid_param(
+                "response",
+                "give exactly one of `response` and `response_sse`",
+            ))
+        }
     };
     let headers = RequestHeaders::from_actix(request.headers());
     let options = request_options(&headers, None, &state.tenant_header)?;
     let cache = service.cache();
-    let mut cache_request = match cache.request(&chat.body, &chat.model, options.tenant.as_deref()) {
+    let mut cache_request = match cache.request(&chat.body, &chat.model, options.tenant.as_deref())
+    {
         Ok(r) => r,
         Err(reason) => return Ok(skipped(service.skip(WriteSkip::NotCacheable(reason)))),
     };
@@ -350,12 +418,28 @@ async fn store(request: HttpRequest, payload: Payload, state: Data<AppState>) ->
             // exact path only (as a lookup of this request would use now).
             (None, None, pii)
         } else {
-            (Some(analysis.embedding.values), Some(analysis.signals.domain.top().0.name()), pii)
+            (
+                Some(analysis.embedding.values),
+                Some(analysis.signals.domain.top().0.name()),
+                pii,
+            )
         }
     } else {
-        (None, None, service.screen().prompt_has_patterns(&chat.messages))
+        (
+            None,
+            None,
+            service.screen().prompt_has_patterns(&chat.messages),
+        )
     };
-    let result = service.store_reply_screened(&cache_request, embedding.as_deref(), category, reply, prompt_pii).await;
+    let result = service
+        .store_reply_screened(
+            &cache_request,
+            embedding.as_deref(),
+            category,
+            reply,
+            prompt_pii,
+        )
+        .await;
     Ok(HttpResponse::Ok().json(StoreReply {
         stored: result.is_ok(),
         reason: result.err().map(|skip| skip.label()),
@@ -385,10 +469,14 @@ struct FlushQuery {
 /// the shared tier) on every replica.
 async fn flush(request: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.admin.check(&request)?;
-    let query = Query::<FlushQuery>::from_query(request.query_string()).map_err(|e| ApiError::invalid_param("query", e.to_string()))?;
+    let query = Query::<FlushQuery>::from_query(request.query_string())
+        .map_err(|e| ApiError::invalid_param("query", e.to_string()))?;
     let service = service(&state)?;
     let scope = match query.scope.as_deref() {
-        Some(hex) => Some(ScopeId::from_hex(hex).ok_or_else(|| ApiError::invalid_param("scope", "scope must be 32 hex digits"))?),
+        Some(hex) => Some(
+            ScopeId::from_hex(hex)
+                .ok_or_else(|| ApiError::invalid_param("scope", "scope must be 32 hex digits"))?,
+        ),
         None => None,
     };
     let filter = FlushFilter {
@@ -425,14 +513,21 @@ mod tests {
 
     #[async_trait]
     impl TokenClassifier for Names {
-        async fn classify_tokens(&self, texts: Vec<String>) -> Result<Vec<TokenPredictions>, BackendError> {
+        async fn classify_tokens(
+            &self,
+            texts: Vec<String>,
+        ) -> Result<Vec<TokenPredictions>, BackendError> {
             Ok(texts
                 .iter()
                 .map(|text| {
                     let (mut offsets, mut probabilities, mut at) = (Vec::new(), Vec::new(), 0);
                     for word in text.split(' ') {
                         offsets.push((at, at + word.len()));
-                        probabilities.extend(if word.starts_with("Anna") { [0.05, 0.95] } else { [0.95, 0.05] });
+                        probabilities.extend(if word.starts_with("Anna") {
+                            [0.05, 0.95]
+                        } else {
+                            [0.95, 0.05]
+                        });
                         at += word.len() + 1;
                     }
                     TokenPredictions {
@@ -477,12 +572,17 @@ mod tests {
             enabled: true,
             ..CacheConfig::default()
         };
-        CacheService::start(&config, &info(4), screen).unwrap().unwrap()
+        CacheService::start(&config, &info(4), screen)
+            .unwrap()
+            .unwrap()
     }
 
     fn request(service: &CacheService, text: &str) -> CacheRequest {
         let body = json!({"model": "auto", "messages": [{"role": "user", "content": text}]});
-        service.cache().request(body.as_object().unwrap(), "auto", None).unwrap()
+        service
+            .cache()
+            .request(body.as_object().unwrap(), "auto", None)
+            .unwrap()
     }
 
     fn completion(content: &str) -> Value {
@@ -492,26 +592,84 @@ mod tests {
     #[tokio::test]
     async fn the_response_path_stores_only_answers_the_model_clears() {
         let service = service_with_model();
-        let (named, clean) = (request(&service, "Who answers?"), request(&service, "Where do I ask?"));
+        let (named, clean) = (
+            request(&service, "Who answers?"),
+            request(&service, "Where do I ask?"),
+        );
         let body = completion("Anna answers questions.");
-        assert_eq!(service.store_reply(&named, None, None, Reply::Json { status: 200, body: &body }, false), Ok(()));
+        assert_eq!(
+            service.store_reply(
+                &named,
+                None,
+                None,
+                Reply::Json {
+                    status: 200,
+                    body: &body
+                },
+                false
+            ),
+            Ok(())
+        );
         let body = completion("Ask at the front desk.");
-        assert_eq!(service.store_reply(&clean, None, None, Reply::Json { status: 200, body: &body }, false), Ok(()));
+        assert_eq!(
+            service.store_reply(
+                &clean,
+                None,
+                None,
+                Reply::Json {
+                    status: 200,
+                    body: &body
+                },
+                false
+            ),
+            Ok(())
+        );
         // The regexes still answer synchronously.
         let body = completion("Mail desk@example.com.");
-        assert_eq!(service.store_reply(&clean, None, None, Reply::Json { status: 200, body: &body }, false), Err(WriteSkip::Pii));
+        assert_eq!(
+            service.store_reply(
+                &clean,
+                None,
+                None,
+                Reply::Json {
+                    status: 200,
+                    body: &body
+                },
+                false
+            ),
+            Err(WriteSkip::Pii)
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
-        while service.cache().stats().counters.write_skips.get("pii") != Some(&2) || service.cache().lookup_exact(&clean).is_none() {
+        while service.cache().stats().counters.write_skips.get("pii") != Some(&2)
+            || service.cache().lookup_exact(&clean).is_none()
+        {
             assert!(Instant::now() < deadline, "{:?}", service.cache().stats());
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!(service.cache().lookup_exact(&named).is_none(), "the model found a name in the answer");
+        assert!(
+            service.cache().lookup_exact(&named).is_none(),
+            "the model found a name in the answer"
+        );
         assert_eq!(service.cache().stats().entries, 1);
 
         // POST /v1/cache's path waits for the verdict.
         let body = completion("Anna will call you.");
         let other = request(&service, "Who calls me?");
-        assert_eq!(service.store_reply_screened(&other, None, None, Reply::Json { status: 200, body: &body }, false).await, Err(WriteSkip::Pii));
+        assert_eq!(
+            service
+                .store_reply_screened(
+                    &other,
+                    None,
+                    None,
+                    Reply::Json {
+                        status: 200,
+                        body: &body
+                    },
+                    false
+                )
+                .await,
+            Err(WriteSkip::Pii)
+        );
     }
 
     #[test]
@@ -519,7 +677,19 @@ mod tests {
         let service = service_with_model();
         let req = request(&service, "Where do I ask?");
         let body = completion("Ask at the front desk.");
-        assert_eq!(service.store_reply(&req, None, None, Reply::Json { status: 200, body: &body }, false), Err(WriteSkip::PiiUnchecked));
+        assert_eq!(
+            service.store_reply(
+                &req,
+                None,
+                None,
+                Reply::Json {
+                    status: 200,
+                    body: &body
+                },
+                false
+            ),
+            Err(WriteSkip::PiiUnchecked)
+        );
         assert!(service.cache().lookup_exact(&req).is_none());
     }
 }

@@ -29,7 +29,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, kind: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+    fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             kind,
@@ -53,24 +58,46 @@ impl ApiError {
 
     /// 400 for a request the router cannot read.
     pub fn invalid(request: InvalidRequest) -> Self {
-        let mut e = Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request", request.message);
+        let mut e = Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_request",
+            request.message,
+        );
         e.param = request.param;
         e
     }
 
     /// 400 about one field.
     pub fn invalid_param(param: &str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request", message).with_param(param)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_request",
+            message,
+        )
+        .with_param(param)
     }
 
     /// 404 for a path that does not exist.
     pub fn unknown_path(method: &str, path: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "invalid_request_error", "unknown_url", format!("Invalid URL ({method} {path})"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "unknown_url",
+            format!("Invalid URL ({method} {path})"),
+        )
     }
 
     /// 404 for a model that does not exist.
     pub fn unknown_model(message: String) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "invalid_request_error", "model_not_found", message).with_param("model")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "model_not_found",
+            message,
+        )
+        .with_param("model")
     }
 
     /// 405 for a known path with the wrong method.
@@ -117,39 +144,75 @@ impl ApiError {
 
     /// 503 while the models are loading.
     pub fn not_ready() -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", "not_ready", "the router is loading its models; retry shortly")
-            .with_retry_after()
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "not_ready",
+            "the router is loading its models; retry shortly",
+        )
+        .with_retry_after()
     }
 
     /// 404 for a cache endpoint when `cache.enabled` is off.
     pub fn cache_disabled() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "invalid_request_error", "cache_disabled", "the semantic cache is not enabled (config key `cache.enabled`)")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "cache_disabled",
+            "the semantic cache is not enabled (config key `cache.enabled`)",
+        )
     }
 
     /// 503 from `/ready` while the embedding backend cannot serve.
     pub fn embedding_unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", "embedding_unavailable", message).with_retry_after()
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "embedding_unavailable",
+            message,
+        )
+        .with_retry_after()
     }
 
     /// 403 for a prompt a policy blocks (the proxy and ext_proc paths); `reason` names the
     /// policy, never the prompt.
     pub fn blocked(reason: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "invalid_request_error", "blocked_by_policy", reason)
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            "blocked_by_policy",
+            reason,
+        )
     }
 
     /// 502 when no upstream could be reached for the chosen model or its fallbacks.
     pub fn upstream_unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_GATEWAY, "server_error", "upstream_unavailable", message)
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "server_error",
+            "upstream_unavailable",
+            message,
+        )
     }
 
     /// 502 when the chosen model has no `models[].upstream` configured for the proxy.
     pub fn upstream_not_configured(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_GATEWAY, "server_error", "upstream_not_configured", message)
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "server_error",
+            "upstream_not_configured",
+            message,
+        )
     }
 
     /// 504 when the upstream sent nothing within `proxy.first_byte_timeout_ms`.
     pub fn upstream_timeout(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::GATEWAY_TIMEOUT, "server_error", "upstream_timeout", message)
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "server_error",
+            "upstream_timeout",
+            message,
+        )
     }
 
     /// 401 for an admin request without a bearer token.
@@ -166,7 +229,12 @@ impl ApiError {
 
     /// 403 for an admin request whose token is wrong.
     pub fn admin_forbidden() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "invalid_request_error", "invalid_admin_token", "the admin token is not valid")
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            "invalid_admin_token",
+            "the admin token is not valid",
+        )
     }
 
     /// 403 for any admin request while no token is configured: the endpoints are off, not open.
@@ -181,7 +249,12 @@ impl ApiError {
 
     /// 400 for a reload whose config does not validate; `key` names the key at fault.
     pub fn invalid_config(key: Option<&str>, message: impl Into<String>) -> Self {
-        let e = Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_config", message);
+        let e = Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_config",
+            message,
+        );
         match key {
             Some(key) => e.with_param(key),
             None => e,
@@ -191,7 +264,12 @@ impl ApiError {
     /// 422 for a reload whose config validates but cannot be built (a missing head file, a
     /// model that does not load); the old config keeps serving.
     pub fn reload_failed(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_error", "reload_failed", message)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request_error",
+            "reload_failed",
+            message,
+        )
     }
 
     /// 409 for a reload of a router that runs on the built-in default (no file to re-read).
@@ -206,7 +284,12 @@ impl ApiError {
 
     /// 500 for a failure that is not the client's.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error", message)
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal_error",
+            message,
+        )
     }
 }
 
@@ -248,19 +331,43 @@ impl From<EngineError> for ApiError {
         match error {
             EngineError::NoText => Self::invalid_param("messages", message),
             EngineError::UnknownModel { .. } => Self::unknown_model(message),
-            EngineError::NoEligibleModel(_) => Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", "no_eligible_model", message),
+            EngineError::NoEligibleModel(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "no_eligible_model",
+                message,
+            ),
             EngineError::Backend(backend) => match backend {
-                BackendError::Overloaded { .. } => {
-                    Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "queue_full", message).with_retry_after()
+                BackendError::Overloaded { .. } => Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_error",
+                    "queue_full",
+                    message,
+                )
+                .with_retry_after(),
+                BackendError::EmptyInput { index } => {
+                    Self::invalid_param(&format!("input[{index}]"), message)
                 }
-                BackendError::EmptyInput { index } => Self::invalid_param(&format!("input[{index}]"), message),
-                BackendError::ShuttingDown => {
-                    Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", "shutting_down", message).with_retry_after()
-                }
-                BackendError::Unavailable(_) => {
-                    Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", "backend_unavailable", message).with_retry_after()
-                }
-                BackendError::Inference(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "inference_failed", message),
+                BackendError::ShuttingDown => Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_error",
+                    "shutting_down",
+                    message,
+                )
+                .with_retry_after(),
+                BackendError::Unavailable(_) => Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_error",
+                    "backend_unavailable",
+                    message,
+                )
+                .with_retry_after(),
+                BackendError::Inference(_) => Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "inference_failed",
+                    message,
+                ),
             },
         }
     }
@@ -268,7 +375,13 @@ impl From<EngineError> for ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -305,7 +418,9 @@ mod tests {
 
     #[test]
     fn overload_is_429_with_retry_after() {
-        let e = ApiError::from(EngineError::Backend(BackendError::Overloaded { capacity: 4 }));
+        let e = ApiError::from(EngineError::Backend(BackendError::Overloaded {
+            capacity: 4,
+        }));
         let r = e.error_response();
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(r.headers().get(header::RETRY_AFTER).unwrap(), "1");
@@ -322,8 +437,14 @@ mod tests {
                 },
                 StatusCode::NOT_FOUND,
             ),
-            (EngineError::Backend(BackendError::ShuttingDown), StatusCode::SERVICE_UNAVAILABLE),
-            (EngineError::Backend(BackendError::Inference("boom".into())), StatusCode::INTERNAL_SERVER_ERROR),
+            (
+                EngineError::Backend(BackendError::ShuttingDown),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                EngineError::Backend(BackendError::Inference("boom".into())),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
         ];
         for (error, status) in cases {
             assert_eq!(ApiError::from(error).status_code(), status);

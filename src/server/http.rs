@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::body::read_json;
-use super::error::ApiError;
 use super::cache::CacheReport;
+use super::error::ApiError;
 use super::routing::{explain_query, request_options, route_chat, RequestHeaders, Routed};
 use super::AppState;
 use crate::engine::{CategoryPick, Decision, EngineTiming};
@@ -24,13 +24,41 @@ pub const MAX_EMBEDDING_INPUTS: usize = 256;
 /// Registers every route. Each resource answers 405 for other methods.
 pub fn routes(config: &mut ServiceConfig) {
     config
-        .service(web::resource("/v1/route").route(web::post().to(route)).default_service(web::to(method_not_allowed)))
-        .service(web::resource("/v1/classify").route(web::post().to(classify)).default_service(web::to(method_not_allowed)))
-        .service(web::resource("/v1/embeddings").route(web::post().to(embeddings)).default_service(web::to(method_not_allowed)))
-        .service(web::resource("/v1/models").route(web::get().to(models)).default_service(web::to(method_not_allowed)))
-        .service(web::resource("/health").route(web::get().to(health)).default_service(web::to(method_not_allowed)))
-        .service(web::resource("/ready").route(web::get().to(ready)).default_service(web::to(method_not_allowed)))
-        .service(web::resource("/metrics").route(web::get().to(metrics)).default_service(web::to(method_not_allowed)))
+        .service(
+            web::resource("/v1/route")
+                .route(web::post().to(route))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/classify")
+                .route(web::post().to(classify))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/embeddings")
+                .route(web::post().to(embeddings))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/models")
+                .route(web::get().to(models))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/health")
+                .route(web::get().to(health))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/ready")
+                .route(web::get().to(ready))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/metrics")
+                .route(web::get().to(metrics))
+                .default_service(web::to(method_not_allowed)),
+        )
         .configure(super::cache::routes)
         .configure(super::admin::routes)
         .configure(super::proxy::routes)
@@ -39,11 +67,17 @@ pub fn routes(config: &mut ServiceConfig) {
 
 /// 404 in the OpenAI envelope for any path not routed.
 pub async fn unknown_path(request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::unknown_path(request.method().as_str(), request.path()))
+    Err(ApiError::unknown_path(
+        request.method().as_str(),
+        request.path(),
+    ))
 }
 
 pub(super) async fn method_not_allowed(request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::method_not_allowed(request.method().as_str(), request.path()))
+    Err(ApiError::method_not_allowed(
+        request.method().as_str(),
+        request.path(),
+    ))
 }
 
 /// Microseconds per stage, as reported in replies.
@@ -95,28 +129,48 @@ struct CachedRouteReply<'a> {
     timing_us: TimingUs,
 }
 
-fn cached_reply(hit: &crate::cache::CacheHit, request: &crate::cache::CacheRequest, model: &str, timing_us: TimingUs) -> HttpResponse {
-    tracing::debug!(kind = hit.kind.label(), similarity = hit.similarity, "cache hit");
-    HttpResponse::Ok().insert_header((CACHE_HEADER, "hit")).json(CachedRouteReply {
-        action: "cache",
-        model,
-        routed: false,
-        reason: format!("{} cache hit", hit.kind.label()),
-        cache: CacheReport::hit(hit, request, model),
-        timing_us,
-    })
+fn cached_reply(
+    hit: &crate::cache::CacheHit,
+    request: &crate::cache::CacheRequest,
+    model: &str,
+    timing_us: TimingUs,
+) -> HttpResponse {
+    tracing::debug!(
+        kind = hit.kind.label(),
+        similarity = hit.similarity,
+        "cache hit"
+    );
+    HttpResponse::Ok()
+        .insert_header((CACHE_HEADER, "hit"))
+        .json(CachedRouteReply {
+            action: "cache",
+            model,
+            routed: false,
+            reason: format!("{} cache hit", hit.kind.label()),
+            cache: CacheReport::hit(hit, request, model),
+            timing_us,
+        })
 }
 
 /// Header telling the client whether the answer came from the cache.
 const CACHE_HEADER: &str = "x-semrouter-cache";
 
 /// `POST /v1/route`: the routing decision for a chat-completions request.
-async fn route(request: HttpRequest, payload: Payload, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let span = crate::telemetry::request_span("/v1/route", super::proxy::header_pairs(request.headers()));
+async fn route(
+    request: HttpRequest,
+    payload: Payload,
+    state: Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let span =
+        crate::telemetry::request_span("/v1/route", super::proxy::header_pairs(request.headers()));
     tracing::Instrument::instrument(decide_route(request, payload, state), span).await
 }
 
-async fn decide_route(request: HttpRequest, payload: Payload, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn decide_route(
+    request: HttpRequest,
+    payload: Payload,
+    state: Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let received = Instant::now();
     let bytes = read_json(&request, payload, state.max_body_bytes).await?;
     let _admitted = state.admission.admit("rest")?;
@@ -124,13 +178,23 @@ async fn decide_route(request: HttpRequest, payload: Payload, state: Data<AppSta
     let parse = received.elapsed();
     let engine = state.engine()?;
     let headers = RequestHeaders::from_actix(request.headers());
-    let options = request_options(&headers, explain_query(request.query_string()).as_deref(), &state.tenant_header)?;
+    let options = request_options(
+        &headers,
+        explain_query(request.query_string()).as_deref(),
+        &state.tenant_header,
+    )?;
     match route_chat(&state, &engine, &chat, &headers, &options, "rest").await? {
-        Routed::Cached { hit, request: cache_request, timing } => {
+        Routed::Cached {
+            hit,
+            request: cache_request,
+            timing,
+        } => {
             let timing_us = TimingUs::new(parse, &timing, received.elapsed());
             Ok(cached_reply(&hit, &cache_request, &chat.model, timing_us))
         }
-        Routed::Decided { decision, cache, .. } => {
+        Routed::Decided {
+            decision, cache, ..
+        } => {
             let timing_us = TimingUs::new(parse, &decision.timing, received.elapsed());
             let mut reply = HttpResponse::Ok();
             if cache.is_some() {
@@ -146,7 +210,11 @@ async fn decide_route(request: HttpRequest, payload: Payload, state: Data<AppSta
 }
 
 /// `POST /v1/classify`: category probabilities for a text or a conversation.
-async fn classify(request: HttpRequest, payload: Payload, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn classify(
+    request: HttpRequest,
+    payload: Payload,
+    state: Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let received = Instant::now();
     let bytes = read_json(&request, payload, state.max_body_bytes).await?;
     let _admitted = state.admission.admit("rest")?;
@@ -154,7 +222,9 @@ async fn classify(request: HttpRequest, payload: Payload, state: Data<AppState>)
     let parse = received.elapsed();
     let engine = state.engine()?;
     let classification = match (body.text, body.messages) {
-        (Some(text), _) if text.trim().is_empty() => return Err(ApiError::invalid_param("text", "`text` must not be empty")),
+        (Some(text), _) if text.trim().is_empty() => {
+            return Err(ApiError::invalid_param("text", "`text` must not be empty"))
+        }
         (Some(text), _) => engine.classify_text(text).await?,
         (None, Some(messages)) => engine.classify_messages(&messages).await?,
         (None, None) => return Err(ApiError::invalid_param("text", "give `text` or `messages`")),
@@ -165,7 +235,11 @@ async fn classify(request: HttpRequest, payload: Payload, state: Data<AppState>)
             name: category.name(),
             confidence,
         },
-        probabilities: classification.scores.all().map(|(c, p)| (c.name(), p)).collect(),
+        probabilities: classification
+            .scores
+            .all()
+            .map(|(c, p)| (c.name(), p))
+            .collect(),
         tokens: classification.tokens,
         timing_us: TimingUs::new(parse, &classification.timing, received.elapsed()),
     }))
@@ -181,7 +255,11 @@ struct ClassifyReply {
 }
 
 /// `POST /v1/embeddings`: OpenAI-compatible embeddings from the configured backend.
-async fn embeddings(request: HttpRequest, payload: Payload, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn embeddings(
+    request: HttpRequest,
+    payload: Payload,
+    state: Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let bytes = read_json(&request, payload, state.max_body_bytes).await?;
     let _admitted = state.admission.admit("rest")?;
     let body = openai::parse_embeddings_request(&bytes)?;
@@ -196,7 +274,10 @@ async fn embeddings(request: HttpRequest, payload: Payload, state: Data<AppState
     if let Some(dimensions) = body.dimensions.filter(|&d| d != info.dimension) {
         return Err(ApiError::invalid_param(
             "dimensions",
-            format!("`{}` produces {}-dimensional vectors; {dimensions} is not supported", info.model_id, info.dimension),
+            format!(
+                "`{}` produces {}-dimensional vectors; {dimensions} is not supported",
+                info.model_id, info.dimension
+            ),
         ));
     }
     let texts = match body.input {
@@ -204,13 +285,22 @@ async fn embeddings(request: HttpRequest, payload: Payload, state: Data<AppState
         EmbeddingInput::Many(texts) => texts,
     };
     if texts.is_empty() {
-        return Err(ApiError::invalid_param("input", "`input` must not be empty"));
+        return Err(ApiError::invalid_param(
+            "input",
+            "`input` must not be empty",
+        ));
     }
     if texts.len() > MAX_EMBEDDING_INPUTS {
-        return Err(ApiError::invalid_param("input", format!("at most {MAX_EMBEDDING_INPUTS} inputs per request")));
+        return Err(ApiError::invalid_param(
+            "input",
+            format!("at most {MAX_EMBEDDING_INPUTS} inputs per request"),
+        ));
     }
     if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
-        return Err(ApiError::invalid_param(&format!("input[{i}]"), "inputs must not be empty"));
+        return Err(ApiError::invalid_param(
+            &format!("input[{i}]"),
+            "inputs must not be empty",
+        ));
     }
     let encoded = engine.embed(texts).await?;
     let tokens: usize = encoded.iter().map(|e| e.tokens).sum();
@@ -272,7 +362,10 @@ async fn ready(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let info = engine.embedder().info();
     let health = engine.embedder().health().await;
     if let Health::Unavailable(reason) = &health {
-        return Err(ApiError::embedding_unavailable(format!("embedding backend `{}` ({}) is unavailable: {reason}", info.backend, info.model_id)));
+        return Err(ApiError::embedding_unavailable(format!(
+            "embedding backend `{}` ({}) is unavailable: {reason}",
+            info.backend, info.model_id
+        )));
     }
     Ok(HttpResponse::Ok().json(json!({
         "status": "ready",

@@ -103,7 +103,11 @@ impl AppState {
 /// Runs the HTTP server on `addr` until SIGTERM/SIGINT, loading the engine in the background.
 /// `config` was loaded from `config_path` (the built-in default when `None`), which
 /// `POST /admin/reload` and the file watcher re-read.
-pub async fn serve(config: Config, addr: SocketAddr, config_path: Option<PathBuf>) -> Result<(), ServeError> {
+pub async fn serve(
+    config: Config,
+    addr: SocketAddr,
+    config_path: Option<PathBuf>,
+) -> Result<(), ServeError> {
     let upstreams = upstream::Upstreams::new(&config.models, &config.proxy)?;
     let metrics_handle = metrics::install()?;
     metrics::describe();
@@ -115,19 +119,25 @@ pub async fn serve(config: Config, addr: SocketAddr, config_path: Option<PathBuf
         metrics: metrics_handle.clone(),
         max_body_bytes: config.server.max_body_bytes,
         tenant_header: config.routing.tenant_header.clone(),
-        started_unix: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        started_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
         upstreams: ArcSwap::from_pointee(upstreams),
         decision_headers: config.server.decision_headers.clone(),
         admin: admin::AdminAuth::from_env(&config.server.admin),
         reloader: reload::Reloader::new(&config, config_path.clone()),
         log_prompts: config.server.log_prompts,
         admission: admission::Admission::new(config.server.max_in_flight),
-        feed: config.dashboard.enabled.then(|| dashboard::DecisionFeed::new(&config.dashboard)),
+        feed: config
+            .dashboard
+            .enabled
+            .then(|| dashboard::DecisionFeed::new(&config.dashboard)),
     });
     if !state.admin.enabled() {
         tracing::info!(token_env = %config.server.admin.token_env, "no admin token configured: admin endpoints (reload, cache store and flush) are off");
     }
-    let watch = (config.server.reload.watch && config_path.is_some()).then(|| Duration::from_millis(config.server.reload.poll_interval_ms));
+    let watch = (config.server.reload.watch && config_path.is_some())
+        .then(|| Duration::from_millis(config.server.reload.poll_interval_ms));
     let workers = match config.server.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -146,13 +156,19 @@ pub async fn serve(config: Config, addr: SocketAddr, config_path: Option<PathBuf
     .tcp_nodelay(true)
     .shutdown_timeout(config.server.shutdown_timeout_s);
     let server = match &config.server.tls {
-        Some(tls) => server.bind_rustls_0_23(addr, tls::server_config(&tls.cert_file, &tls.key_file)?),
+        Some(tls) => {
+            server.bind_rustls_0_23(addr, tls::server_config(&tls.cert_file, &tls.key_file)?)
+        }
         None => server.bind(addr),
     }
     .map_err(|source| ServeError::Bind { addr, source })?
     .run();
     tracing::info!(%addr, workers, tls = config.server.tls.is_some(), "listening; loading models");
-    let extproc = if config.extproc.enabled { Some(extproc::ExtProcServer::start(&config, state.clone())?) } else { None };
+    let extproc = if config.extproc.enabled {
+        Some(extproc::ExtProcServer::start(&config, state.clone())?)
+    } else {
+        None
+    };
 
     actix_web::rt::spawn(async move {
         let mut tick = tokio::time::interval(metrics::UPKEEP_INTERVAL);
@@ -166,18 +182,33 @@ pub async fn serve(config: Config, addr: SocketAddr, config_path: Option<PathBuf
     let handle = server.handle();
     let failure = Arc::clone(&load_failure);
     let cache_config = config.cache.clone();
-    let pii_settings = config.signals.pii.as_ref().map(|p| p.detector.clone()).unwrap_or_default();
+    let pii_settings = config
+        .signals
+        .pii
+        .as_ref()
+        .map(|p| p.detector.clone())
+        .unwrap_or_default();
     let loaded = state.clone();
     actix_web::rt::spawn(async move {
         let started = std::time::Instant::now();
         // Loading blocks (ONNX sessions), so it runs on a blocking thread; the remote backend's
         // start-up calls and its dispatcher run on this runtime, which keeps serving meanwhile.
-        let built = tokio::task::spawn_blocking(move || tokio::runtime::Handle::current().block_on(assemble(&config))).await;
+        let built = tokio::task::spawn_blocking(move || {
+            tokio::runtime::Handle::current().block_on(assemble(&config))
+        })
+        .await;
         match built {
             Ok(Ok(router)) => {
-                let service = pii_screen::PiiScreen::new(router.pii_detector().cloned(), &pii_settings)
-                    .map_err(cache::CacheStartError::from)
-                    .and_then(|screen| cache::CacheService::start(&cache_config, router.embedder().info(), screen));
+                let service =
+                    pii_screen::PiiScreen::new(router.pii_detector().cloned(), &pii_settings)
+                        .map_err(cache::CacheStartError::from)
+                        .and_then(|screen| {
+                            cache::CacheService::start(
+                                &cache_config,
+                                router.embedder().info(),
+                                screen,
+                            )
+                        });
                 match service {
                     Ok(service) => state.cache.store(service.map(Arc::new)),
                     Err(error) => {
@@ -191,7 +222,10 @@ pub async fn serve(config: Config, addr: SocketAddr, config_path: Option<PathBuf
                     "embedding_model" => info.model_id.clone(), "execution_provider" => info.execution_provider.clone())
                 .set(1.0);
                 ::metrics::gauge!("semrouter_ready").set(1.0);
-                tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "models loaded and warmed; ready");
+                tracing::info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "models loaded and warmed; ready"
+                );
                 state.engine.store(Some(Arc::new(router)));
                 if let Some(interval) = watch {
                     actix_web::rt::spawn(reload::watch(state.clone(), interval));

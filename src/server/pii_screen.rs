@@ -27,7 +27,10 @@ pub struct PiiScreen {
 impl PiiScreen {
     /// A screen over the engine's detector (used for its model when it has one) and the regex
     /// recognisers of `settings`.
-    pub fn new(engine_detector: Option<Arc<PiiDetector>>, settings: &PiiSettings) -> Result<Self, PiiConfigError> {
+    pub fn new(
+        engine_detector: Option<Arc<PiiDetector>>,
+        settings: &PiiSettings,
+    ) -> Result<Self, PiiConfigError> {
         Ok(Self {
             patterns: PiiDetector::new(None, settings.clone())?,
             model: engine_detector.filter(|d| d.has_model()),
@@ -36,7 +39,11 @@ impl PiiScreen {
 
     /// Whether the regexes find PII in the answer's text (content and reasoning).
     pub fn answer_has_patterns(&self, answer: &CachedAnswer) -> bool {
-        self.found(&answer.content) || answer.reasoning_content.as_deref().is_some_and(|r| self.found(r))
+        self.found(&answer.content)
+            || answer
+                .reasoning_content
+                .as_deref()
+                .is_some_and(|r| self.found(r))
     }
 
     /// Whether the regexes find PII in any message of the prompt.
@@ -55,8 +62,12 @@ impl PiiScreen {
 }
 
 /// Whether `detector` (regexes and model) finds PII in the answer's text.
-pub async fn answer_has_pii(detector: &PiiDetector, answer: &CachedAnswer) -> Result<bool, BackendError> {
-    for text in std::iter::once(answer.content.as_str()).chain(answer.reasoning_content.as_deref()) {
+pub async fn answer_has_pii(
+    detector: &PiiDetector,
+    answer: &CachedAnswer,
+) -> Result<bool, BackendError> {
+    for text in std::iter::once(answer.content.as_str()).chain(answer.reasoning_content.as_deref())
+    {
         if !text.trim().is_empty() && !detector.detect(text).await?.entities.is_empty() {
             return Ok(true);
         }
@@ -82,13 +93,20 @@ mod tests {
     fn regexes_refuse_answers_and_prompts_with_personal_data() {
         let screen = PiiScreen::new(None, &PiiSettings::default()).unwrap();
         assert!(screen.model().is_none());
-        for text in ["Write to jane.doe@example.com.", "Call +44 20 7946 0958 today.", "Card: 4111 1111 1111 1111"] {
+        for text in [
+            "Write to jane.doe@example.com.",
+            "Call +44 20 7946 0958 today.",
+            "Card: 4111 1111 1111 1111",
+        ] {
             assert!(screen.answer_has_patterns(&answer(text)), "{text}");
         }
         assert!(!screen.answer_has_patterns(&answer("Canberra is the capital of Australia.")));
         let mut reasoning = answer("Done.");
         reasoning.reasoning_content = Some("the user's mail is jane.doe@example.com".into());
-        assert!(screen.answer_has_patterns(&reasoning), "reasoning text is replayed too");
+        assert!(
+            screen.answer_has_patterns(&reasoning),
+            "reasoning text is replayed too"
+        );
         let prompt: Vec<Message> = serde_json::from_value(serde_json::json!([
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": [{"type": "text", "text": "my mail is jane.doe@example.com"}]}
@@ -114,7 +132,13 @@ mod tests {
         let engine = Arc::new(PiiDetector::new(None, PiiSettings::default()).unwrap());
         let screen = PiiScreen::new(Some(Arc::clone(&engine)), &PiiSettings::default()).unwrap();
         assert!(screen.model().is_none(), "the regexes already ran");
-        assert!(answer_has_pii(&engine, &answer("Mail jane.doe@example.com.")).await.unwrap());
-        assert!(!answer_has_pii(&engine, &answer("No personal data here.")).await.unwrap());
+        assert!(
+            answer_has_pii(&engine, &answer("Mail jane.doe@example.com."))
+                .await
+                .unwrap()
+        );
+        assert!(!answer_has_pii(&engine, &answer("No personal data here."))
+            .await
+            .unwrap());
     }
 }

@@ -27,7 +27,10 @@ use tracing::Instrument;
 use super::body::read_json;
 use super::cache::CacheService;
 use super::error::ApiError;
-use super::routing::{decision_headers, observe_answer, request_options, route_chat, PendingWrite, RequestHeaders, Routed};
+use super::routing::{
+    decision_headers, observe_answer, request_options, route_chat, PendingWrite, RequestHeaders,
+    Routed,
+};
 use super::upstream::describe;
 use super::AppState;
 use crate::cache::{CacheHit, CacheRequest, Reply};
@@ -51,17 +54,29 @@ pub(super) fn routes(config: &mut web::ServiceConfig) {
 }
 
 /// `POST /v1/chat/completions`: decide, then answer from the cache or the chosen upstream.
-async fn chat_completions(request: HttpRequest, payload: Payload, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn chat_completions(
+    request: HttpRequest,
+    payload: Payload,
+    state: Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let span = telemetry::request_span("/v1/chat/completions", header_pairs(request.headers()));
     proxy_chat(request, payload, state).instrument(span).await
 }
 
 /// `(name, value)` pairs of the headers whose values are text.
-pub(super) fn header_pairs(headers: &actix_web::http::header::HeaderMap) -> impl Iterator<Item = (&str, &str)> {
-    headers.iter().filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str(), v)))
+pub(super) fn header_pairs(
+    headers: &actix_web::http::header::HeaderMap,
+) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str(), v)))
 }
 
-async fn proxy_chat(request: HttpRequest, payload: Payload, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn proxy_chat(
+    request: HttpRequest,
+    payload: Payload,
+    state: Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let received = Instant::now();
     let bytes = read_json(&request, payload, state.max_body_bytes).await?;
     // Taken once the body is in (a slow client holds no slot; reading an unread body is what
@@ -73,12 +88,28 @@ async fn proxy_chat(request: HttpRequest, payload: Payload, state: Data<AppState
     let headers = RequestHeaders::from_actix(request.headers());
     let options = request_options(&headers, None, &state.tenant_header)?;
     match route_chat(&state, &engine, &chat, &headers, &options, "proxy").await? {
-        Routed::Cached { hit, request: cache_request, .. } => Ok(cached_answer(&hit, &cache_request, &chat.model, &state.decision_headers)),
-        Routed::Decided { decision, cache, write } => {
+        Routed::Cached {
+            hit,
+            request: cache_request,
+            ..
+        } => Ok(cached_answer(
+            &hit,
+            &cache_request,
+            &chat.model,
+            &state.decision_headers,
+        )),
+        Routed::Decided {
+            decision,
+            cache,
+            write,
+        } => {
             let cache_label = cache.as_ref().map(|_| "miss");
             if decision.action == Action::Block {
                 let mut response = ApiError::blocked(decision.reason.clone()).error_response();
-                add_headers(response.headers_mut(), decision_headers(&decision, cache_label, &state.decision_headers));
+                add_headers(
+                    response.headers_mut(),
+                    decision_headers(&decision, cache_label, &state.decision_headers),
+                );
                 return Ok(response);
             }
             forward(&state, &engine, &decision, cache_label, write, received).await
@@ -87,9 +118,22 @@ async fn proxy_chat(request: HttpRequest, payload: Payload, state: Data<AppState
 }
 
 /// A cache hit, replayed in the form the client asked for.
-fn cached_answer(hit: &CacheHit, request: &CacheRequest, requested_model: &str, emitted: &[DecisionHeader]) -> HttpResponse {
-    let model = hit.answer.upstream_model.as_deref().unwrap_or(requested_model);
-    tracing::debug!(kind = hit.kind.label(), similarity = hit.similarity, "proxy answered from the cache");
+fn cached_answer(
+    hit: &CacheHit,
+    request: &CacheRequest,
+    requested_model: &str,
+    emitted: &[DecisionHeader],
+) -> HttpResponse {
+    let model = hit
+        .answer
+        .upstream_model
+        .as_deref()
+        .unwrap_or(requested_model);
+    tracing::debug!(
+        kind = hit.kind.label(),
+        similarity = hit.similarity,
+        "proxy answered from the cache"
+    );
     let mut reply = HttpResponse::Ok();
     if emitted.contains(&DecisionHeader::Cache) {
         reply.insert_header((DecisionHeader::Cache.name(), "hit"));
@@ -104,10 +148,16 @@ fn cached_answer(hit: &CacheHit, request: &CacheRequest, requested_model: &str, 
     }
 }
 
-fn add_headers(headers: &mut actix_web::http::header::HeaderMap, pairs: Vec<(&'static str, String)>) {
+fn add_headers(
+    headers: &mut actix_web::http::header::HeaderMap,
+    pairs: Vec<(&'static str, String)>,
+) {
     for (name, value) in pairs {
         if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(actix_web::http::header::HeaderName::from_static(name), value);
+            headers.insert(
+                actix_web::http::header::HeaderName::from_static(name),
+                value,
+            );
         }
     }
 }
@@ -126,9 +176,18 @@ async fn forward(
     let upstreams = state.upstreams.load_full();
     let config = upstreams.config();
     let deadline = received + Duration::from_millis(config.total_timeout_ms);
-    let chosen = decision.model.as_deref().ok_or_else(|| ApiError::internal("a routed decision without a model"))?;
+    let chosen = decision
+        .model
+        .as_deref()
+        .ok_or_else(|| ApiError::internal("a routed decision without a model"))?;
     let mut order = vec![chosen];
-    order.extend(decision.candidates.iter().map(|c| c.model.as_str()).filter(|m| *m != chosen));
+    order.extend(
+        decision
+            .candidates
+            .iter()
+            .map(|c| c.model.as_str())
+            .filter(|m| *m != chosen),
+    );
     order.truncate(1 + config.max_retries);
 
     let mut failure: Option<ApiError> = None;
@@ -142,20 +201,37 @@ async fn forward(
                 None => continue,
             }
         };
-        let body = current.request.as_ref().ok_or_else(|| ApiError::internal("a routed decision without a body"))?;
-        let body = serde_json::to_vec(body).map_err(|e| ApiError::internal(format!("the rewritten body could not be written: {e}")))?;
+        let body = current
+            .request
+            .as_ref()
+            .ok_or_else(|| ApiError::internal("a routed decision without a body"))?;
+        let body = serde_json::to_vec(body).map_err(|e| {
+            ApiError::internal(format!("the rewritten body could not be written: {e}"))
+        })?;
         let in_flight = engine.stats().start(model);
         let sent = Instant::now();
         // Until the response head: a streamed answer goes on after the span ends.
-        let span = tracing::debug_span!("upstream", model, attempt, http.status = tracing::field::Empty);
-        let result = upstreams.send(model, body, deadline).instrument(span.clone()).await;
+        let span = tracing::debug_span!(
+            "upstream",
+            model,
+            attempt,
+            http.status = tracing::field::Empty
+        );
+        let result = upstreams
+            .send(model, body, deadline)
+            .instrument(span.clone())
+            .await;
         if let Ok(response) = &result {
             span.record("http.status", response.status().as_u16());
         }
         match result {
             Ok(response) if response.status().is_server_error() && !last => {
                 count_attempt(model, status_class(response.status()));
-                tracing::warn!(model, status = response.status().as_u16(), "upstream failed before its first byte; trying the next candidate");
+                tracing::warn!(
+                    model,
+                    status = response.status().as_u16(),
+                    "upstream failed before its first byte; trying the next candidate"
+                );
                 failure = None;
             }
             Ok(response) => {
@@ -221,12 +297,29 @@ impl Answer {
 
 /// Passes the upstream's response to the client: SSE streamed through, anything else read
 /// whole (bounded) and sent on. The decision headers say which model answered.
-async fn relay(state: &AppState, decision: &Decision, cache_label: Option<&'static str>, response: reqwest::Response, answer: Answer, deadline: Instant) -> Result<HttpResponse, ApiError> {
-    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).cloned();
-    let sse = content_type.as_ref().and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+async fn relay(
+    state: &AppState,
+    decision: &Decision,
+    cache_label: Option<&'static str>,
+    response: reqwest::Response,
+    answer: Answer,
+    deadline: Instant,
+) -> Result<HttpResponse, ApiError> {
+    let status =
+        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .cloned();
+    let sse = content_type
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
     let mut reply = HttpResponse::build(status);
-    if let Some(value) = content_type.as_ref().and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
+    if let Some(value) = content_type
+        .as_ref()
+        .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok())
+    {
         reply.insert_header((CONTENT_TYPE, value));
     }
     for (name, value) in decision_headers(decision, cache_label, &state.decision_headers) {
@@ -240,21 +333,45 @@ async fn relay(state: &AppState, decision: &Decision, cache_label: Option<&'stat
     let body = read_whole(response, &answer.model, idle, deadline).await?;
     if status.is_success() {
         match serde_json::from_slice::<Value>(&body) {
-            Ok(json) => answer.complete(json.get("usage"), Reply::Json { status: status.as_u16(), body: &json }),
-            Err(_) => tracing::warn!(model = answer.model, "the upstream's answer is not JSON; passed on unobserved"),
+            Ok(json) => answer.complete(
+                json.get("usage"),
+                Reply::Json {
+                    status: status.as_u16(),
+                    body: &json,
+                },
+            ),
+            Err(_) => tracing::warn!(
+                model = answer.model,
+                "the upstream's answer is not JSON; passed on unobserved"
+            ),
         }
     }
     Ok(reply.body(body))
 }
 
 /// A non-streamed body, each read bounded by the idle timeout and all of it by the deadline.
-async fn read_whole(mut response: reqwest::Response, model: &str, idle: Duration, deadline: Instant) -> Result<Bytes, ApiError> {
+async fn read_whole(
+    mut response: reqwest::Response,
+    model: &str,
+    idle: Duration,
+    deadline: Instant,
+) -> Result<Bytes, ApiError> {
     let mut body = Vec::new();
     loop {
         let wait = idle.min(deadline.saturating_duration_since(Instant::now()));
         match tokio::time::timeout(wait, response.chunk()).await {
-            Err(_) => return Err(ApiError::upstream_timeout(format!("the upstream of `{model}` stopped sending its answer for {} ms", wait.as_millis()))),
-            Ok(Err(error)) => return Err(ApiError::upstream_unavailable(format!("the upstream of `{model}` failed while answering: {}", describe(error)))),
+            Err(_) => {
+                return Err(ApiError::upstream_timeout(format!(
+                    "the upstream of `{model}` stopped sending its answer for {} ms",
+                    wait.as_millis()
+                )))
+            }
+            Ok(Err(error)) => {
+                return Err(ApiError::upstream_unavailable(format!(
+                    "the upstream of `{model}` failed while answering: {}",
+                    describe(error)
+                )))
+            }
             Ok(Ok(None)) => return Ok(Bytes::from(body)),
             Ok(Ok(Some(chunk))) => {
                 if body.len() + chunk.len() > MAX_ANSWER_BYTES {
@@ -343,7 +460,12 @@ impl Stream for ObservedStream {
         if this.answer.is_none() {
             return Poll::Ready(None);
         }
-        let model = |this: &Self| this.answer.as_ref().map(|a| a.model.clone()).unwrap_or_default();
+        let model = |this: &Self| {
+            this.answer
+                .as_ref()
+                .map(|a| a.model.clone())
+                .unwrap_or_default()
+        };
         match this.inner.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
                 this.usage.push(&chunk);
@@ -366,7 +488,13 @@ impl Stream for ObservedStream {
                 if let Some(answer) = this.answer.take() {
                     let usage = this.usage.finish();
                     let copy = this.copy.take().unwrap_or_default();
-                    answer.complete(usage.as_ref(), Reply::Sse { status: 200, body: &copy });
+                    answer.complete(
+                        usage.as_ref(),
+                        Reply::Sse {
+                            status: 200,
+                            body: &copy,
+                        },
+                    );
                 }
                 Poll::Ready(None)
             }
@@ -381,8 +509,12 @@ impl Stream for ObservedStream {
 impl Drop for ObservedStream {
     fn drop(&mut self) {
         if let Some(answer) = self.answer.take() {
-            metrics::counter!("semrouter_proxy_cancelled_total", "model" => answer.model.clone()).increment(1);
-            tracing::debug!(model = answer.model, "client went away mid-answer; upstream call cancelled");
+            metrics::counter!("semrouter_proxy_cancelled_total", "model" => answer.model.clone())
+                .increment(1);
+            tracing::debug!(
+                model = answer.model,
+                "client went away mid-answer; upstream call cancelled"
+            );
         }
     }
 }
@@ -446,7 +578,10 @@ mod tests {
         for piece in events.as_bytes().chunks(7) {
             scan.push(piece);
         }
-        assert_eq!(scan.finish(), Some(serde_json::json!({"prompt_tokens": 3, "completion_tokens": 2})));
+        assert_eq!(
+            scan.finish(),
+            Some(serde_json::json!({"prompt_tokens": 3, "completion_tokens": 2}))
+        );
         let mut none = UsageScan::default();
         none.push(b"data: {\"choices\":[]}\n\n");
         assert_eq!(none.finish(), None);

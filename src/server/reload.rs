@@ -103,8 +103,13 @@ impl From<ReloadError> for ApiError {
         match &error {
             ReloadError::NoFile => ApiError::no_config_file(),
             ReloadError::NotReady => ApiError::not_ready(),
-            ReloadError::Invalid(e) => ApiError::invalid_config(e.key(), format!("config rejected, the old one keeps serving: {e}")),
-            ReloadError::Failed(reason) => ApiError::reload_failed(format!("config not applied, the old one keeps serving: {reason}")),
+            ReloadError::Invalid(e) => ApiError::invalid_config(
+                e.key(),
+                format!("config rejected, the old one keeps serving: {e}"),
+            ),
+            ReloadError::Failed(reason) => ApiError::reload_failed(format!(
+                "config not applied, the old one keeps serving: {reason}"
+            )),
         }
     }
 }
@@ -131,7 +136,10 @@ impl Reloader {
 }
 
 /// Reloads the config file now (the endpoint), even if its content did not change.
-pub(super) async fn reload(state: &AppState, trigger: Trigger) -> Result<ReloadReport, ReloadError> {
+pub(super) async fn reload(
+    state: &AppState,
+    trigger: Trigger,
+) -> Result<ReloadReport, ReloadError> {
     let path = state.reloader.path.as_ref().ok_or(ReloadError::NoFile)?;
     let mut applied = state.reloader.applied.lock().await;
     let text = read(path).await?;
@@ -183,7 +191,12 @@ async fn read(path: &std::path::Path) -> Result<String, ReloadError> {
     })
 }
 
-async fn apply(state: &AppState, path: &std::path::Path, text: &str, applied: &mut Applied) -> Result<ReloadReport, ReloadError> {
+async fn apply(
+    state: &AppState,
+    path: &std::path::Path,
+    text: &str,
+    applied: &mut Applied,
+) -> Result<ReloadReport, ReloadError> {
     let started = Instant::now();
     let hash: [u8; 32] = Sha256::digest(text.as_bytes()).into();
     let new = config::load_str(text, &path.display().to_string())?;
@@ -193,11 +206,14 @@ async fn apply(state: &AppState, path: &std::path::Path, text: &str, applied: &m
     // The runtime library is a start-up key: the running one is reused.
     let running = applied.config.clone();
     let build = new.clone();
-    let router: Router = tokio::task::spawn_blocking(move || -> Result<Router, AssembleError> { assemble_with(&build, &runtime(&running)?, embedder) })
-        .await
-        .map_err(|e| ReloadError::Failed(format!("building the engine panicked: {e}")))?
-        .map_err(|e| ReloadError::Failed(e.to_string()))?;
-    let upstreams = Upstreams::new(&new.models, &new.proxy).map_err(|e| ReloadError::Failed(e.to_string()))?;
+    let router: Router = tokio::task::spawn_blocking(move || -> Result<Router, AssembleError> {
+        assemble_with(&build, &runtime(&running)?, embedder)
+    })
+    .await
+    .map_err(|e| ReloadError::Failed(format!("building the engine panicked: {e}")))?
+    .map_err(|e| ReloadError::Failed(e.to_string()))?;
+    let upstreams =
+        Upstreams::new(&new.models, &new.proxy).map_err(|e| ReloadError::Failed(e.to_string()))?;
     // Upstreams first: a request that picks a newly added model finds its upstream.
     state.upstreams.store(Arc::new(upstreams));
     state.engine.store(Some(Arc::new(router)));
@@ -207,7 +223,10 @@ async fn apply(state: &AppState, path: &std::path::Path, text: &str, applied: &m
     applied.seen = hash;
     publish_loaded(&hash);
     for key in &restart_required {
-        tracing::warn!(key, "config key changed but takes effect only after a restart; the old value stays");
+        tracing::warn!(
+            key,
+            "config key changed but takes effect only after a restart; the old value stays"
+        );
     }
     Ok(ReloadReport {
         reloaded: true,
@@ -234,16 +253,22 @@ fn record(trigger: Trigger, result: &Result<ReloadReport, ReloadError>) {
             elapsed_ms = report.elapsed_ms,
             "config reloaded"
         ),
-        Err(error) => tracing::error!(trigger = trigger.label(), %error, "config reload refused; the old config keeps serving"),
+        Err(error) => {
+            tracing::error!(trigger = trigger.label(), %error, "config reload refused; the old config keeps serving")
+        }
     }
 }
 
 /// Sets the gauges that identify the config serving now.
 fn publish_loaded(hash: &[u8; 32]) {
     // The first 48 bits: exact in an f64, and enough to tell configs apart on a dashboard.
-    let short = hash[..6].iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+    let short = hash[..6]
+        .iter()
+        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
     ::metrics::gauge!("semrouter_config_hash").set(short as f64);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     ::metrics::gauge!("semrouter_config_loaded_timestamp_seconds").set(now);
 }
 
@@ -269,21 +294,36 @@ fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
     };
     check("server.http_addr", o.http_addr != n.http_addr);
     check("server.workers", o.workers != n.workers);
-    check("server.max_body_bytes", o.max_body_bytes != n.max_body_bytes);
-    check("server.shutdown_timeout_s", o.shutdown_timeout_s != n.shutdown_timeout_s);
+    check(
+        "server.max_body_bytes",
+        o.max_body_bytes != n.max_body_bytes,
+    );
+    check(
+        "server.shutdown_timeout_s",
+        o.shutdown_timeout_s != n.shutdown_timeout_s,
+    );
     check("server.max_in_flight", o.max_in_flight != n.max_in_flight);
     check("server.log_format", o.log_format != n.log_format);
-    check("server.decision_headers", o.decision_headers != n.decision_headers);
+    check(
+        "server.decision_headers",
+        o.decision_headers != n.decision_headers,
+    );
     check("server.admin", o.admin != n.admin);
     check("server.reload", o.reload != n.reload);
     check("server.log_prompts", o.log_prompts != n.log_prompts);
     check("server.tls", o.tls != n.tls);
     check("runtime", differs(&old.runtime, &new.runtime));
     check("embedding", differs(&old.embedding, &new.embedding));
-    check("routing.tenant_header", old.routing.tenant_header != new.routing.tenant_header);
+    check(
+        "routing.tenant_header",
+        old.routing.tenant_header != new.routing.tenant_header,
+    );
     check("cache", differs(&old.cache, &new.cache));
     // The cache screens writes with the detector it started with.
-    check("signals.pii", old.cache.enabled && differs(&old.signals.pii, &new.signals.pii));
+    check(
+        "signals.pii",
+        old.cache.enabled && differs(&old.signals.pii, &new.signals.pii),
+    );
     check("extproc", differs(&old.extproc, &new.extproc));
     check("telemetry", old.telemetry != new.telemetry);
     check("dashboard", old.dashboard != new.dashboard);
@@ -303,6 +343,9 @@ mod tests {
         new.scoring.expected_completion_tokens += 1;
         new.models[0].quality.insert("law".into(), 0.01);
         new.cache.max_entries += 1;
-        assert_eq!(restart_required(&old, &new), vec!["server.workers", "cache"]);
+        assert_eq!(
+            restart_required(&old, &new),
+            vec!["server.workers", "cache"]
+        );
     }
 }

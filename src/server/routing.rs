@@ -36,18 +36,29 @@ impl RequestHeaders {
     /// From `(name, value)` pairs in any case; values that are not UTF-8 are dropped by the caller.
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         Self {
-            pairs: pairs.into_iter().map(|(n, v)| (n.to_ascii_lowercase(), v.to_string())).collect(),
+            pairs: pairs
+                .into_iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+                .collect(),
         }
     }
 
     /// From actix-web's header map.
     pub fn from_actix(headers: &actix_web::http::header::HeaderMap) -> Self {
-        Self::from_pairs(headers.iter().filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str(), v))))
+        Self::from_pairs(
+            headers
+                .iter()
+                .filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str(), v))),
+        )
     }
 
     /// The first value of `name` (lower case), trimmed, when not empty.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
     }
 
     /// Every pair, names lower-cased.
@@ -58,16 +69,24 @@ impl RequestHeaders {
 
 /// The per-request options a front end reads from headers; `explain_query` is the REST
 /// API's `?explain=true`.
-pub fn request_options(headers: &RequestHeaders, explain_query: Option<&str>, tenant_header: &str) -> Result<RequestOptions, ApiError> {
+pub fn request_options(
+    headers: &RequestHeaders,
+    explain_query: Option<&str>,
+    tenant_header: &str,
+) -> Result<RequestOptions, ApiError> {
     let cost_weight = headers
         .get(COST_WEIGHT_HEADER)
         .map(|v| match v.parse::<f64>() {
             Ok(w) if (0.0..=1.0).contains(&w) => Ok(w),
-            _ => Err(ApiError::invalid_param(COST_WEIGHT_HEADER, format!("header `{COST_WEIGHT_HEADER}` must be a number from 0 to 1"))),
+            _ => Err(ApiError::invalid_param(
+                COST_WEIGHT_HEADER,
+                format!("header `{COST_WEIGHT_HEADER}` must be a number from 0 to 1"),
+            )),
         })
         .transpose()?;
     let truthy = |v: &str| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes");
-    let explain = headers.get(EXPLAIN_HEADER).is_some_and(truthy) || explain_query.is_some_and(truthy);
+    let explain =
+        headers.get(EXPLAIN_HEADER).is_some_and(truthy) || explain_query.is_some_and(truthy);
     Ok(RequestOptions {
         preference: headers.get(PREFERENCE_HEADER).map(str::to_string),
         cost_weight,
@@ -78,7 +97,9 @@ pub fn request_options(headers: &RequestHeaders, explain_query: Option<&str>, te
 
 /// `?explain=` from a query string.
 pub fn explain_query(query: &str) -> Option<String> {
-    actix_web::web::Query::<BTreeMap<String, String>>::from_query(query).ok().and_then(|q| q.get("explain").cloned())
+    actix_web::web::Query::<BTreeMap<String, String>>::from_query(query)
+        .ok()
+        .and_then(|q| q.get("explain").cloned())
 }
 
 /// What the flow produced for one chat request.
@@ -116,7 +137,13 @@ impl PendingWrite {
     /// Stores the upstream's answer (only complete, successful ones without PII in prompt or
     /// answer are kept; the error says why one was not). See [`CacheService::store_reply`].
     pub fn complete(&self, service: &CacheService, reply: Reply<'_>) -> Result<(), WriteSkip> {
-        service.store_reply(&self.request, self.embedding.as_deref(), self.category, reply, self.pii)
+        service.store_reply(
+            &self.request,
+            self.embedding.as_deref(),
+            self.category,
+            reply,
+            self.pii,
+        )
     }
 }
 
@@ -134,14 +161,26 @@ pub async fn route_chat(
     let started = Instant::now();
     let routed = decide_chat(state, engine, chat, headers, options).await?;
     if let Some(feed) = &state.feed {
-        feed.record(dashboard_record(feed, &routed, chat, front_end, started.elapsed()));
+        feed.record(dashboard_record(
+            feed,
+            &routed,
+            chat,
+            front_end,
+            started.elapsed(),
+        ));
     }
     Ok(routed)
 }
 
 /// What the dashboard keeps of one routed request: the outcome, never the prompt unless
 /// `dashboard.show_prompts`.
-fn dashboard_record(feed: &DecisionFeed, routed: &Routed, chat: &ChatRequest, front_end: &'static str, elapsed: std::time::Duration) -> DecisionRecord {
+fn dashboard_record(
+    feed: &DecisionFeed,
+    routed: &Routed,
+    chat: &ChatRequest,
+    front_end: &'static str,
+    elapsed: std::time::Duration,
+) -> DecisionRecord {
     let prompt = feed.excerpt(|| text_to_classify(&chat.messages, ClassifyText::LastUser));
     let base = DecisionRecord {
         at_ms: now_ms(),
@@ -160,17 +199,30 @@ fn dashboard_record(feed: &DecisionFeed, routed: &Routed, chat: &ChatRequest, fr
     match routed {
         Routed::Cached { hit, .. } => DecisionRecord {
             action: "cache",
-            model: Some(hit.answer.upstream_model.clone().unwrap_or_else(|| chat.model.clone())),
+            model: Some(
+                hit.answer
+                    .upstream_model
+                    .clone()
+                    .unwrap_or_else(|| chat.model.clone()),
+            ),
             cache: Some("hit"),
             cache_kind: Some(hit.kind.label()),
             ..base
         },
-        Routed::Decided { decision, cache, .. } => DecisionRecord {
+        Routed::Decided {
+            decision, cache, ..
+        } => DecisionRecord {
             action: decision.action.as_str(),
             model: decision.model.clone(),
             category: decision.category.as_ref().map(|c| c.name),
             reasoning: decision.reasoning.as_ref().map(|r| r.label()),
-            cache: cache.as_ref().map(|c| if c.skipped.is_some() { "skipped" } else { "miss" }),
+            cache: cache.as_ref().map(|c| {
+                if c.skipped.is_some() {
+                    "skipped"
+                } else {
+                    "miss"
+                }
+            }),
             policy: decision.policy.clone(),
             flags: decision.flags.clone(),
             ..base
@@ -178,23 +230,43 @@ fn dashboard_record(feed: &DecisionFeed, routed: &Routed, chat: &ChatRequest, fr
     }
 }
 
-async fn decide_chat(state: &AppState, engine: &Router, chat: &ChatRequest, headers: &RequestHeaders, options: &RequestOptions) -> Result<Routed, ApiError> {
-    if let Some(p) = options.preference.as_deref().filter(|p| !engine.has_preference(p)) {
+async fn decide_chat(
+    state: &AppState,
+    engine: &Router,
+    chat: &ChatRequest,
+    headers: &RequestHeaders,
+    options: &RequestOptions,
+) -> Result<Routed, ApiError> {
+    if let Some(p) = options
+        .preference
+        .as_deref()
+        .filter(|p| !engine.has_preference(p))
+    {
         return Err(ApiError::invalid_param(
             PREFERENCE_HEADER,
-            format!("unknown preference `{p}`; use one of: {}", engine.preferences().join(", ")),
+            format!(
+                "unknown preference `{p}`; use one of: {}",
+                engine.preferences().join(", ")
+            ),
         ));
     }
     if state.log_prompts {
         // Only with `server.log_prompts: true`: prompts may hold secrets and personal data.
-        let messages = chat.body.get("messages").map(ToString::to_string).unwrap_or_default();
+        let messages = chat
+            .body
+            .get("messages")
+            .map(ToString::to_string)
+            .unwrap_or_default();
         tracing::debug!(model = %chat.model, %messages, "routing request (server.log_prompts is on)");
     }
     let service = state.cache.load_full();
     let store_allowed = directives(headers.iter()).store;
-    let mut prepared = service.as_ref().map(|s| s.prepare(headers, chat, options.tenant.as_deref()));
+    let mut prepared = service
+        .as_ref()
+        .map(|s| s.prepare(headers, chat, options.tenant.as_deref()));
     if let (Some(service), Some(Prepared::Ready(cache_request))) = (&service, &prepared) {
-        let exact = tracing::debug_span!("cache_lookup", kind = "exact").in_scope(|| service.cache().lookup_exact(cache_request));
+        let exact = tracing::debug_span!("cache_lookup", kind = "exact")
+            .in_scope(|| service.cache().lookup_exact(cache_request));
         if let Some(hit) = exact {
             log_hit(&chat.model, &hit);
             return Ok(Routed::Cached {
@@ -218,17 +290,22 @@ async fn decide_chat(state: &AppState, engine: &Router, chat: &ChatRequest, head
             } else {
                 let category = analysis.signals.domain.top().0.name();
                 tracing::debug_span!("cache_lookup", kind = "semantic").in_scope(|| {
-                    service.cache().lookup_semantic(cache_request, &analysis.embedding.values, Some(category)).unwrap_or_else(|error| {
-                        tracing::warn!(%error, "cache lookup skipped: unusable embedding");
-                        None
-                    })
+                    service
+                        .cache()
+                        .lookup_semantic(cache_request, &analysis.embedding.values, Some(category))
+                        .unwrap_or_else(|error| {
+                            tracing::warn!(%error, "cache lookup skipped: unusable embedding");
+                            None
+                        })
                 })
             };
             let mut decision = engine.decide_with(chat, &analysis, options).await?;
             decision.timing.total = started.elapsed();
             // A near neighbour's answer is served only to a prompt the engine would let
             // through: a blocked prompt must not read what was stored for a harmless one.
-            if let Some(hit) = semantic_hit.filter(|_| decision.action != crate::engine::Action::Block) {
+            if let Some(hit) =
+                semantic_hit.filter(|_| decision.action != crate::engine::Action::Block)
+            {
                 log_hit(&chat.model, &hit);
                 return Ok(Routed::Cached {
                     hit,
@@ -236,21 +313,33 @@ async fn decide_chat(state: &AppState, engine: &Router, chat: &ChatRequest, head
                     timing: analysis.timing,
                 });
             }
-            let pii = analysis.pii.as_ref().is_some_and(|p| !p.signal.types.is_empty());
+            let pii = analysis
+                .pii
+                .as_ref()
+                .is_some_and(|p| !p.signal.types.is_empty());
             write_parts = if analysis.degraded {
                 (None, None, pii)
             } else {
-                (Some(analysis.embedding.values), Some(analysis.signals.domain.top().0.name()), pii)
+                (
+                    Some(analysis.embedding.values),
+                    Some(analysis.signals.domain.top().0.name()),
+                    pii,
+                )
             };
             decision
         }
         _ => engine.decide(chat, options).await?,
     };
     let write = match prepared.as_ref() {
-        Some(Prepared::Ready(request)) if store_allowed && decision.action != crate::engine::Action::Block => {
+        Some(Prepared::Ready(request))
+            if store_allowed && decision.action != crate::engine::Action::Block =>
+        {
             let (embedding, category, pii) = write_parts;
             // Without a PII detector in the engine the prompt still passes the cache's regexes.
-            let pii = pii || service.as_ref().is_some_and(|s| s.screen().prompt_has_patterns(&chat.messages));
+            let pii = pii
+                || service
+                    .as_ref()
+                    .is_some_and(|s| s.screen().prompt_has_patterns(&chat.messages));
             Some(PendingWrite {
                 request: request.clone(),
                 embedding,
@@ -274,21 +363,37 @@ async fn decide_chat(state: &AppState, engine: &Router, chat: &ChatRequest, head
         reasoning = decision.reasoning.as_ref().is_some_and(|r| r.enabled),
         "decision"
     );
-    Ok(Routed::Decided { decision, cache, write })
+    Ok(Routed::Decided {
+        decision,
+        cache,
+        write,
+    })
 }
 
 /// The info line of a request answered from the cache (in place of the decision line).
 fn log_hit(requested: &str, hit: &crate::cache::CacheHit) {
-    tracing::info!(requested, cache = hit.kind.label(), similarity = hit.similarity, age_ms = hit.age_ms, "cache hit");
+    tracing::info!(
+        requested,
+        cache = hit.kind.label(),
+        similarity = hit.similarity,
+        age_ms = hit.age_ms,
+        "cache hit"
+    );
 }
 
 /// The decision headers a proxy or ext_proc reply carries, those in `emitted` only. `cache`
 /// is `hit`/`miss` when the cache is on.
-pub fn decision_headers(decision: &Decision, cache: Option<&'static str>, emitted: &[DecisionHeader]) -> Vec<(&'static str, String)> {
+pub fn decision_headers(
+    decision: &Decision,
+    cache: Option<&'static str>,
+    emitted: &[DecisionHeader],
+) -> Vec<(&'static str, String)> {
     let mut out = Vec::with_capacity(emitted.len());
     for &header in emitted {
         let value = match header {
-            DecisionHeader::SelectedModel | DecisionHeader::GatewayModelName => decision.model.clone(),
+            DecisionHeader::SelectedModel | DecisionHeader::GatewayModelName => {
+                decision.model.clone()
+            }
             DecisionHeader::Category => decision.category.as_ref().map(|c| c.name.to_string()),
             DecisionHeader::Reasoning => decision.reasoning.as_ref().map(|r| r.label().to_string()),
             DecisionHeader::Cache => cache.map(str::to_string),
@@ -303,12 +408,20 @@ pub fn decision_headers(decision: &Decision, cache: Option<&'static str>, emitte
 
 /// What the response path learnt from one upstream answer: folds the latency into the
 /// model's EWMA (the scorer's latency factor) and counts the tokens `usage` reports.
-pub fn observe_answer(engine: &Router, model: &str, latency: std::time::Duration, usage: Option<&serde_json::Value>) {
+pub fn observe_answer(
+    engine: &Router,
+    model: &str,
+    latency: std::time::Duration,
+    usage: Option<&serde_json::Value>,
+) {
     engine.stats().observe_latency(model, latency);
     let Some(usage) = usage else {
         return;
     };
-    for (field, kind) in [("prompt_tokens", "prompt"), ("completion_tokens", "completion")] {
+    for (field, kind) in [
+        ("prompt_tokens", "prompt"),
+        ("completion_tokens", "completion"),
+    ] {
         if let Some(n) = usage.get(field).and_then(serde_json::Value::as_u64) {
             metrics::counter!("semrouter_model_tokens_total", "model" => model.to_string(), "kind" => kind).increment(n);
         }

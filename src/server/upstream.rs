@@ -94,7 +94,9 @@ impl From<CallError> for ApiError {
         let message = error.to_string();
         match error {
             CallError::NotConfigured { .. } => ApiError::upstream_not_configured(message),
-            CallError::Connect { .. } | CallError::Failed { .. } => ApiError::upstream_unavailable(message),
+            CallError::Connect { .. } | CallError::Failed { .. } => {
+                ApiError::upstream_unavailable(message)
+            }
             CallError::Timeout { .. } => ApiError::upstream_timeout(message),
         }
     }
@@ -117,7 +119,9 @@ pub struct Upstreams {
 // No Debug derive: the targets hold tokens.
 impl std::fmt::Debug for Upstreams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstreams").field("models", &self.targets.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+        f.debug_struct("Upstreams")
+            .field("models", &self.targets.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
     }
 }
 
@@ -134,16 +138,29 @@ impl Upstreams {
                 None => None,
                 Some(var) => {
                     let key = format!("models[{i}].upstream.api_key_env");
-                    let token = std::env::var(var).ok().filter(|t| !t.trim().is_empty()).ok_or_else(|| UpstreamSetupError::MissingToken {
-                        var: var.clone(),
-                        key: key.clone(),
-                    })?;
-                    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.trim())).map_err(|_| UpstreamSetupError::BadToken { var: var.clone(), key })?;
+                    let token = std::env::var(var)
+                        .ok()
+                        .filter(|t| !t.trim().is_empty())
+                        .ok_or_else(|| UpstreamSetupError::MissingToken {
+                            var: var.clone(),
+                            key: key.clone(),
+                        })?;
+                    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                        .map_err(|_| UpstreamSetupError::BadToken {
+                            var: var.clone(),
+                            key,
+                        })?;
                     value.set_sensitive(true);
                     Some(value)
                 }
             };
-            targets.insert(model.name.clone(), Target { url: upstream.chat_url(), auth });
+            targets.insert(
+                model.name.clone(),
+                Target {
+                    url: upstream.chat_url(),
+                    auth,
+                },
+            );
         }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
@@ -173,15 +190,31 @@ impl Upstreams {
 
     /// Sends `body` to `model`'s upstream and waits for the response head, at most
     /// `proxy.first_byte_timeout_ms` and never past `deadline`.
-    pub async fn send(&self, model: &str, body: Vec<u8>, deadline: Instant) -> Result<reqwest::Response, CallError> {
-        let target = self.targets.get(model).ok_or_else(|| CallError::NotConfigured { model: model.to_string() })?;
+    pub async fn send(
+        &self,
+        model: &str,
+        body: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<reqwest::Response, CallError> {
+        let target = self
+            .targets
+            .get(model)
+            .ok_or_else(|| CallError::NotConfigured {
+                model: model.to_string(),
+            })?;
         let mut trace_headers = reqwest::header::HeaderMap::new();
         crate::telemetry::inject(&mut trace_headers);
-        let mut request = self.http.post(&target.url).header(CONTENT_TYPE, "application/json").headers(trace_headers).body(body);
+        let mut request = self
+            .http
+            .post(&target.url)
+            .header(CONTENT_TYPE, "application/json")
+            .headers(trace_headers)
+            .body(body);
         if let Some(auth) = &target.auth {
             request = request.header(AUTHORIZATION, auth.clone());
         }
-        let wait = Duration::from_millis(self.config.first_byte_timeout_ms).min(deadline.saturating_duration_since(Instant::now()));
+        let wait = Duration::from_millis(self.config.first_byte_timeout_ms)
+            .min(deadline.saturating_duration_since(Instant::now()));
         match tokio::time::timeout(wait, request.send()).await {
             Err(_) => Err(CallError::Timeout {
                 model: model.to_string(),
@@ -191,9 +224,15 @@ impl Upstreams {
                 let connect = error.is_connect();
                 let detail = describe(error);
                 Err(if connect {
-                    CallError::Connect { model: model.to_string(), detail }
+                    CallError::Connect {
+                        model: model.to_string(),
+                        detail,
+                    }
                 } else {
-                    CallError::Failed { model: model.to_string(), detail }
+                    CallError::Failed {
+                        model: model.to_string(),
+                        detail,
+                    }
                 })
             }
             Ok(Ok(response)) => Ok(response),

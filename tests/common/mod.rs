@@ -26,7 +26,11 @@ pub fn binary() -> &'static str {
 
 /// A free loopback port (released just before the server binds it).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().expect("local addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .expect("local addr")
+        .port()
 }
 
 /// The admin token every test server gets (`SEMROUTER_ADMIN_TOKEN`) unless its `Launch::env`
@@ -84,7 +88,11 @@ impl Server {
         let stderr = dir.path().join("stderr.log");
         let port = free_port();
         let mut command = Command::new(binary());
-        command.current_dir(repo()).arg("serve").arg("--http-addr").arg(format!("127.0.0.1:{port}"));
+        command
+            .current_dir(repo())
+            .arg("serve")
+            .arg("--http-addr")
+            .arg(format!("127.0.0.1:{port}"));
         let config_path = match (config_file, &launch.config) {
             (Some(path), _) => Some(path),
             (None, Some(config)) => {
@@ -97,7 +105,9 @@ impl Server {
         if let Some(path) = &config_path {
             command.arg("--config").arg(path);
         }
-        command.env("SEMROUTER_ADMIN_TOKEN", ADMIN_TOKEN).env("RUST_LOG", "info");
+        command
+            .env("SEMROUTER_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("RUST_LOG", "info");
         for (key, value) in &launch.env {
             command.env(key, value);
         }
@@ -128,15 +138,25 @@ impl Server {
         let deadline = Instant::now() + timeout;
         let addr = self.base.trim_start_matches("http://").to_string();
         while Instant::now() < deadline {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("server exited with {status} before it was ready; stderr:\n{}", self.stderr());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "server exited with {status} before it was ready; stderr:\n{}",
+                    self.stderr()
+                );
             }
             if get_status(&addr, "/ready") == Some(200) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("server not ready after {timeout:?}; stderr:\n{}", self.stderr());
+        panic!(
+            "server not ready after {timeout:?}; stderr:\n{}",
+            self.stderr()
+        );
     }
 
     /// Sends SIGTERM and waits for the process to exit.
@@ -172,9 +192,14 @@ impl Drop for Server {
 /// The status code of `GET path` on `addr`, or `None` if nothing answers (plain TCP, so it
 /// works inside and outside an async runtime).
 pub fn get_status(addr: &str, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(1)).ok()?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
@@ -182,7 +207,10 @@ pub fn get_status(addr: &str, path: &str) -> Option<u16> {
 
 /// Sends a signal with the `kill` command.
 pub fn signal(pid: u32, name: &str) {
-    let _ = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 /// Runs `semrouter ARGS` to completion; returns (exit status, stdout, stderr).
@@ -203,7 +231,11 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, Stri
 /// Starts `semrouter serve` expecting it to fail; returns its exit status and stderr.
 pub fn serve_expecting_failure(config: Option<&str>, env: &[(&str, &str)]) -> (ExitStatus, String) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut args = vec!["serve".to_string(), "--http-addr".into(), format!("127.0.0.1:{}", free_port())];
+    let mut args = vec![
+        "serve".to_string(),
+        "--http-addr".into(),
+        format!("127.0.0.1:{}", free_port()),
+    ];
     if let Some(config) = config {
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, config).expect("write config");
@@ -217,7 +249,8 @@ pub fn serve_expecting_failure(config: Option<&str>, env: &[(&str, &str)]) -> (E
 
 /// The default config with `from` replaced by `to` (each must occur).
 pub fn default_config_with(replacements: &[(&str, &str)]) -> String {
-    let mut text = std::fs::read_to_string(repo().join("config/semrouter.yaml")).expect("default config");
+    let mut text =
+        std::fs::read_to_string(repo().join("config/semrouter.yaml")).expect("default config");
     for (from, to) in replacements {
         assert!(text.contains(from), "default config has no `{from}`");
         text = text.replacen(from, to, 1);
@@ -239,7 +272,10 @@ pub fn abs(path: &str) -> String {
 pub async fn expect_error(response: reqwest::Response, status: u16) -> Value {
     assert_eq!(response.status().as_u16(), status, "status");
     let body: Value = response.json().await.expect("error body is JSON");
-    let error = body.get("error").cloned().unwrap_or_else(|| panic!("no `error` in {body}"));
+    let error = body
+        .get("error")
+        .cloned()
+        .unwrap_or_else(|| panic!("no `error` in {body}"));
     for key in ["message", "type", "param", "code"] {
         assert!(error.get(key).is_some(), "envelope lacks `{key}`: {body}");
     }
@@ -266,7 +302,9 @@ pub fn exists(path: &str) -> bool {
 /// A self-signed certificate for `names`, written as `cert.pem` and `key.pem` in `dir`; returns
 /// both paths and the certificate's PEM (for a client to trust).
 pub fn self_signed(dir: &Path, names: &[&str]) -> (PathBuf, PathBuf, String) {
-    let certified = rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("certificate");
+    let certified =
+        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("certificate");
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert, certified.cert.pem()).expect("write cert");
     std::fs::write(&key, certified.key_pair.serialize_pem()).expect("write key");
@@ -276,12 +314,23 @@ pub fn self_signed(dir: &Path, names: &[&str]) -> (PathBuf, PathBuf, String) {
 /// CPU time (user and system) process `pid` has used so far, in seconds (from /proc; 0 when
 /// it cannot be read). `pid` 0 reads this process.
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let path = if pid == 0 { "/proc/self/stat".to_string() } else { format!("/proc/{pid}/stat") };
+    let path = if pid == 0 {
+        "/proc/self/stat".to_string()
+    } else {
+        format!("/proc/{pid}/stat")
+    };
     let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name (which may hold spaces, so split after its `)`):
     // utime and stime are the 12th and 13th, in clock ticks (100 a second on Linux).
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 

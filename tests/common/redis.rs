@@ -23,7 +23,11 @@ impl Redis {
     /// Starts one, or `None` (after saying so) when redis-server is not installed and the
     /// run does not require it; `test` names the caller in that message.
     pub fn start_or_skip(test: &str) -> Option<Self> {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let redis = Redis {
             port,
             dir: tempfile::tempdir().unwrap(),
@@ -34,7 +38,9 @@ impl Redis {
                 // `make test` (and so CI) installs redis-server in `make setup` and sets this.
                 assert!(std::env::var_os("SEMROUTER_REQUIRE_REDIS").is_none(), "redis-server is not installed and SEMROUTER_REQUIRE_REDIS is set; run `make redis`");
                 eprintln!("\n\n******** SKIPPED {test}: redis-server is not installed ********");
-                eprintln!("******** install it with: apt-get install -y redis-server     ********\n\n");
+                eprintln!(
+                    "******** install it with: apt-get install -y redis-server     ********\n\n"
+                );
                 None
             }
             code => panic!("scripts/redis.sh start failed with status {code}"),
@@ -52,13 +58,22 @@ impl Redis {
 
     /// SIGKILL: as if the server crashed.
     pub fn kill(&self) {
-        let status = Command::new(script()).arg("stop").arg(self.dir.path()).status().expect("run scripts/redis.sh");
+        let status = Command::new(script())
+            .arg("stop")
+            .arg(self.dir.path())
+            .status()
+            .expect("run scripts/redis.sh");
         assert!(status.success());
     }
 
     /// Starts it again, empty, on the same port.
     pub fn restart(&self) {
-        assert_eq!(self.run_start(), 0, "redis-server restarts on port {}", self.port);
+        assert_eq!(
+            self.run_start(),
+            0,
+            "redis-server restarts on port {}",
+            self.port
+        );
     }
 
     /// `redis://127.0.0.1:PORT/0`
@@ -69,6 +84,9 @@ impl Redis {
 
 impl Drop for Redis {
     fn drop(&mut self) {
-        let _ = Command::new(script()).arg("stop").arg(self.dir.path()).status();
+        let _ = Command::new(script())
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
     }
 }

@@ -34,7 +34,10 @@ pub fn mmlu_questions() -> Vec<String> {
 }
 
 /// The default config's embedder, built from the repository root.
-pub fn embedder() -> (std::sync::Arc<dyn semrouter_embedder::Embedder>, semrouter_onnx::OnnxRuntime) {
+pub fn embedder() -> (
+    std::sync::Arc<dyn semrouter_embedder::Embedder>,
+    semrouter_onnx::OnnxRuntime,
+) {
     std::env::set_current_dir(repo()).expect("cd to the repository root");
     let config = semrouter::config::load(None).expect("the default config loads");
     let runtime = semrouter::assemble::runtime(&config).expect("ONNX Runtime (run `make setup`)");
@@ -54,7 +57,9 @@ pub fn embedder() -> (std::sync::Arc<dyn semrouter_embedder::Embedder>, semroute
 pub fn truncation_check() -> impl Fn(&str) -> bool {
     let config = semrouter::config::load(None).expect("the default config loads");
     let onnx = config.embedding.onnx.expect("embedding.onnx");
-    let tokenizer = semrouter_onnx::TextTokenizer::from_file(&repo().join(&onnx.tokenizer), onnx.max_tokens).expect("tokenizer (run `make setup`)");
+    let tokenizer =
+        semrouter_onnx::TextTokenizer::from_file(&repo().join(&onnx.tokenizer), onnx.max_tokens)
+            .expect("tokenizer (run `make setup`)");
     let max = onnx.max_tokens;
     move |text: &str| tokenizer.encode(text).map_or(true, |t| t.len() >= max)
 }
@@ -74,14 +79,25 @@ pub fn embed_cached(name: &str, texts: &[String]) -> (String, Vec<Vec<f32>>) {
     }
     let (embedder, _runtime) = embedder();
     let model = embedder.info().model_id.clone();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("tokio");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio");
     let started = std::time::Instant::now();
     let mut vectors = Vec::with_capacity(texts.len());
     for (i, chunk) in texts.chunks(CHUNK).enumerate() {
-        let encoded = rt.block_on(embedder.embed(chunk.to_vec())).expect("embedding");
+        let encoded = rt
+            .block_on(embedder.embed(chunk.to_vec()))
+            .expect("embedding");
         vectors.extend(encoded.into_iter().map(|e| e.values));
         if i % 20 == 0 {
-            eprintln!("embedding {name}: {}/{} ({:.0} s)", vectors.len(), texts.len(), started.elapsed().as_secs_f64());
+            eprintln!(
+                "embedding {name}: {}/{} ({:.0} s)",
+                vectors.len(),
+                texts.len(),
+                started.elapsed().as_secs_f64()
+            );
         }
     }
     write(&path, &digest, &model, &vectors);
@@ -90,7 +106,10 @@ pub fn embed_cached(name: &str, texts: &[String]) -> (String, Vec<Vec<f32>>) {
 
 fn read(path: &PathBuf, digest: &[u8; 32], count: usize) -> Option<(String, Vec<Vec<f32>>)> {
     let mut bytes = Vec::new();
-    std::fs::File::open(path).ok()?.read_to_end(&mut bytes).ok()?;
+    std::fs::File::open(path)
+        .ok()?
+        .read_to_end(&mut bytes)
+        .ok()?;
     if bytes.len() < 48 || &bytes[..32] != digest {
         return None;
     }
@@ -102,7 +121,10 @@ fn read(path: &PathBuf, digest: &[u8; 32], count: usize) -> Option<(String, Vec<
     if n != count || body.len() != n * dim * 4 {
         return None;
     }
-    let floats: Vec<f32> = body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let floats: Vec<f32> = body
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     Some((model, floats.chunks(dim).map(<[f32]>::to_vec).collect()))
 }
 

@@ -16,17 +16,29 @@ pub const EXAMPLE_LISTEN: u16 = 10000;
 /// semrouter's ext_proc address.
 pub const EXAMPLE_EXTPROC: u16 = 50051;
 /// The model clusters: qwen3-8b, gpt-oss-120b, deepseek-v3.1.
-pub const EXAMPLE_MODELS: [(&str, u16); 3] = [("qwen3-8b", 8001), ("gpt-oss-120b", 8002), ("deepseek-v3.1", 8003)];
+pub const EXAMPLE_MODELS: [(&str, u16); 3] = [
+    ("qwen3-8b", 8001),
+    ("gpt-oss-120b", 8002),
+    ("deepseek-v3.1", 8003),
+];
 
 /// The Envoy binary `make setup` installs.
 pub fn binary() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("onnx/fetched/envoy/envoy");
-    assert!(path.is_file(), "{} is missing: run `make setup` (python3 onnx/fetch.py)", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make setup` (python3 onnx/fetch.py)",
+        path.display()
+    );
     path
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().expect("local addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .expect("local addr")
+        .port()
 }
 
 /// Where Envoy's clusters point.
@@ -58,14 +70,27 @@ impl Envoy {
         let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/envoy/envoy.yaml");
         let mut text = std::fs::read_to_string(&example).expect("read config/envoy/envoy.yaml");
         let (port, admin) = (free_port(), free_port());
-        let mut ports = vec![(EXAMPLE_ADMIN, admin), (EXAMPLE_LISTEN, port), (EXAMPLE_EXTPROC, wiring.extproc)];
+        let mut ports = vec![
+            (EXAMPLE_ADMIN, admin),
+            (EXAMPLE_LISTEN, port),
+            (EXAMPLE_EXTPROC, wiring.extproc),
+        ];
         for (model, example_port) in EXAMPLE_MODELS {
-            let to = wiring.models.iter().find(|(m, _)| *m == model).unwrap_or_else(|| panic!("no upstream for {model}")).1;
+            let to = wiring
+                .models
+                .iter()
+                .find(|(m, _)| *m == model)
+                .unwrap_or_else(|| panic!("no upstream for {model}"))
+                .1;
             ports.push((example_port, to));
         }
         for (from, to) in ports {
             let from = format!("port_value: {from} ");
-            assert_eq!(text.matches(&from).count(), 1, "the example has one `{from}`");
+            assert_eq!(
+                text.matches(&from).count(),
+                1,
+                "the example has one `{from}`"
+            );
             text = text.replace(&from, &format!("port_value: {to} "));
         }
         for (from, to) in &wiring.edits {
@@ -116,7 +141,11 @@ impl Envoy {
     fn wait_live(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("envoy exited with {status}; log:\n{}", self.log());
             }
             if admin_get(self.admin, "/ready").is_some_and(|body| body.contains("LIVE")) {
@@ -134,9 +163,17 @@ impl Envoy {
 }
 
 fn admin_get(port: u16, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&format!("127.0.0.1:{port}").parse().ok()?, Duration::from_secs(1)).ok()?;
+    let mut stream = TcpStream::connect_timeout(
+        &format!("127.0.0.1:{port}").parse().ok()?,
+        Duration::from_secs(1),
+    )
+    .ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut text = String::new();
     stream.read_to_string(&mut text).ok()?;
     text.starts_with("HTTP/1.1 200").then_some(text)

@@ -28,7 +28,11 @@ pub fn buffered_chat(body: Vec<u8>) -> Vec<ProcessingRequest> {
 
 /// As [`buffered_chat`], with `extra` request headers after the usual three.
 pub fn buffered_chat_with(extra: &[(&str, &str)], body: Vec<u8>) -> Vec<ProcessingRequest> {
-    let mut headers = vec![(":method", "POST"), (":path", "/v1/chat/completions"), ("content-type", "application/json")];
+    let mut headers = vec![
+        (":method", "POST"),
+        (":path", "/v1/chat/completions"),
+        ("content-type", "application/json"),
+    ];
     headers.extend_from_slice(extra);
     vec![
         ProcessingRequest {

@@ -28,7 +28,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Paraphrase, Kind::Negation, Kind::Number, Kind::Entity, Kind::Nearest];
+    pub const ALL: [Kind; 5] = [
+        Kind::Paraphrase,
+        Kind::Negation,
+        Kind::Number,
+        Kind::Entity,
+        Kind::Nearest,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -90,8 +96,32 @@ const SYNONYMS: &[(&str, &str)] = &[
 
 /// Sentence starters that may be lowercased inside a template.
 const LOWERABLE: &[&str] = &[
-    "What", "Which", "Who", "How", "Why", "When", "Where", "In", "The", "A", "An", "If", "Is", "Are", "Can", "Does", "Do",
-    "For", "According", "Find", "Calculate", "Suppose", "Consider", "This", "These", "Let",
+    "What",
+    "Which",
+    "Who",
+    "How",
+    "Why",
+    "When",
+    "Where",
+    "In",
+    "The",
+    "A",
+    "An",
+    "If",
+    "Is",
+    "Are",
+    "Can",
+    "Does",
+    "Do",
+    "For",
+    "According",
+    "Find",
+    "Calculate",
+    "Suppose",
+    "Consider",
+    "This",
+    "These",
+    "Let",
 ];
 
 const AUXILIARIES: &[(&str, &str)] = &[
@@ -114,31 +144,161 @@ const AUXILIARIES: &[(&str, &str)] = &[
 /// Groups of interchangeable named entities.
 const GAZETTEER: &[&[&str]] = &[
     &[
-        "France", "Germany", "Italy", "Spain", "England", "Britain", "China", "Japan", "India", "Russia", "Canada", "Mexico",
-        "Brazil", "Egypt", "Greece", "Rome", "Persia", "Israel", "Turkey", "Iran", "Iraq", "Korea", "Vietnam", "Poland",
-        "Australia", "Argentina", "Sweden", "Norway", "Netherlands", "Portugal", "Ireland", "Scotland", "Cuba", "Kenya",
-        "Nigeria", "Ethiopia", "Pakistan", "Afghanistan", "Indonesia", "Philippines", "Chile", "Peru", "Austria", "Prussia",
-        "Hungary", "Ukraine", "Switzerland", "Belgium", "Denmark",
+        "France",
+        "Germany",
+        "Italy",
+        "Spain",
+        "England",
+        "Britain",
+        "China",
+        "Japan",
+        "India",
+        "Russia",
+        "Canada",
+        "Mexico",
+        "Brazil",
+        "Egypt",
+        "Greece",
+        "Rome",
+        "Persia",
+        "Israel",
+        "Turkey",
+        "Iran",
+        "Iraq",
+        "Korea",
+        "Vietnam",
+        "Poland",
+        "Australia",
+        "Argentina",
+        "Sweden",
+        "Norway",
+        "Netherlands",
+        "Portugal",
+        "Ireland",
+        "Scotland",
+        "Cuba",
+        "Kenya",
+        "Nigeria",
+        "Ethiopia",
+        "Pakistan",
+        "Afghanistan",
+        "Indonesia",
+        "Philippines",
+        "Chile",
+        "Peru",
+        "Austria",
+        "Prussia",
+        "Hungary",
+        "Ukraine",
+        "Switzerland",
+        "Belgium",
+        "Denmark",
     ],
     &[
-        "Paris", "London", "Berlin", "Moscow", "Tokyo", "Beijing", "Washington", "Boston", "Chicago", "Athens", "Jerusalem",
-        "Venice", "Florence", "Vienna", "Madrid", "Lisbon", "Amsterdam", "Constantinople", "Baghdad", "Cairo", "Delhi",
-        "Philadelphia", "Virginia", "California", "Texas", "Massachusetts", "Georgia", "New York", "Ohio", "Florida",
+        "Paris",
+        "London",
+        "Berlin",
+        "Moscow",
+        "Tokyo",
+        "Beijing",
+        "Washington",
+        "Boston",
+        "Chicago",
+        "Athens",
+        "Jerusalem",
+        "Venice",
+        "Florence",
+        "Vienna",
+        "Madrid",
+        "Lisbon",
+        "Amsterdam",
+        "Constantinople",
+        "Baghdad",
+        "Cairo",
+        "Delhi",
+        "Philadelphia",
+        "Virginia",
+        "California",
+        "Texas",
+        "Massachusetts",
+        "Georgia",
+        "New York",
+        "Ohio",
+        "Florida",
     ],
     &[
-        "Aristotle", "Plato", "Socrates", "Kant", "Hume", "Locke", "Hobbes", "Descartes", "Mill", "Marx", "Nietzsche",
-        "Freud", "Piaget", "Skinner", "Pavlov", "Darwin", "Newton", "Einstein", "Lincoln", "Jefferson", "Roosevelt", "Napoleon",
-        "Smith", "Keynes", "Rousseau", "Machiavelli", "Luther", "Calvin", "Confucius", "Augustine", "Aquinas", "Bentham",
-        "Rawls", "Nozick", "Singer", "Wittgenstein", "Russell", "Hegel", "Washington", "Churchill", "Stalin", "Hitler",
+        "Aristotle",
+        "Plato",
+        "Socrates",
+        "Kant",
+        "Hume",
+        "Locke",
+        "Hobbes",
+        "Descartes",
+        "Mill",
+        "Marx",
+        "Nietzsche",
+        "Freud",
+        "Piaget",
+        "Skinner",
+        "Pavlov",
+        "Darwin",
+        "Newton",
+        "Einstein",
+        "Lincoln",
+        "Jefferson",
+        "Roosevelt",
+        "Napoleon",
+        "Smith",
+        "Keynes",
+        "Rousseau",
+        "Machiavelli",
+        "Luther",
+        "Calvin",
+        "Confucius",
+        "Augustine",
+        "Aquinas",
+        "Bentham",
+        "Rawls",
+        "Nozick",
+        "Singer",
+        "Wittgenstein",
+        "Russell",
+        "Hegel",
+        "Washington",
+        "Churchill",
+        "Stalin",
+        "Hitler",
     ],
     &[
-        "Mercury", "Venus", "Earth", "Mars", "Jupiter", "Saturn", "Uranus", "Neptune", "Pluto", "Moon", "Sun",
+        "Mercury", "Venus", "Earth", "Mars", "Jupiter", "Saturn", "Uranus", "Neptune", "Pluto",
+        "Moon", "Sun",
     ],
     &[
-        "Congress", "Senate", "Parliament", "Supreme Court", "United Nations", "NATO", "OPEC", "IMF", "FDA", "EPA", "FBI", "Federal Reserve",
+        "Congress",
+        "Senate",
+        "Parliament",
+        "Supreme Court",
+        "United Nations",
+        "NATO",
+        "OPEC",
+        "IMF",
+        "FDA",
+        "EPA",
+        "FBI",
+        "Federal Reserve",
     ],
     &[
-        "Christianity", "Islam", "Judaism", "Buddhism", "Hinduism", "Confucianism", "Daoism", "Sikhism", "Jainism", "Shinto",
+        "Christianity",
+        "Islam",
+        "Judaism",
+        "Buddhism",
+        "Hinduism",
+        "Confucianism",
+        "Daoism",
+        "Sikhism",
+        "Jainism",
+        "Shinto",
     ],
 ];
 
@@ -237,7 +397,10 @@ pub fn change_number(q: &str, rng: &mut impl Rng) -> Option<String> {
     while i < chars.len() {
         if chars[i].is_ascii_digit() {
             let start = i;
-            while i < chars.len() && (chars[i].is_ascii_digit() || (chars[i] == '.' && chars.get(i + 1).is_some_and(|c| c.is_ascii_digit()))) {
+            while i < chars.len()
+                && (chars[i].is_ascii_digit()
+                    || (chars[i] == '.' && chars.get(i + 1).is_some_and(|c| c.is_ascii_digit())))
+            {
                 i += 1;
             }
             spans.push((start, i));
@@ -274,7 +437,10 @@ pub fn change_entity(q: &str, rng: &mut impl Rng) -> Option<String> {
         return None;
     }
     let (at, name, group) = found[rng.random_range(0..found.len())];
-    let others: Vec<&&str> = group.iter().filter(|n| **n != name && has_word(q, n).is_none()).collect();
+    let others: Vec<&&str> = group
+        .iter()
+        .filter(|n| **n != name && has_word(q, n).is_none())
+        .collect();
     let other = others[rng.random_range(0..others.len())];
     let mut out = q.to_string();
     out.replace_range(at..at + name.len(), other);
@@ -309,7 +475,11 @@ pub fn generate(questions: &[String], per_kind: usize, seed: u64) -> Vec<Pair> {
                 Kind::Nearest => None,
             };
             if let Some(query) = query.filter(|v| v != q) {
-                pairs.push(Pair { kind, stored: i, query });
+                pairs.push(Pair {
+                    kind,
+                    stored: i,
+                    query,
+                });
                 taken += 1;
             }
         }
@@ -324,12 +494,24 @@ mod tests {
         // Imported here, not for the module: a harness-less bench that includes this file
         // compiles the module without its tests, and the import would go unused.
         use super::*;
-        assert_eq!(negate("Which of these is true?").unwrap(), "Which of these is not true?");
-        assert_eq!(negate("Which of these is NOT true?").unwrap(), "Which of these is true?");
+        assert_eq!(
+            negate("Which of these is true?").unwrap(),
+            "Which of these is not true?"
+        );
+        assert_eq!(
+            negate("Which of these is NOT true?").unwrap(),
+            "Which of these is true?"
+        );
         assert_eq!(negate("Birds can fly.").unwrap(), "Birds cannot fly.");
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        assert_eq!(change_number("Find 17 apples", &mut rng).unwrap(), "Find 18 apples");
-        assert_eq!(change_entity("The capital of France is", &mut rng).map(|s| s.contains("France")), Some(false));
+        assert_eq!(
+            change_number("Find 17 apples", &mut rng).unwrap(),
+            "Find 18 apples"
+        );
+        assert_eq!(
+            change_entity("The capital of France is", &mut rng).map(|s| s.contains("France")),
+            Some(false)
+        );
         assert!(change_entity("Francesca went home", &mut rng).is_none());
     }
 }

@@ -17,7 +17,10 @@ pub fn runner(source_file: &'static str, default_cases: u32) -> TestRunner {
         config.cases = default_cases;
     }
     // proptest-regressions/<test file>.txt (its own lookup wants a lib.rs beside tests/).
-    let stem = std::path::Path::new(source_file).file_stem().and_then(|s| s.to_str()).unwrap_or("fuzz");
+    let stem = std::path::Path::new(source_file)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("fuzz");
     let path: &'static str = Box::leak(format!("proptest-regressions/{stem}.txt").into_boxed_str());
     config.source_file = Some(source_file);
     config.failure_persistence = Some(Box::new(FileFailurePersistence::Direct(path)));
@@ -39,8 +42,14 @@ pub struct Progress {
 impl Progress {
     /// Progress of the property `name`.
     pub fn new(name: &'static str) -> Self {
-        let budget = std::env::var("FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).map(Duration::from_secs);
-        let cases = std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        let budget = std::env::var("FUZZ_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(Duration::from_secs);
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
         Self {
             name,
             started: Instant::now(),
@@ -55,12 +64,20 @@ impl Progress {
     pub fn tick(&self) -> bool {
         let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         if n % self.every == 0 {
-            eprintln!("fuzz {}: {n} cases, {:.1} s", self.name, self.started.elapsed().as_secs_f64());
+            eprintln!(
+                "fuzz {}: {n} cases, {:.1} s",
+                self.name,
+                self.started.elapsed().as_secs_f64()
+            );
         }
         match self.budget {
             Some(budget) if self.started.elapsed() > budget => {
                 if n % self.every == 0 {
-                    eprintln!("fuzz {}: time bound of {} s reached; the remaining cases are skipped", self.name, budget.as_secs());
+                    eprintln!(
+                        "fuzz {}: time bound of {} s reached; the remaining cases are skipped",
+                        self.name,
+                        budget.as_secs()
+                    );
                 }
                 false
             }
@@ -70,7 +87,12 @@ impl Progress {
 
     /// The closing line.
     pub fn finish(&self) {
-        eprintln!("fuzz {}: {} cases in {:.1} s", self.name, self.done.load(Ordering::Relaxed), self.started.elapsed().as_secs_f64());
+        eprintln!(
+            "fuzz {}: {} cases in {:.1} s",
+            self.name,
+            self.done.load(Ordering::Relaxed),
+            self.started.elapsed().as_secs_f64()
+        );
     }
 }
 
@@ -81,13 +103,16 @@ pub fn json_value(depth: u32) -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
         ".{0,24}".prop_map(Value::String),
     ];
     leaf.prop_recursive(depth, 64, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map(".{0,8}", inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
+            prop::collection::btree_map(".{0,8}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }

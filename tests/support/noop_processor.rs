@@ -7,10 +7,14 @@
 
 use std::pin::Pin;
 
-use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::{ExternalProcessor, ExternalProcessorServer};
+use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::{
+    ExternalProcessor, ExternalProcessorServer,
+};
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request as Message;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_response::Response as Reply;
-use envoy_types::pb::envoy::service::ext_proc::v3::{BodyResponse, HeadersResponse, ProcessingRequest, ProcessingResponse, TrailersResponse};
+use envoy_types::pb::envoy::service::ext_proc::v3::{
+    BodyResponse, HeadersResponse, ProcessingRequest, ProcessingResponse, TrailersResponse,
+};
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -18,9 +22,13 @@ struct Noop;
 
 #[tonic::async_trait]
 impl ExternalProcessor for Noop {
-    type ProcessStream = Pin<Box<dyn Stream<Item = Result<ProcessingResponse, Status>> + Send + 'static>>;
+    type ProcessStream =
+        Pin<Box<dyn Stream<Item = Result<ProcessingResponse, Status>> + Send + 'static>>;
 
-    async fn process(&self, request: Request<Streaming<ProcessingRequest>>) -> Result<Response<Self::ProcessStream>, Status> {
+    async fn process(
+        &self,
+        request: Request<Streaming<ProcessingRequest>>,
+    ) -> Result<Response<Self::ProcessStream>, Status> {
         let replies = request.into_inner().filter_map(|message| async move {
             let reply = match message.ok()?.request? {
                 Message::RequestHeaders(_) => Reply::RequestHeaders(HeadersResponse::default()),
@@ -28,7 +36,9 @@ impl ExternalProcessor for Noop {
                 Message::RequestTrailers(_) => Reply::RequestTrailers(TrailersResponse::default()),
                 Message::ResponseHeaders(_) => Reply::ResponseHeaders(HeadersResponse::default()),
                 Message::ResponseBody(_) => Reply::ResponseBody(BodyResponse::default()),
-                Message::ResponseTrailers(_) => Reply::ResponseTrailers(TrailersResponse::default()),
+                Message::ResponseTrailers(_) => {
+                    Reply::ResponseTrailers(TrailersResponse::default())
+                }
             };
             Some(Ok(ProcessingResponse {
                 response: Some(reply),
@@ -42,16 +52,26 @@ impl ExternalProcessor for Noop {
 /// Starts the no-op processor on a free loopback port, on a thread of its own; returns the port.
 pub fn start() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the no-op processor");
-    listener.set_nonblocking(true).expect("non-blocking listener");
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
     let port = listener.local_addr().expect("local addr").port();
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-            let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |accepted| {
-                accepted.and_then(|stream| stream.set_nodelay(true).map(|()| stream))
-            });
-            let _ = tonic::transport::Server::builder().add_service(ExternalProcessorServer::new(Noop)).serve_with_incoming(incoming).await;
+            let incoming = tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                |accepted| accepted.and_then(|stream| stream.set_nodelay(true).map(|()| stream)),
+            );
+            let _ = tonic::transport::Server::builder()
+                .add_service(ExternalProcessorServer::new(Noop))
+                .serve_with_incoming(incoming)
+                .await;
         });
     });
     port

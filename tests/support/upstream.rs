@@ -73,7 +73,10 @@ impl Upstream {
                         .app_data(web::PayloadConfig::new(16 << 20))
                         .route("/v1/chat/completions", web::post().to(chat))
                         .route("/v1/models", web::get().to(models))
-                        .route("/health", web::get().to(|| async { HttpResponse::Ok().finish() }))
+                        .route(
+                            "/health",
+                            web::get().to(|| async { HttpResponse::Ok().finish() }),
+                        )
                 })
                 .workers(2)
                 .bind(("127.0.0.1", 0))
@@ -84,7 +87,9 @@ impl Upstream {
                 let _ = server.await;
             });
         });
-        let (port, handle) = rx.recv_timeout(Duration::from_secs(10)).expect("stub upstream started");
+        let (port, handle) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("stub upstream started");
         Self {
             base: format!("http://127.0.0.1:{port}"),
             name: name.to_string(),
@@ -97,17 +102,29 @@ impl Upstream {
 
     /// Every body received so far, in order.
     pub fn received(&self) -> Vec<Value> {
-        self.shared.received.lock().map(|r| r.clone()).unwrap_or_default()
+        self.shared
+            .received
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     /// The `authorization` header of every request received so far, in order.
     pub fn authorizations(&self) -> Vec<Option<String>> {
-        self.shared.authorizations.lock().map(|r| r.clone()).unwrap_or_default()
+        self.shared
+            .authorizations
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     /// The `traceparent` header of every request received so far, in order.
     pub fn traceparents(&self) -> Vec<Option<String>> {
-        self.shared.traceparents.lock().map(|r| r.clone()).unwrap_or_default()
+        self.shared
+            .traceparents
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     /// Forgets what was received.
@@ -129,7 +146,9 @@ impl Upstream {
 
     /// Streams whose client went away before the last chunk.
     pub fn abandoned(&self) -> usize {
-        self.shared.abandoned.load(std::sync::atomic::Ordering::SeqCst)
+        self.shared
+            .abandoned
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -137,7 +156,9 @@ impl Drop for Upstream {
     fn drop(&mut self) {
         let handle = self.handle.clone();
         // Stopping needs the server's own runtime; a fresh one drives the stop future.
-        let _ = std::thread::spawn(move || actix_web::rt::System::new().block_on(handle.stop(false))).join();
+        let _ =
+            std::thread::spawn(move || actix_web::rt::System::new().block_on(handle.stop(false)))
+                .join();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -145,41 +166,70 @@ impl Drop for Upstream {
 }
 
 async fn models(name: Data<String>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({"object": "list", "data": [{"id": name.as_str(), "object": "model"}]}))
+    HttpResponse::Ok()
+        .json(json!({"object": "list", "data": [{"id": name.as_str(), "object": "model"}]}))
 }
 
-async fn chat(request: actix_web::HttpRequest, body: Bytes, shared: Data<Shared>, name: Data<String>) -> HttpResponse {
+async fn chat(
+    request: actix_web::HttpRequest,
+    body: Bytes,
+    shared: Data<Shared>,
+    name: Data<String>,
+) -> HttpResponse {
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let authorization = request.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let authorization = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     if let Ok(mut a) = shared.authorizations.lock() {
         a.push(authorization);
     }
-    let traceparent = request.headers().get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let traceparent = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     if let Ok(mut t) = shared.traceparents.lock() {
         t.push(traceparent);
     }
     if let Ok(mut r) = shared.received.lock() {
         r.push(parsed.clone());
     }
-    let behaviour = shared.behaviour.lock().map(|b| b.clone()).unwrap_or_default();
+    let behaviour = shared
+        .behaviour
+        .lock()
+        .map(|b| b.clone())
+        .unwrap_or_default();
     if !behaviour.delay.is_zero() {
         tokio::time::sleep(behaviour.delay).await;
     }
     if let Some(status) = behaviour.status {
-        let code = actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+        let code = actix_web::http::StatusCode::from_u16(status)
+            .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
         return HttpResponse::build(code).json(json!({"error": {"message": format!("{} failed on purpose", name.as_str()), "type": "server_error", "param": null, "code": null}}));
     }
-    let model = parsed.get("model").and_then(Value::as_str).unwrap_or("unknown").to_string();
+    let model = parsed
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_string();
     let text = answer_text(name.as_str());
     let usage = json!({"prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16});
     if parsed.get("stream").and_then(Value::as_bool) == Some(true) {
-        let include_usage = parsed.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
+        let include_usage = parsed
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            == Some(true);
         let chunk = |delta: Value, finish: Value| {
             let c = json!({"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": 1, "model": model,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
             Bytes::from(format!("data: {c}\n\n"))
         };
-        let mut chunks = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+        let mut chunks = vec![chunk(
+            json!({"role": "assistant", "content": ""}),
+            Value::Null,
+        )];
         for word in text.split_inclusive(' ') {
             chunks.push(chunk(json!({"content": word}), Value::Null));
         }
@@ -221,7 +271,9 @@ async fn chat(request: actix_web::HttpRequest, body: Bytes, shared: Data<Shared>
             state.next += 1;
             Some((Ok::<Bytes, std::io::Error>(item), state))
         });
-        return HttpResponse::Ok().content_type("text/event-stream").streaming(stream);
+        return HttpResponse::Ok()
+            .content_type("text/event-stream")
+            .streaming(stream);
     }
     HttpResponse::Ok().json(json!({
         "id": "chatcmpl-stub", "object": "chat.completion", "created": 1, "model": model,
@@ -243,7 +295,9 @@ struct StreamState {
 impl Drop for StreamState {
     fn drop(&mut self) {
         if !self.done {
-            self.shared.abandoned.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.shared
+                .abandoned
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
     }
 }

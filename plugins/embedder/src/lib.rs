@@ -148,7 +148,9 @@ impl TokenPredictions {
     /// slice when `index` is out of range.
     pub fn token(&self, index: usize) -> &[f32] {
         let start = index.saturating_mul(self.labels);
-        self.probabilities.get(start..start.saturating_add(self.labels)).unwrap_or(&[])
+        self.probabilities
+            .get(start..start.saturating_add(self.labels))
+            .unwrap_or(&[])
     }
 }
 
@@ -158,7 +160,10 @@ impl TokenPredictions {
 #[async_trait]
 pub trait TokenClassifier: Send + Sync {
     /// Labels every token of each text; exactly one [`TokenPredictions`] per input, in order.
-    async fn classify_tokens(&self, texts: Vec<String>) -> Result<Vec<TokenPredictions>, BackendError>;
+    async fn classify_tokens(
+        &self,
+        texts: Vec<String>,
+    ) -> Result<Vec<TokenPredictions>, BackendError>;
 
     /// Label names in probability order, as the model declares them (e.g. `O`, `B-EMAIL`).
     fn labels(&self) -> &[String];

@@ -11,9 +11,9 @@ use tokio::sync::oneshot;
 use crate::config::{OnnxModelConfig, ProviderKind};
 use crate::provider::build_session;
 use crate::queue::{BatchLimits, BatchQueue, Done, Job, Lane};
-use crate::worker;
 use crate::session::{ModelSession, OutputKind};
 use crate::tokenize::{TextTokenizer, Tokens};
+use crate::worker;
 use crate::{OnnxError, OnnxRuntime};
 
 /// Texts run through each session before it serves traffic, so the first requests do not pay
@@ -33,7 +33,11 @@ pub(crate) struct OnnxModel {
 impl OnnxModel {
     /// Loads the tokenizer, `config.sessions` parallel sessions and the optional solo session,
     /// warms each up, and starts one worker thread per session. Returns once the model can serve.
-    pub(crate) fn load(runtime: &OnnxRuntime, config: &OnnxModelConfig, kind: OutputKind) -> Result<Self, OnnxError> {
+    pub(crate) fn load(
+        runtime: &OnnxRuntime,
+        config: &OnnxModelConfig,
+        kind: OutputKind,
+    ) -> Result<Self, OnnxError> {
         runtime.require_file("ONNX model", &config.model)?;
         runtime.require_file("tokenizer", &config.tokenizer)?;
         let mut tokenizer = TextTokenizer::from_file(&config.tokenizer, config.max_tokens)?;
@@ -59,9 +63,23 @@ impl OnnxModel {
         let narrow_threads = config.threads_per_session();
         let thread_budget = (config.sessions * narrow_threads).max(config.solo_threads);
         let has_solo = config.solo_threads > 0;
-        let queue = Arc::new(BatchQueue::new(config.queue_capacity, limits, thread_budget, has_solo, model_id.clone()));
+        let queue = Arc::new(BatchQueue::new(
+            config.queue_capacity,
+            limits,
+            thread_budget,
+            has_solo,
+            model_id.clone(),
+        ));
 
-        let mut lanes: Vec<(Lane, usize)> = vec![(Lane::Narrow { threads: narrow_threads }, narrow_threads); config.sessions];
+        let mut lanes: Vec<(Lane, usize)> = vec![
+            (
+                Lane::Narrow {
+                    threads: narrow_threads
+                },
+                narrow_threads
+            );
+            config.sessions
+        ];
         if has_solo {
             lanes.push((Lane::Solo, config.solo_threads));
         }
@@ -69,7 +87,8 @@ impl OnnxModel {
         let mut dimension = 0;
         let mut uses_token_type_ids = false;
         for (index, (lane, threads)) in lanes.into_iter().enumerate() {
-            let (session, provider) = build_session(runtime.environment(), &config.model, config, threads)?;
+            let (session, provider) =
+                build_session(runtime.environment(), &config.model, config, threads)?;
             let arenas = match provider {
                 ProviderKind::Cpu => "cpu:0".to_string(),
                 _ => format!("cpu:0;gpu:{}", config.device_id),
@@ -79,7 +98,14 @@ impl OnnxModel {
             uses_token_type_ids = session.uses_token_type_ids();
             active = provider;
             let name = format!("onnx-{index}-{model_id}");
-            worker::spawn(name, Arc::clone(&queue), Arc::clone(&tokenizer), session, lane).map_err(|e| OnnxError::Model {
+            worker::spawn(
+                name,
+                Arc::clone(&queue),
+                Arc::clone(&tokenizer),
+                session,
+                lane,
+            )
+            .map_err(|e| OnnxError::Model {
                 path: config.model.clone(),
                 reason: format!("cannot start a worker thread: {e}"),
             })?;
@@ -177,7 +203,12 @@ impl Drop for OnnxModel {
 
 /// Runs the warm-up texts alone and together; returns the output row width (labels per token
 /// for a token classifier, whose rows hold one group of labels per token).
-fn warm_up(session: &mut ModelSession, texts: &[Tokens], path: &Path, kind: OutputKind) -> Result<usize, OnnxError> {
+fn warm_up(
+    session: &mut ModelSession,
+    texts: &[Tokens],
+    path: &Path,
+    kind: OutputKind,
+) -> Result<usize, OnnxError> {
     let error = |reason: String| OnnxError::Model {
         path: path.to_path_buf(),
         reason: format!("warm-up run failed: {reason}"),
@@ -196,12 +227,23 @@ fn warm_up(session: &mut ModelSession, texts: &[Tokens], path: &Path, kind: Outp
             return Err(error("the model returned an empty row".into()));
         }
         if per_token {
-            if let Some((row, tokens)) = rows.iter().zip(batch).find(|(row, tokens)| row.len() != tokens.len() * width) {
-                return Err(error(format!("a row of {} values does not hold {width} labels for each of {} tokens", row.len(), tokens.len())));
+            if let Some((row, tokens)) = rows
+                .iter()
+                .zip(batch)
+                .find(|(row, tokens)| row.len() != tokens.len() * width)
+            {
+                return Err(error(format!(
+                    "a row of {} values does not hold {width} labels for each of {} tokens",
+                    row.len(),
+                    tokens.len()
+                )));
             }
         }
         if session.width.is_some_and(|declared| declared != width) {
-            return Err(error(format!("output rows have width {width}, the model declares {:?}", session.width)));
+            return Err(error(format!(
+                "output rows have width {width}, the model declares {:?}",
+                session.width
+            )));
         }
     }
     Ok(width)

@@ -4,7 +4,15 @@ use crate::config::Pooling;
 
 /// Pools a row-major `[rows, cols, dim]` hidden-state tensor into `rows` vectors.
 /// `mask` is `[rows, cols]` with 1 for real tokens and 0 for padding.
-pub(crate) fn pool(hidden: &[f32], mask: &[i64], rows: usize, cols: usize, dim: usize, pooling: Pooling, normalize: bool) -> Vec<Vec<f32>> {
+pub(crate) fn pool(
+    hidden: &[f32],
+    mask: &[i64],
+    rows: usize,
+    cols: usize,
+    dim: usize,
+    pooling: Pooling,
+    normalize: bool,
+) -> Vec<Vec<f32>> {
     (0..rows)
         .map(|r| {
             let text = &hidden[r * cols * dim..(r + 1) * cols * dim];
@@ -47,7 +55,9 @@ mod tests {
     #[test]
     fn mean_pooling_ignores_padding() {
         // two texts, three positions, dim 2; the second text has one real token
-        let hidden = [1.0, 2.0, 3.0, 4.0, 100.0, 100.0, 5.0, 6.0, 100.0, 100.0, 100.0, 100.0];
+        let hidden = [
+            1.0, 2.0, 3.0, 4.0, 100.0, 100.0, 5.0, 6.0, 100.0, 100.0, 100.0, 100.0,
+        ];
         let mask = [1, 1, 0, 1, 0, 0];
         let out = pool(&hidden, &mask, 2, 3, 2, Pooling::Mean, false);
         assert_eq!(out, vec![vec![2.0, 3.0], vec![5.0, 6.0]]);

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use ort::environment::Environment;
 use ort::ep::{self, ExecutionProviderDispatch};
-use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
 
 use crate::config::{OnnxModelConfig, ProviderKind, ProviderPolicy};
 use crate::OnnxError;
@@ -28,21 +28,33 @@ pub(crate) fn build_session(
     };
     let requested = config.execution_provider;
     if requested == ProviderKind::Cpu {
-        return commit(env, model, config, threads, &[]).map(|s| (s, ProviderKind::Cpu)).map_err(model_error);
+        return commit(env, model, config, threads, &[])
+            .map(|s| (s, ProviderKind::Cpu))
+            .map_err(model_error);
     }
-    match commit(env, model, config, threads, &accelerated(requested, config.device_id)) {
+    match commit(
+        env,
+        model,
+        config,
+        threads,
+        &accelerated(requested, config.device_id),
+    ) {
         Ok(session) => Ok((session, requested)),
-        Err(e) if config.provider_policy == ProviderPolicy::Required => Err(OnnxError::ProviderUnavailable {
-            provider: requested.as_str().to_string(),
-            reason: e.to_string(),
-        }),
+        Err(e) if config.provider_policy == ProviderPolicy::Required => {
+            Err(OnnxError::ProviderUnavailable {
+                provider: requested.as_str().to_string(),
+                reason: e.to_string(),
+            })
+        }
         Err(e) => {
             tracing::warn!(
                 provider = requested.as_str(),
                 reason = %e,
                 "preferred execution provider could not be loaded; running on cpu"
             );
-            commit(env, model, config, threads, &[]).map(|s| (s, ProviderKind::Cpu)).map_err(model_error)
+            commit(env, model, config, threads, &[])
+                .map(|s| (s, ProviderKind::Cpu))
+                .map_err(model_error)
         }
     }
 }
@@ -55,7 +67,10 @@ fn accelerated(kind: ProviderKind, device_id: i32) -> Vec<ExecutionProviderDispa
         ProviderKind::Cpu => Vec::new(),
         ProviderKind::Cuda => vec![cuda.error_on_failure()],
         ProviderKind::Tensorrt => vec![
-            ep::TensorRT::default().with_device_id(device_id).build().error_on_failure(),
+            ep::TensorRT::default()
+                .with_device_id(device_id)
+                .build()
+                .error_on_failure(),
             cuda.fail_silently(),
         ],
     }
@@ -80,7 +95,10 @@ fn commit(
         .with_intra_op_spinning(config.spinning)?
         // Measured with the ext_proc bench: spinning on after a run cost 1.3-2.6 ms of CPU per
         // request beside Envoy on two cores; stopping it kept the run itself as fast.
-        .with_config_entry("session.force_spinning_stop", if config.spin_after_run { "0" } else { "1" })?;
+        .with_config_entry(
+            "session.force_spinning_stop",
+            if config.spin_after_run { "0" } else { "1" },
+        )?;
     if !providers.is_empty() {
         builder = builder.with_execution_providers(providers)?;
     }

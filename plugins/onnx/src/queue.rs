@@ -93,7 +93,13 @@ impl Drop for Permit<'_> {
 
 impl BatchQueue {
     /// A queue of `capacity` texts whose workers share `thread_budget` threads.
-    pub(crate) fn new(capacity: usize, limits: BatchLimits, thread_budget: usize, has_solo: bool, model: String) -> Self {
+    pub(crate) fn new(
+        capacity: usize,
+        limits: BatchLimits,
+        thread_budget: usize,
+        has_solo: bool,
+        model: String,
+    ) -> Self {
         Self {
             state: Mutex::new(State {
                 jobs: VecDeque::with_capacity(capacity),
@@ -112,7 +118,9 @@ impl BatchQueue {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every critical section is a few VecDeque operations and counter updates, so a
         // panic cannot leave the state inconsistent and a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Enqueues all of `jobs` or none: a request is either accepted whole or refused at once.
@@ -124,10 +132,13 @@ impl BatchQueue {
         }
         if !state.jobs.is_empty() && state.jobs.len() + jobs.len() > self.capacity {
             metrics::counter!("semrouter_onnx_queue_rejections_total", "model" => self.model.clone()).increment(1);
-            return Err(BackendError::Overloaded { capacity: self.capacity });
+            return Err(BackendError::Overloaded {
+                capacity: self.capacity,
+            });
         }
         state.jobs.extend(jobs);
-        metrics::gauge!("semrouter_onnx_queue_depth", "model" => self.model.clone()).set(state.jobs.len() as f64);
+        metrics::gauge!("semrouter_onnx_queue_depth", "model" => self.model.clone())
+            .set(state.jobs.len() as f64);
         drop(state);
         // Which worker should take the work depends on the load, so every idle worker looks.
         self.wake.notify_all();
@@ -162,14 +173,24 @@ impl BatchQueue {
                         Lane::Solo => vec![first],
                     };
                     state.free_threads -= threads;
-                    metrics::gauge!("semrouter_onnx_queue_depth", "model" => self.model.clone()).set(state.jobs.len() as f64);
-                    return Some((batch, Permit { queue: self, threads }));
+                    metrics::gauge!("semrouter_onnx_queue_depth", "model" => self.model.clone())
+                        .set(state.jobs.len() as f64);
+                    return Some((
+                        batch,
+                        Permit {
+                            queue: self,
+                            threads,
+                        },
+                    ));
                 }
             }
             if state.closed && pending == 0 {
                 return None;
             }
-            state = self.wake.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+            state = self
+                .wake
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
         }
     }
 
@@ -188,7 +209,8 @@ impl BatchQueue {
             let len = jobs[i].estimated_tokens.max(1);
             let (lo, hi) = (shortest.min(len), longest.max(len));
             let within_budget = (batch.len() + 1) * hi <= limits.max_batch_tokens;
-            let similar = hi as f32 <= lo as f32 * limits.max_length_ratio + LENGTH_ALLOWANCE as f32;
+            let similar =
+                hi as f32 <= lo as f32 * limits.max_length_ratio + LENGTH_ALLOWANCE as f32;
             if within_budget && similar {
                 if let Some(job) = jobs.remove(i) {
                     batch.push(job);
@@ -248,7 +270,10 @@ mod tests {
         let (b, _rb) = job(4);
         let (c, _rc) = job(4);
         q.push_all(vec![a, b]).unwrap();
-        assert_eq!(q.push_all(vec![c]).unwrap_err(), BackendError::Overloaded { capacity: 2 });
+        assert_eq!(
+            q.push_all(vec![c]).unwrap_err(),
+            BackendError::Overloaded { capacity: 2 }
+        );
     }
 
     #[test]
@@ -287,7 +312,11 @@ mod tests {
         let (b, _rb) = job(10);
         let (c, _rc) = job(10);
         q.push_all(vec![a, b, c]).unwrap();
-        assert_eq!(q.next_batch(NARROW).unwrap().0.len(), 2, "3 x 10 tokens exceed a budget of 25");
+        assert_eq!(
+            q.next_batch(NARROW).unwrap().0.len(),
+            2,
+            "3 x 10 tokens exceed a budget of 25"
+        );
     }
 
     #[test]
@@ -334,7 +363,10 @@ mod tests {
             std::thread::spawn(move || q.next_batch(NARROW).map(|(b, _)| b.len()))
         };
         std::thread::sleep(Duration::from_millis(50));
-        assert!(!waiter.is_finished(), "no thread is free while the solo batch runs");
+        assert!(
+            !waiter.is_finished(),
+            "no thread is free while the solo batch runs"
+        );
         drop(permit);
         assert_eq!(waiter.join().unwrap(), Some(1));
         // The last one is alone again on an idle machine.

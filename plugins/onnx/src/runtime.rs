@@ -54,7 +54,10 @@ fn same_library(loaded: &Path, asked: &Path) -> Result<(), OnnxError> {
     } else {
         Err(OnnxError::Runtime {
             path: asked.to_path_buf(),
-            reason: format!("this process already loaded ONNX Runtime from {}", loaded.display()),
+            reason: format!(
+                "this process already loaded ONNX Runtime from {}",
+                loaded.display()
+            ),
         })
     }
 }

@@ -60,7 +60,12 @@ pub(crate) struct ModelSession {
 impl ModelSession {
     /// Inspects `session`'s declared inputs and outputs and checks they fit `kind`.
     /// `arena_devices` names the memory arenas to shrink after every run (e.g. `cpu:0`).
-    pub(crate) fn new(session: Session, path: &Path, kind: OutputKind, arena_devices: &str) -> Result<Self, OnnxError> {
+    pub(crate) fn new(
+        session: Session,
+        path: &Path,
+        kind: OutputKind,
+        arena_devices: &str,
+    ) -> Result<Self, OnnxError> {
         let error = |reason: String| OnnxError::Model {
             path: path.to_path_buf(),
             reason,
@@ -85,13 +90,27 @@ impl ModelSession {
                 }
             };
             let id_type = match input.dtype() {
-                ValueType::Tensor { ty: TensorElementType::Int64, .. } => IdType::I64,
-                ValueType::Tensor { ty: TensorElementType::Int32, .. } => IdType::I32,
-                other => return Err(error(format!("input `{}` has type {other}; expected int64 or int32", input.name()))),
+                ValueType::Tensor {
+                    ty: TensorElementType::Int64,
+                    ..
+                } => IdType::I64,
+                ValueType::Tensor {
+                    ty: TensorElementType::Int32,
+                    ..
+                } => IdType::I32,
+                other => {
+                    return Err(error(format!(
+                        "input `{}` has type {other}; expected int64 or int32",
+                        input.name()
+                    )))
+                }
             };
             inputs.push((input.name().to_string(), role, id_type));
         }
-        if !inputs.iter().any(|(_, role, _)| *role == InputRole::InputIds) {
+        if !inputs
+            .iter()
+            .any(|(_, role, _)| *role == InputRole::InputIds)
+        {
             return Err(error("the model declares no `input_ids` input".into()));
         }
 
@@ -100,7 +119,10 @@ impl ModelSession {
             .iter()
             .filter_map(|o| {
                 let shape = o.dtype().tensor_shape()?;
-                let width = shape.last().and_then(|&d| usize::try_from(d).ok()).filter(|&d| d > 0);
+                let width = shape
+                    .last()
+                    .and_then(|&d| usize::try_from(d).ok())
+                    .filter(|&d| d > 0);
                 Some((o.name().to_string(), shape.len(), width))
             })
             .collect();
@@ -119,7 +141,9 @@ impl ModelSession {
         };
         let (output, output_rank, width) = chosen.ok_or_else(|| {
             let wanted = match kind {
-                OutputKind::Embedding { .. } => "a [batch, tokens, dim] or [batch, dim] float output",
+                OutputKind::Embedding { .. } => {
+                    "a [batch, tokens, dim] or [batch, dim] float output"
+                }
                 OutputKind::Logits => "a [batch, labels] logits output",
                 OutputKind::TokenProbabilities => "a [batch, tokens, labels] logits output",
             };
@@ -138,7 +162,9 @@ impl ModelSession {
 
     /// Whether the model takes `token_type_ids` (BERT, MiniLM) or not (ModernBERT).
     pub(crate) fn uses_token_type_ids(&self) -> bool {
-        self.inputs.iter().any(|(_, role, _)| *role == InputRole::TokenTypeIds)
+        self.inputs
+            .iter()
+            .any(|(_, role, _)| *role == InputRole::TokenTypeIds)
     }
 
     /// Runs one forward pass over `batch`, padded to its longest text; one row per text.
@@ -158,7 +184,8 @@ impl ModelSession {
             mask[row..row + tokens.len()].fill(1);
         }
 
-        let mut values: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(self.inputs.len());
+        let mut values: Vec<(String, SessionInputValue<'_>)> =
+            Vec::with_capacity(self.inputs.len());
         for (name, role, id_type) in &self.inputs {
             let data = match role {
                 InputRole::InputIds => &ids,
@@ -167,29 +194,49 @@ impl ModelSession {
             };
             values.push((name.clone(), id_tensor(data, rows, cols, *id_type)?));
         }
-        let outputs = self.session.run_with_options(values, &self.run_options).map_err(|e| e.to_string())?;
+        let outputs = self
+            .session
+            .run_with_options(values, &self.run_options)
+            .map_err(|e| e.to_string())?;
         let value = outputs
             .get(&self.output)
             .ok_or_else(|| format!("the model produced no `{}` output", self.output))?;
-        let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| e.to_string())?;
-        let dims: Vec<usize> = shape.iter().map(|&d| usize::try_from(d).unwrap_or(0)).collect();
+        let (shape, data) = value
+            .try_extract_tensor::<f32>()
+            .map_err(|e| e.to_string())?;
+        let dims: Vec<usize> = shape
+            .iter()
+            .map(|&d| usize::try_from(d).unwrap_or(0))
+            .collect();
 
         match (self.output_rank, self.kind) {
             (3, OutputKind::Embedding { pooling, normalize }) => {
                 let [n, m, d] = dims[..] else {
-                    return Err(format!("output `{}` has shape {dims:?}; expected 3 dimensions", self.output));
+                    return Err(format!(
+                        "output `{}` has shape {dims:?}; expected 3 dimensions",
+                        self.output
+                    ));
                 };
                 if n != rows || m != cols {
-                    return Err(format!("output shape {dims:?} does not match the batch [{rows}, {cols}]"));
+                    return Err(format!(
+                        "output shape {dims:?} does not match the batch [{rows}, {cols}]"
+                    ));
                 }
-                Ok(pooling::pool(data, &mask, rows, cols, d, pooling, normalize))
+                Ok(pooling::pool(
+                    data, &mask, rows, cols, d, pooling, normalize,
+                ))
             }
             (3, OutputKind::TokenProbabilities) => {
                 let [n, m, labels] = dims[..] else {
-                    return Err(format!("output `{}` has shape {dims:?}; expected 3 dimensions", self.output));
+                    return Err(format!(
+                        "output `{}` has shape {dims:?}; expected 3 dimensions",
+                        self.output
+                    ));
                 };
                 if n != rows || m != cols || labels == 0 {
-                    return Err(format!("output shape {dims:?} does not match the batch [{rows}, {cols}, labels]"));
+                    return Err(format!(
+                        "output shape {dims:?} does not match the batch [{rows}, {cols}, labels]"
+                    ));
                 }
                 Ok(batch
                     .iter()
@@ -205,12 +252,23 @@ impl ModelSession {
             }
             (2, kind @ (OutputKind::Embedding { .. } | OutputKind::Logits)) => {
                 let [n, d] = dims[..] else {
-                    return Err(format!("output `{}` has shape {dims:?}; expected 2 dimensions", self.output));
+                    return Err(format!(
+                        "output `{}` has shape {dims:?}; expected 2 dimensions",
+                        self.output
+                    ));
                 };
                 if n != rows {
-                    return Err(format!("output shape {dims:?} does not match the batch of {rows}"));
+                    return Err(format!(
+                        "output shape {dims:?} does not match the batch of {rows}"
+                    ));
                 }
-                let normalize = matches!(kind, OutputKind::Embedding { normalize: true, .. });
+                let normalize = matches!(
+                    kind,
+                    OutputKind::Embedding {
+                        normalize: true,
+                        ..
+                    }
+                );
                 Ok(data
                     .chunks_exact(d)
                     .map(|row| {
@@ -222,7 +280,10 @@ impl ModelSession {
                     })
                     .collect())
             }
-            (rank, _) => Err(format!("output `{}` has rank {rank}, which this model kind cannot use", self.output)),
+            (rank, _) => Err(format!(
+                "output `{}` has rank {rank}, which this model kind cannot use",
+                self.output
+            )),
         }
     }
 }
@@ -240,7 +301,12 @@ fn softmax(logits: &mut [f32]) {
     }
 }
 
-fn id_tensor(data: &[i64], rows: usize, cols: usize, id_type: IdType) -> Result<SessionInputValue<'static>, String> {
+fn id_tensor(
+    data: &[i64],
+    rows: usize,
+    cols: usize,
+    id_type: IdType,
+) -> Result<SessionInputValue<'static>, String> {
     let shape = [rows, cols];
     let value = match id_type {
         IdType::I64 => Tensor::from_array((shape, data.to_vec())).map(SessionInputValue::from),
@@ -265,6 +331,9 @@ mod tests {
         assert!(row[1] > row[2] && row[2] > row[0]);
         let mut huge = [1000.0f32, 0.0];
         softmax(&mut huge);
-        assert!((huge[0] - 1.0).abs() < 1e-6 && huge[1] >= 0.0, "no overflow: {huge:?}");
+        assert!(
+            (huge[0] - 1.0).abs() < 1e-6 && huge[1] >= 0.0,
+            "no overflow: {huge:?}"
+        );
     }
 }

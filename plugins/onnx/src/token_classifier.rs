@@ -10,7 +10,9 @@
 use std::path::Path;
 
 use async_trait::async_trait;
-use semrouter_embedder::{BackendError, BackendInfo, StageTiming, TokenClassifier, TokenPredictions};
+use semrouter_embedder::{
+    BackendError, BackendInfo, StageTiming, TokenClassifier, TokenPredictions,
+};
 
 use crate::classifier::read_id2label;
 use crate::config::OnnxModelConfig;
@@ -36,7 +38,11 @@ pub struct OnnxTokenClassifier {
 impl OnnxTokenClassifier {
     /// Loads the model and reads `id2label` from `labels_config` (a Hugging Face `config.json`).
     /// Texts are scanned in windows of at most 480 bytes (less when `config.max_tokens` is small).
-    pub fn load(runtime: &OnnxRuntime, config: &OnnxModelConfig, labels_config: &Path) -> Result<Self, OnnxError> {
+    pub fn load(
+        runtime: &OnnxRuntime,
+        config: &OnnxModelConfig,
+        labels_config: &Path,
+    ) -> Result<Self, OnnxError> {
         runtime.require_file("token classifier config.json", labels_config)?;
         let labels = read_id2label(labels_config)?;
         let model = OnnxModel::load(runtime, config, OutputKind::TokenProbabilities)?;
@@ -64,14 +70,22 @@ impl OnnxTokenClassifier {
 
 #[async_trait]
 impl TokenClassifier for OnnxTokenClassifier {
-    async fn classify_tokens(&self, texts: Vec<String>) -> Result<Vec<TokenPredictions>, BackendError> {
+    async fn classify_tokens(
+        &self,
+        texts: Vec<String>,
+    ) -> Result<Vec<TokenPredictions>, BackendError> {
         if let Some(index) = texts.iter().position(|t| t.trim().is_empty()) {
             return Err(BackendError::EmptyInput { index });
         }
         // Every window of every text goes to the queue at once.
         let plans: Vec<Vec<Window>> = texts
             .iter()
-            .map(|t| plan_windows(t, self.window, self.overlap).into_iter().filter(|w| !t[w.start..w.end].trim().is_empty()).collect())
+            .map(|t| {
+                plan_windows(t, self.window, self.overlap)
+                    .into_iter()
+                    .filter(|w| !t[w.start..w.end].trim().is_empty())
+                    .collect()
+            })
             .collect();
         let rows: Vec<String> = texts
             .iter()
@@ -91,7 +105,9 @@ impl TokenClassifier for OnnxTokenClassifier {
                 timing: StageTiming::default(),
             };
             for window in plan {
-                let row = done.next().ok_or_else(|| BackendError::Inference("a window got no reply".into()))?;
+                let row = done
+                    .next()
+                    .ok_or_else(|| BackendError::Inference("a window got no reply".into()))?;
                 if row.values.len() != row.offsets.len() * labels {
                     return Err(BackendError::Inference(format!(
                         "a window of {} tokens got {} values for {labels} labels",
@@ -105,8 +121,12 @@ impl TokenClassifier for OnnxTokenClassifier {
                 timing.tokenize = timing.tokenize.max(row.tokenize);
                 timing.queue = timing.queue.max(row.queue);
                 timing.infer = timing.infer.max(row.infer);
-                for (offset, probabilities) in row.offsets.iter().zip(row.values.chunks_exact(labels)) {
-                    let Some((start, end)) = *offset else { continue };
+                for (offset, probabilities) in
+                    row.offsets.iter().zip(row.values.chunks_exact(labels))
+                {
+                    let Some((start, end)) = *offset else {
+                        continue;
+                    };
                     let (start, end) = (start + window.start, end + window.start);
                     if start >= window.own_start && start < window.own_end && end > start {
                         predictions.offsets.push((start, end));
@@ -153,7 +173,9 @@ fn plan_windows(text: &str, window: usize, overlap: usize) -> Vec<Window> {
         }
         let limit = floor_boundary(text, start + window);
         let half = ceil_boundary(text, start + window / 2).min(limit);
-        let mut end = text[half..limit].rfind(char::is_whitespace).map_or(limit, |i| half + i);
+        let mut end = text[half..limit]
+            .rfind(char::is_whitespace)
+            .map_or(limit, |i| half + i);
         if end <= start {
             // A character wider than the window: take it whole rather than stall.
             end = ceil_boundary(text, start + 1);
@@ -177,8 +199,16 @@ fn plan_windows(text: &str, window: usize, overlap: usize) -> Vec<Window> {
             Window {
                 start,
                 end,
-                own_start: if k == 0 { 0 } else { (start + ranges[k - 1].1) / 2 },
-                own_end: if k + 1 == count { len } else { (ranges[k + 1].0 + end) / 2 },
+                own_start: if k == 0 {
+                    0
+                } else {
+                    (start + ranges[k - 1].1) / 2
+                },
+                own_end: if k + 1 == count {
+                    len
+                } else {
+                    (ranges[k + 1].0 + end) / 2
+                },
             }
         })
         .collect()
@@ -213,11 +243,20 @@ mod tests {
         for pair in windows.windows(2) {
             assert_eq!(pair[0].own_end, pair[1].own_start, "owned ranges meet");
             assert!(pair[1].start > pair[0].start, "windows advance");
-            assert!(pair[1].start <= pair[0].end, "windows overlap or touch: {pair:?}");
+            assert!(
+                pair[1].start <= pair[0].end,
+                "windows overlap or touch: {pair:?}"
+            );
         }
         for w in windows {
-            assert!(w.start <= w.own_start && w.own_end <= w.end, "{w:?} owns only what it sees");
-            assert!(w.end - w.start <= window || text[w.start..w.end].chars().count() == 1, "{w:?} is too long");
+            assert!(
+                w.start <= w.own_start && w.own_end <= w.end,
+                "{w:?} owns only what it sees"
+            );
+            assert!(
+                w.end - w.start <= window || text[w.start..w.end].chars().count() == 1,
+                "{w:?} is too long"
+            );
             assert!(text.is_char_boundary(w.start) && text.is_char_boundary(w.end));
         }
     }
@@ -225,7 +264,15 @@ mod tests {
     #[test]
     fn a_short_text_is_one_window() {
         let text = "Call me at 555-0100.";
-        assert_eq!(plan_windows(text, 480, 64), vec![Window { start: 0, end: 20, own_start: 0, own_end: 20 }]);
+        assert_eq!(
+            plan_windows(text, 480, 64),
+            vec![Window {
+                start: 0,
+                end: 20,
+                own_start: 0,
+                own_end: 20
+            }]
+        );
     }
 
     #[test]

@@ -91,10 +91,17 @@ impl TextTokenizer {
     pub fn encode(&self, text: &str) -> Result<Tokens, String> {
         let text = prefix_at_char_boundary(text, self.max_bytes);
         if !self.offsets {
-            let encoding = self.inner.encode_fast(text, true).map_err(|e| e.to_string())?;
+            let encoding = self
+                .inner
+                .encode_fast(text, true)
+                .map_err(|e| e.to_string())?;
             return Ok(Tokens {
                 ids: encoding.get_ids().iter().map(|&id| i64::from(id)).collect(),
-                type_ids: encoding.get_type_ids().iter().map(|&id| i64::from(id)).collect(),
+                type_ids: encoding
+                    .get_type_ids()
+                    .iter()
+                    .map(|&id| i64::from(id))
+                    .collect(),
                 offsets: Vec::new(),
             });
         }
@@ -108,7 +115,11 @@ impl TextTokenizer {
             .collect();
         Ok(Tokens {
             ids: encoding.get_ids().iter().map(|&id| i64::from(id)).collect(),
-            type_ids: encoding.get_type_ids().iter().map(|&id| i64::from(id)).collect(),
+            type_ids: encoding
+                .get_type_ids()
+                .iter()
+                .map(|&id| i64::from(id))
+                .collect(),
             offsets,
         })
     }

@@ -39,7 +39,9 @@ fn serve(model: &str, tokenizer: &TextTokenizer, session: &mut ModelSession, bat
                 jobs.push(job);
             }
             Err(reason) => {
-                let _ = job.reply.send(Err(BackendError::Inference(format!("tokenisation failed: {reason}"))));
+                let _ = job.reply.send(Err(BackendError::Inference(format!(
+                    "tokenisation failed: {reason}"
+                ))));
             }
         }
     }
@@ -49,10 +51,12 @@ fn serve(model: &str, tokenizer: &TextTokenizer, session: &mut ModelSession, bat
     let tokenized = Instant::now();
     let refs: Vec<&Tokens> = tokens.iter().collect();
     // A panic inside the model must not kill the worker: its callers would wait forever.
-    let result = catch_unwind(AssertUnwindSafe(|| session.run(&refs))).unwrap_or_else(|_| Err("the model panicked while running a batch".to_string()));
+    let result = catch_unwind(AssertUnwindSafe(|| session.run(&refs)))
+        .unwrap_or_else(|_| Err("the model panicked while running a batch".to_string()));
     let infer = tokenized.elapsed();
     let tokenize = tokenized.duration_since(picked);
-    metrics::histogram!("semrouter_onnx_batch_size", "model" => model.to_string()).record(jobs.len() as f64);
+    metrics::histogram!("semrouter_onnx_batch_size", "model" => model.to_string())
+        .record(jobs.len() as f64);
     match result {
         Ok(rows) if rows.len() == jobs.len() => {
             for ((job, values), t) in jobs.into_iter().zip(rows).zip(tokens) {
@@ -70,7 +74,11 @@ fn serve(model: &str, tokenizer: &TextTokenizer, session: &mut ModelSession, bat
         other => {
             let reason = match other {
                 Err(reason) => reason,
-                Ok(rows) => format!("the model returned {} rows for a batch of {}", rows.len(), jobs.len()),
+                Ok(rows) => format!(
+                    "the model returned {} rows for a batch of {}",
+                    rows.len(),
+                    jobs.len()
+                ),
             };
             tracing::error!(%model, %reason, "inference failed");
             for job in jobs {

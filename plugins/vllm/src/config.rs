@@ -205,31 +205,49 @@ impl VllmConfig {
             message,
         };
         let url = self.base_url.trim();
-        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len() {
-            return Err(invalid("base_url", format!("`{url}` must be an http:// or https:// URL")));
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || url.len() <= "https://".len()
+        {
+            return Err(invalid(
+                "base_url",
+                format!("`{url}` must be an http:// or https:// URL"),
+            ));
         }
         if let Err(e) = reqwest::Url::parse(url) {
-            return Err(invalid("base_url", format!("`{url}` is not a valid URL: {e}")));
+            return Err(invalid(
+                "base_url",
+                format!("`{url}` is not a valid URL: {e}"),
+            ));
         }
         if url.trim_end_matches('/').ends_with("/v1") {
-            return Err(invalid("base_url", "is the server root; leave out `/v1` (it is appended)".into()));
+            return Err(invalid(
+                "base_url",
+                "is the server root; leave out `/v1` (it is appended)".into(),
+            ));
         }
         #[cfg(not(feature = "tls"))]
         if url.starts_with("https://") {
-            return Err(invalid("base_url", "https needs semrouter-vllm built with its `tls` feature".into()));
+            return Err(invalid(
+                "base_url",
+                "https needs semrouter-vllm built with its `tls` feature".into(),
+            ));
         }
         if self.model.trim().is_empty() {
             return Err(invalid("model", "must not be empty".into()));
         }
         if self.dimensions == Some(0) {
-            return Err(invalid("dimensions", "must be at least 1 (or left out)".into()));
+            return Err(invalid(
+                "dimensions",
+                "must be at least 1 (or left out)".into(),
+            ));
         }
         if let Some(var) = &self.api_key_env {
             let ok = !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !ok {
                 return Err(invalid(
                     "api_key_env",
-                    "must name an environment variable (letters, digits, `_`), not hold the token".into(),
+                    "must name an environment variable (letters, digits, `_`), not hold the token"
+                        .into(),
                 ));
             }
         }
@@ -249,7 +267,10 @@ impl VllmConfig {
             }
         }
         if self.retries > 10 {
-            return Err(invalid("retries", format!("({}) must be at most 10", self.retries)));
+            return Err(invalid(
+                "retries",
+                format!("({}) must be at most 10", self.retries),
+            ));
         }
         if self.backoff_ms > 60_000 {
             return Err(invalid("backoff_ms", "must be at most 60000".into()));
@@ -257,11 +278,17 @@ impl VllmConfig {
         if self.max_wait_us >= self.timeout_ms.saturating_mul(1000) {
             return Err(invalid(
                 "max_wait_us",
-                format!("must be shorter than {prefix}.timeout_ms ({} ms)", self.timeout_ms),
+                format!(
+                    "must be shorter than {prefix}.timeout_ms ({} ms)",
+                    self.timeout_ms
+                ),
             ));
         }
         if let Some(id) = self.same_model_ids.iter().find(|id| id.trim().is_empty()) {
-            return Err(invalid("same_model_ids", format!("`{id}` must not be empty")));
+            return Err(invalid(
+                "same_model_ids",
+                format!("`{id}` must not be empty"),
+            ));
         }
         Ok(())
     }
@@ -305,42 +332,125 @@ mod tests {
         assert_eq!(c, VllmConfig::new("http://h:8000", "m"));
         assert_eq!(c.encoding_format, EncodingFormat::Base64);
         assert_eq!(c.fallback, FallbackMode::Degraded);
-        assert_eq!((c.timeout_ms, c.connect_timeout_ms, c.max_batch_size, c.max_wait_us), (1000, 200, 32, 500));
-        assert_eq!((c.max_in_flight, c.queue_capacity, c.retries, c.backoff_ms), (4, 512, 2, 25));
-        assert_eq!((c.failure_threshold, c.open_ms, c.max_tokens, c.truncate), (5, 5000, 256, true));
+        assert_eq!(
+            (
+                c.timeout_ms,
+                c.connect_timeout_ms,
+                c.max_batch_size,
+                c.max_wait_us
+            ),
+            (1000, 200, 32, 500)
+        );
+        assert_eq!(
+            (c.max_in_flight, c.queue_capacity, c.retries, c.backoff_ms),
+            (4, 512, 2, 25)
+        );
+        assert_eq!(
+            (c.failure_threshold, c.open_ms, c.max_tokens, c.truncate),
+            (5, 5000, 256, true)
+        );
         c.validate("embedding.vllm").unwrap();
     }
 
     #[test]
     fn unknown_keys_and_bad_enums_are_refused() {
-        let err = parse(serde_json::json!({"base_url": "http://h", "model": "m", "api_key": "secret"})).unwrap_err();
+        let err =
+            parse(serde_json::json!({"base_url": "http://h", "model": "m", "api_key": "secret"}))
+                .unwrap_err();
         assert!(err.to_string().contains("unknown field `api_key`"), "{err}");
-        let err = parse(serde_json::json!({"base_url": "http://h", "model": "m", "fallback": "retry"})).unwrap_err();
+        let err =
+            parse(serde_json::json!({"base_url": "http://h", "model": "m", "fallback": "retry"}))
+                .unwrap_err();
         assert!(err.to_string().contains("unknown variant `retry`"), "{err}");
         let c = parse(serde_json::json!({"base_url": "http://h", "model": "m", "fallback": "onnx", "encoding_format": "float"})).unwrap();
-        assert_eq!((c.fallback, c.encoding_format), (FallbackMode::Onnx, EncodingFormat::Float));
+        assert_eq!(
+            (c.fallback, c.encoding_format),
+            (FallbackMode::Onnx, EncodingFormat::Float)
+        );
     }
 
     #[test]
     fn validation_names_the_key() {
         let base = VllmConfig::new("http://h:8000", "m");
         let key = |c: VllmConfig| c.validate("embedding.vllm").unwrap_err().key;
-        assert_eq!(key(VllmConfig { base_url: "h:8000".into(), ..base.clone() }), "embedding.vllm.base_url");
-        assert_eq!(key(VllmConfig { base_url: "http://h:8000/v1".into(), ..base.clone() }), "embedding.vllm.base_url");
-        assert_eq!(key(VllmConfig { model: " ".into(), ..base.clone() }), "embedding.vllm.model");
-        assert_eq!(key(VllmConfig { timeout_ms: 0, ..base.clone() }), "embedding.vllm.timeout_ms");
-        assert_eq!(key(VllmConfig { max_in_flight: 0, ..base.clone() }), "embedding.vllm.max_in_flight");
-        assert_eq!(key(VllmConfig { dimensions: Some(0), ..base.clone() }), "embedding.vllm.dimensions");
-        assert_eq!(key(VllmConfig { max_wait_us: 2_000_000, ..base.clone() }), "embedding.vllm.max_wait_us");
-        assert_eq!(key(VllmConfig { retries: 11, ..base.clone() }), "embedding.vllm.retries");
-        let token_in_config = VllmConfig { api_key_env: Some("sk-abc.def".into()), ..base.clone() };
+        assert_eq!(
+            key(VllmConfig {
+                base_url: "h:8000".into(),
+                ..base.clone()
+            }),
+            "embedding.vllm.base_url"
+        );
+        assert_eq!(
+            key(VllmConfig {
+                base_url: "http://h:8000/v1".into(),
+                ..base.clone()
+            }),
+            "embedding.vllm.base_url"
+        );
+        assert_eq!(
+            key(VllmConfig {
+                model: " ".into(),
+                ..base.clone()
+            }),
+            "embedding.vllm.model"
+        );
+        assert_eq!(
+            key(VllmConfig {
+                timeout_ms: 0,
+                ..base.clone()
+            }),
+            "embedding.vllm.timeout_ms"
+        );
+        assert_eq!(
+            key(VllmConfig {
+                max_in_flight: 0,
+                ..base.clone()
+            }),
+            "embedding.vllm.max_in_flight"
+        );
+        assert_eq!(
+            key(VllmConfig {
+                dimensions: Some(0),
+                ..base.clone()
+            }),
+            "embedding.vllm.dimensions"
+        );
+        assert_eq!(
+            key(VllmConfig {
+                max_wait_us: 2_000_000,
+                ..base.clone()
+            }),
+            "embedding.vllm.max_wait_us"
+        );
+        assert_eq!(
+            key(VllmConfig {
+                retries: 11,
+                ..base.clone()
+            }),
+            "embedding.vllm.retries"
+        );
+        let token_in_config = VllmConfig {
+            api_key_env: Some("sk-abc.def".into()),
+            ..base.clone()
+        };
         assert_eq!(key(token_in_config), "embedding.vllm.api_key_env");
-        VllmConfig { api_key_env: Some("VLLM_API_KEY".into()), ..base }.validate("x").unwrap();
+        VllmConfig {
+            api_key_env: Some("VLLM_API_KEY".into()),
+            ..base
+        }
+        .validate("x")
+        .unwrap();
     }
 
     #[test]
     fn request_budget_covers_every_attempt() {
-        let c = VllmConfig { timeout_ms: 100, retries: 2, backoff_ms: 10, max_wait_us: 1000, ..VllmConfig::new("http://h", "m") };
+        let c = VllmConfig {
+            timeout_ms: 100,
+            retries: 2,
+            backoff_ms: 10,
+            max_wait_us: 1000,
+            ..VllmConfig::new("http://h", "m")
+        };
         // Queue wait + 3 attempts = 4 timeouts, backoffs 10 + 20 ms, the 1 ms window.
         assert_eq!(c.request_budget(), Duration::from_millis(400 + 30 + 1));
     }

@@ -69,11 +69,17 @@ impl VllmEmbedder {
     /// Connects with `fallback: onnx`, delegating to `fallback` while the endpoint is
     /// unavailable. The fallback must report the same dimension, and the same model id or one
     /// of `same_model_ids`, so that heads and cache entries stay valid for its embeddings.
-    pub async fn connect_with_fallback(config: VllmConfig, fallback: Arc<dyn Embedder>) -> Result<Self, VllmError> {
+    pub async fn connect_with_fallback(
+        config: VllmConfig,
+        fallback: Arc<dyn Embedder>,
+    ) -> Result<Self, VllmError> {
         Self::build(config, Some(fallback)).await
     }
 
-    async fn build(config: VllmConfig, fallback: Option<Arc<dyn Embedder>>) -> Result<Self, VllmError> {
+    async fn build(
+        config: VllmConfig,
+        fallback: Option<Arc<dyn Embedder>>,
+    ) -> Result<Self, VllmError> {
         config.validate("embedding.vllm")?;
         match (config.fallback, &fallback) {
             (FallbackMode::Onnx, None) => {
@@ -98,13 +104,21 @@ impl VllmEmbedder {
             return Err(VllmError::ModelNotServed {
                 url: client.models_url().to_string(),
                 model: config.model.clone(),
-                served: if served.is_empty() { "nothing".into() } else { served.join(", ") },
+                served: if served.is_empty() {
+                    "nothing".into()
+                } else {
+                    served.join(", ")
+                },
             });
         }
-        let probe = client.embed_once(&[PROBE_TEXT], None).await.map_err(|e| VllmError::Endpoint {
-            url: client.embeddings_url().to_string(),
-            reason: e.to_string(),
-        })?;
+        let probe =
+            client
+                .embed_once(&[PROBE_TEXT], None)
+                .await
+                .map_err(|e| VllmError::Endpoint {
+                    url: client.embeddings_url().to_string(),
+                    reason: e.to_string(),
+                })?;
         let dimension = probe.rows.first().map_or(0, Vec::len);
         if let Some(configured) = config.dimensions {
             if configured != dimension {
@@ -129,7 +143,12 @@ impl VllmEmbedder {
         };
         let shared = Arc::new(Shared {
             client,
-            breaker: Breaker::new(config.failure_threshold, Duration::from_millis(config.open_ms), config.model.clone(), config.fallback.as_str()),
+            breaker: Breaker::new(
+                config.failure_threshold,
+                Duration::from_millis(config.open_ms),
+                config.model.clone(),
+                config.fallback.as_str(),
+            ),
             stats: Stats::default(),
             queue: Queue::new(config.queue_capacity, config.model.clone()),
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
@@ -208,7 +227,11 @@ impl VllmEmbedder {
         // queued, and calls that only they waited for are cancelled.
         for rx in receivers {
             match tokio::time::timeout_at(deadline, rx).await {
-                Err(_) => return Err(Failure::Remote(CallError::Timeout(self.budget.as_millis() as u64))),
+                Err(_) => {
+                    return Err(Failure::Remote(CallError::Timeout(
+                        self.budget.as_millis() as u64
+                    )))
+                }
                 Ok(Err(_)) => return Err(Failure::Local(BackendError::ShuttingDown)),
                 Ok(Ok(Err(e))) => return Err(Failure::Remote(e)),
                 Ok(Ok(Ok(encoded))) => out.push(encoded),
@@ -219,12 +242,21 @@ impl VllmEmbedder {
 
     /// Serves a request the endpoint could not: through the local embedder for `onnx`,
     /// otherwise `Unavailable` (which the service maps to its degraded route or a 503).
-    async fn fall_back(&self, texts: Vec<String>, why: CallError) -> Result<Vec<Encoded>, BackendError> {
-        self.shared.stats.fallback(&self.shared.model, self.mode.as_str(), why.reason());
+    async fn fall_back(
+        &self,
+        texts: Vec<String>,
+        why: CallError,
+    ) -> Result<Vec<Encoded>, BackendError> {
+        self.shared
+            .stats
+            .fallback(&self.shared.model, self.mode.as_str(), why.reason());
         tracing::debug!(model = %self.shared.model, reason = why.reason(), fallback = self.mode.as_str(), "embedding request handed to the fallback");
         match (&self.fallback, self.mode) {
             (Some(local), FallbackMode::Onnx) => local.embed(texts).await,
-            _ => Err(BackendError::Unavailable(format!("vLLM embeddings endpoint {}: {why}", self.shared.client.embeddings_url()))),
+            _ => Err(BackendError::Unavailable(format!(
+                "vLLM embeddings endpoint {}: {why}",
+                self.shared.client.embeddings_url()
+            ))),
         }
     }
 
@@ -232,8 +264,17 @@ impl VllmEmbedder {
     /// and no request came to make it.
     async fn probe(&self) {
         let started = Instant::now();
-        let result = self.shared.client.embed_once(&[PROBE_TEXT], Some(self.shared.dimension)).await;
-        self.shared.stats.attempt(&self.shared.model, 1, started.elapsed(), result.as_ref().err());
+        let result = self
+            .shared
+            .client
+            .embed_once(&[PROBE_TEXT], Some(self.shared.dimension))
+            .await;
+        self.shared.stats.attempt(
+            &self.shared.model,
+            1,
+            started.elapsed(),
+            result.as_ref().err(),
+        );
         match result {
             Ok(_) => self.shared.breaker.success(),
             Err(e) if !e.counts_against_endpoint() => self.shared.breaker.success(),
@@ -261,7 +302,11 @@ impl Drop for VllmEmbedder {
 
 /// The fallback must be the same model, or heads and cache entries made from the remote
 /// model's embeddings would be applied to another model's.
-fn check_fallback(config: &VllmConfig, dimension: usize, local: &BackendInfo) -> Result<(), VllmError> {
+fn check_fallback(
+    config: &VllmConfig,
+    dimension: usize,
+    local: &BackendInfo,
+) -> Result<(), VllmError> {
     let mismatch = |reason: String| VllmError::FallbackMismatch {
         model: config.model.clone(),
         dimension,
@@ -272,7 +317,9 @@ fn check_fallback(config: &VllmConfig, dimension: usize, local: &BackendInfo) ->
     if local.dimension != dimension {
         return Err(mismatch("the dimensions differ".into()));
     }
-    if local.model_id != config.model && !config.same_model_ids.iter().any(|id| id == &local.model_id) {
+    if local.model_id != config.model
+        && !config.same_model_ids.iter().any(|id| id == &local.model_id)
+    {
         return Err(mismatch(format!(
             "the model ids differ; if they are the same model, list `{}` in embedding.vllm.same_model_ids",
             local.model_id
@@ -298,7 +345,10 @@ impl Embedder for VllmEmbedder {
         match self.remote(&shared_texts).await {
             Ok(rows) => Ok(rows),
             Err(Failure::Local(e)) => Err(e),
-            Err(Failure::Remote(why)) => self.fall_back(shared_texts.iter().map(|t| t.to_string()).collect(), why).await,
+            Err(Failure::Remote(why)) => {
+                self.fall_back(shared_texts.iter().map(|t| t.to_string()).collect(), why)
+                    .await
+            }
         }
     }
 
@@ -356,7 +406,10 @@ async fn dispatch(shared: Arc<Shared>) {
         if others_in_flight && !shared.max_wait.is_zero() {
             let deadline = tokio::time::Instant::from_std(first + shared.max_wait);
             while shared.queue.len() < shared.max_batch_size {
-                if tokio::time::timeout_at(deadline, shared.queue.wake.notified()).await.is_err() {
+                if tokio::time::timeout_at(deadline, shared.queue.wake.notified())
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -396,14 +449,20 @@ async fn call(shared: Arc<Shared>, mut jobs: Vec<Job>, _permit: OwnedSemaphorePe
         Some(Ok(parsed)) => {
             shared.breaker.success();
             let lengths: Vec<usize> = texts.iter().map(|t| t.len()).collect();
-            let tokens = parsed.prompt_tokens.map_or_else(|| vec![0; jobs.len()], |total| apportion(total, &lengths));
+            let tokens = parsed
+                .prompt_tokens
+                .map_or_else(|| vec![0; jobs.len()], |total| apportion(total, &lengths));
             for ((job, values), tokens) in jobs.into_iter().zip(parsed.rows).zip(tokens) {
                 let timing = StageTiming {
                     tokenize: Duration::ZERO,
                     queue: dispatched.saturating_duration_since(job.enqueued),
                     infer,
                 };
-                let _ = job.reply.send(Ok(Encoded { values, tokens, timing }));
+                let _ = job.reply.send(Ok(Encoded {
+                    values,
+                    tokens,
+                    timing,
+                }));
             }
         }
         Some(Err(e)) => {

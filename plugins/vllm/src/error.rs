@@ -111,7 +111,13 @@ impl CallError {
     /// Whether the failure says the endpoint is unwell (it counts towards opening the breaker).
     /// 400, 413 and 422 are about one request's input, and prove the server is up.
     pub(crate) fn counts_against_endpoint(&self) -> bool {
-        !matches!(self, CallError::Status { status: 400 | 413 | 422, .. } | CallError::BreakerOpen)
+        !matches!(
+            self,
+            CallError::Status {
+                status: 400 | 413 | 422,
+                ..
+            } | CallError::BreakerOpen
+        )
     }
 
     /// A short label for metrics.

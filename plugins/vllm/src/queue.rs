@@ -54,7 +54,9 @@ impl Queue {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // Critical sections are VecDeque operations that cannot leave it inconsistent.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Enqueues all of `jobs` or none. A request larger than the capacity is accepted only
@@ -65,10 +67,13 @@ impl Queue {
             return Err(BackendError::ShuttingDown);
         }
         if !state.jobs.is_empty() && state.jobs.len() + jobs.len() > self.capacity {
-            return Err(BackendError::Overloaded { capacity: self.capacity });
+            return Err(BackendError::Overloaded {
+                capacity: self.capacity,
+            });
         }
         state.jobs.extend(jobs);
-        metrics::gauge!("semrouter_vllm_queue_depth", "model" => self.model.clone()).set(state.jobs.len() as f64);
+        metrics::gauge!("semrouter_vllm_queue_depth", "model" => self.model.clone())
+            .set(state.jobs.len() as f64);
         drop(state);
         self.wake.notify_one();
         Ok(())
@@ -102,7 +107,8 @@ impl Queue {
                 None => break,
             }
         }
-        metrics::gauge!("semrouter_vllm_queue_depth", "model" => self.model.clone()).set(state.jobs.len() as f64);
+        metrics::gauge!("semrouter_vllm_queue_depth", "model" => self.model.clone())
+            .set(state.jobs.len() as f64);
         batch
     }
 
@@ -122,7 +128,14 @@ mod tests {
 
     fn job(text: &str) -> (Job, oneshot::Receiver<Result<Encoded, CallError>>) {
         let (reply, rx) = oneshot::channel();
-        (Job { text: Arc::from(text), enqueued: Instant::now(), reply }, rx)
+        (
+            Job {
+                text: Arc::from(text),
+                enqueued: Instant::now(),
+                reply,
+            },
+            rx,
+        )
     }
 
     #[test]
@@ -132,7 +145,10 @@ mod tests {
         let (b, _rb) = job("b");
         q.push_all(vec![a]).unwrap();
         let (c, _rc) = job("c");
-        assert_eq!(q.push_all(vec![b, c]).unwrap_err(), BackendError::Overloaded { capacity: 2 });
+        assert_eq!(
+            q.push_all(vec![b, c]).unwrap_err(),
+            BackendError::Overloaded { capacity: 2 }
+        );
         assert_eq!(q.len(), 1, "nothing of the refused request was queued");
     }
 
@@ -157,7 +173,10 @@ mod tests {
         drop(rc);
         assert!(matches!(q.front(), Front::Job(_)));
         let batch = q.take(8);
-        assert_eq!(batch.iter().map(|j| &*j.text).collect::<Vec<_>>(), vec!["b"]);
+        assert_eq!(
+            batch.iter().map(|j| &*j.text).collect::<Vec<_>>(),
+            vec!["b"]
+        );
     }
 
     #[test]

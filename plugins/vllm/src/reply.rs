@@ -56,29 +56,49 @@ pub(crate) struct Parsed {
 
 /// Parses and checks a 2xx reply for `expected` inputs. `dimension` is the known dimension,
 /// or `None` at start-up, when every row must merely agree with the first.
-pub(crate) fn parse_embeddings(body: &[u8], expected: usize, dimension: Option<usize>) -> Result<Parsed, CallError> {
-    let reply: Reply = serde_json::from_slice(body).map_err(|e| CallError::Malformed(format!("not an embeddings reply: {e}")))?;
+pub(crate) fn parse_embeddings(
+    body: &[u8],
+    expected: usize,
+    dimension: Option<usize>,
+) -> Result<Parsed, CallError> {
+    let reply: Reply = serde_json::from_slice(body)
+        .map_err(|e| CallError::Malformed(format!("not an embeddings reply: {e}")))?;
     if reply.data.len() != expected {
-        return Err(CallError::Malformed(format!("{} embeddings for {expected} inputs", reply.data.len())));
+        return Err(CallError::Malformed(format!(
+            "{} embeddings for {expected} inputs",
+            reply.data.len()
+        )));
     }
     let mut rows: Vec<Option<Vec<f32>>> = vec![None; expected];
     let mut dimension = dimension;
     for item in reply.data {
         let index = item.index;
-        let values = decode(item.embedding).map_err(|e| CallError::Malformed(format!("embedding {index}: {e}")))?;
+        let values = decode(item.embedding)
+            .map_err(|e| CallError::Malformed(format!("embedding {index}: {e}")))?;
         let want = *dimension.get_or_insert(values.len());
         if values.len() != want {
-            return Err(CallError::Malformed(format!("embedding {index} has {} values, expected {want}", values.len())));
+            return Err(CallError::Malformed(format!(
+                "embedding {index} has {} values, expected {want}",
+                values.len()
+            )));
         }
         if values.is_empty() {
             return Err(CallError::Malformed(format!("embedding {index} is empty")));
         }
         if let Some(position) = values.iter().position(|v| !v.is_finite()) {
-            return Err(CallError::Malformed(format!("embedding {index} has a non-finite value at {position}")));
+            return Err(CallError::Malformed(format!(
+                "embedding {index} has a non-finite value at {position}"
+            )));
         }
         match rows.get_mut(index) {
-            None => return Err(CallError::Malformed(format!("index {index} out of range for {expected} inputs"))),
-            Some(Some(_)) => return Err(CallError::Malformed(format!("index {index} appears twice"))),
+            None => {
+                return Err(CallError::Malformed(format!(
+                    "index {index} out of range for {expected} inputs"
+                )))
+            }
+            Some(Some(_)) => {
+                return Err(CallError::Malformed(format!("index {index} appears twice")))
+            }
             Some(slot) => *slot = Some(values),
         }
     }
@@ -105,7 +125,10 @@ fn decode(embedding: Embedding) -> Result<Vec<f32>, String> {
                 .decode(text.as_bytes())
                 .map_err(|e| format!("bad base64: {e}"))?;
             if bytes.len() % 4 != 0 {
-                return Err(format!("{} bytes of base64 is not a whole number of f32 values", bytes.len()));
+                return Err(format!(
+                    "{} bytes of base64 is not a whole number of f32 values",
+                    bytes.len()
+                ));
             }
             Ok(bytes
                 .chunks_exact(4)
@@ -127,7 +150,8 @@ struct ModelEntry {
 
 /// The model ids a `GET /v1/models` reply lists.
 pub(crate) fn parse_models(body: &[u8]) -> Result<Vec<String>, String> {
-    let models: Models = serde_json::from_slice(body).map_err(|e| format!("not a model list: {e}"))?;
+    let models: Models =
+        serde_json::from_slice(body).map_err(|e| format!("not a model list: {e}"))?;
     Ok(models.data.into_iter().map(|m| m.id).collect())
 }
 
@@ -154,7 +178,12 @@ pub(crate) fn error_message(body: &[u8]) -> String {
 
 /// At most 300 characters, control characters replaced: error text ends up in logs.
 fn one_line(text: &str) -> String {
-    let mut out: String = text.trim().chars().take(300).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let mut out: String = text
+        .trim()
+        .chars()
+        .take(300)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if text.trim().chars().count() > 300 {
         out.push('…');
     }
@@ -205,27 +234,64 @@ mod tests {
     #[test]
     fn refuses_every_malformed_shape() {
         let cases = [
-            (json!({"data": [{"index": 0, "embedding": [1.0, 2.0]}]}), "1 embeddings for 2 inputs"),
-            (json!({"data": [{"index": 0, "embedding": [1.0, 2.0]}, {"index": 0, "embedding": [1.0, 2.0]}]}), "appears twice"),
-            (json!({"data": [{"index": 0, "embedding": [1.0, 2.0]}, {"index": 5, "embedding": [1.0, 2.0]}]}), "out of range"),
-            (json!({"data": [{"index": 0, "embedding": [1.0, 2.0]}, {"index": 1, "embedding": [1.0]}]}), "has 1 values, expected 2"),
-            (json!({"data": [{"index": 0, "embedding": [1.0, 2.0]}, {"index": 1, "embedding": [1.0, 1e39]}]}), "non-finite"),
-            (json!({"data": [{"index": 0, "embedding": b64(&[f32::NAN, 1.0])}, {"index": 1, "embedding": [1.0, 2.0]}]}), "non-finite"),
-            (json!({"data": [{"index": 0, "embedding": "@@@"}, {"index": 1, "embedding": [1.0, 2.0]}]}), "bad base64"),
-            (json!({"data": [{"index": 0, "embedding": "AAAAAAA="}, {"index": 1, "embedding": [1.0, 2.0]}]}), "whole number"),
-            (json!({"data": [{"index": 0}, {"index": 1, "embedding": [1.0, 2.0]}]}), "not an embeddings reply"),
+            (
+                json!({"data": [{"index": 0, "embedding": [1.0, 2.0]}]}),
+                "1 embeddings for 2 inputs",
+            ),
+            (
+                json!({"data": [{"index": 0, "embedding": [1.0, 2.0]}, {"index": 0, "embedding": [1.0, 2.0]}]}),
+                "appears twice",
+            ),
+            (
+                json!({"data": [{"index": 0, "embedding": [1.0, 2.0]}, {"index": 5, "embedding": [1.0, 2.0]}]}),
+                "out of range",
+            ),
+            (
+                json!({"data": [{"index": 0, "embedding": [1.0, 2.0]}, {"index": 1, "embedding": [1.0]}]}),
+                "has 1 values, expected 2",
+            ),
+            (
+                json!({"data": [{"index": 0, "embedding": [1.0, 2.0]}, {"index": 1, "embedding": [1.0, 1e39]}]}),
+                "non-finite",
+            ),
+            (
+                json!({"data": [{"index": 0, "embedding": b64(&[f32::NAN, 1.0])}, {"index": 1, "embedding": [1.0, 2.0]}]}),
+                "non-finite",
+            ),
+            (
+                json!({"data": [{"index": 0, "embedding": "@@@"}, {"index": 1, "embedding": [1.0, 2.0]}]}),
+                "bad base64",
+            ),
+            (
+                json!({"data": [{"index": 0, "embedding": "AAAAAAA="}, {"index": 1, "embedding": [1.0, 2.0]}]}),
+                "whole number",
+            ),
+            (
+                json!({"data": [{"index": 0}, {"index": 1, "embedding": [1.0, 2.0]}]}),
+                "not an embeddings reply",
+            ),
             (json!({"object": "list"}), "not an embeddings reply"),
         ];
         for (reply, expected) in cases {
             let err = parse_embeddings(&body(reply.clone()), 2, Some(2)).unwrap_err();
             match &err {
-                CallError::Malformed(message) => assert!(message.contains(expected), "{reply}: {message}"),
+                CallError::Malformed(message) => {
+                    assert!(message.contains(expected), "{reply}: {message}")
+                }
                 other => panic!("{reply}: {other:?}"),
             }
         }
-        let err = parse_embeddings(b"{\"data\": [{\"index\": 0, \"embedding\": [NaN, 1.0]}]}", 1, None).unwrap_err();
+        let err = parse_embeddings(
+            b"{\"data\": [{\"index\": 0, \"embedding\": [NaN, 1.0]}]}",
+            1,
+            None,
+        )
+        .unwrap_err();
         assert!(matches!(err, CallError::Malformed(_)), "{err:?}");
-        assert!(matches!(parse_embeddings(b"<html>", 1, None), Err(CallError::Malformed(_))));
+        assert!(matches!(
+            parse_embeddings(b"<html>", 1, None),
+            Err(CallError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -238,7 +304,9 @@ mod tests {
 
     #[test]
     fn error_messages_come_from_the_envelope() {
-        let openai = body(json!({"error": {"message": "model `x` not found", "type": "invalid_request_error"}}));
+        let openai = body(
+            json!({"error": {"message": "model `x` not found", "type": "invalid_request_error"}}),
+        );
         assert_eq!(error_message(&openai), "model `x` not found");
         let vllm_old = body(json!({"object": "error", "message": "too long", "code": 400}));
         assert_eq!(error_message(&vllm_old), "too long");
@@ -257,7 +325,16 @@ mod tests {
 
     #[test]
     fn request_leaves_out_unset_options() {
-        let r = EmbeddingsRequest { model: "m", input: vec!["a"], encoding_format: "base64", dimensions: None, truncate_prompt_tokens: Some(256) };
-        assert_eq!(serde_json::to_value(&r).unwrap(), json!({"model": "m", "input": ["a"], "encoding_format": "base64", "truncate_prompt_tokens": 256}));
+        let r = EmbeddingsRequest {
+            model: "m",
+            input: vec!["a"],
+            encoding_format: "base64",
+            dimensions: None,
+            truncate_prompt_tokens: Some(256),
+        };
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            json!({"model": "m", "input": ["a"], "encoding_format": "base64", "truncate_prompt_tokens": 256})
+        );
     }
 }

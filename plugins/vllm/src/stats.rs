@@ -51,7 +51,13 @@ impl Stats {
     }
 
     /// One HTTP attempt of `texts` texts and how it ended.
-    pub(crate) fn attempt(&self, model: &str, texts: usize, elapsed: Duration, error: Option<&CallError>) {
+    pub(crate) fn attempt(
+        &self,
+        model: &str,
+        texts: usize,
+        elapsed: Duration,
+        error: Option<&CallError>,
+    ) {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.texts_sent.fetch_add(texts as u64, Ordering::Relaxed);
         let outcome = match error {
@@ -62,8 +68,10 @@ impl Stats {
             }
         };
         metrics::counter!("semrouter_vllm_calls_total", "model" => model.to_string(), "outcome" => outcome).increment(1);
-        metrics::histogram!("semrouter_vllm_call_duration_seconds", "model" => model.to_string()).record(elapsed.as_secs_f64());
-        metrics::histogram!("semrouter_vllm_batch_size", "model" => model.to_string()).record(texts as f64);
+        metrics::histogram!("semrouter_vllm_call_duration_seconds", "model" => model.to_string())
+            .record(elapsed.as_secs_f64());
+        metrics::histogram!("semrouter_vllm_batch_size", "model" => model.to_string())
+            .record(texts as f64);
     }
 
     pub(crate) fn retry(&self, model: &str, reason: &'static str) {
@@ -83,7 +91,8 @@ impl Stats {
 
     pub(crate) fn rejected(&self, model: &str) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("semrouter_vllm_queue_rejections_total", "model" => model.to_string()).increment(1);
+        metrics::counter!("semrouter_vllm_queue_rejections_total", "model" => model.to_string())
+            .increment(1);
     }
 
     pub(crate) fn cancelled(&self) {

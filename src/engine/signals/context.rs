@@ -27,12 +27,21 @@ pub struct Context {
 impl Context {
     /// Reads the context of `request`; `tenant` comes from the front end.
     pub fn of(request: &ChatRequest, tenant: Option<String>) -> Self {
-        let text_chars: usize = request.messages.iter().map(|m| m.content.0.chars().count()).sum();
+        let text_chars: usize = request
+            .messages
+            .iter()
+            .map(|m| m.content.0.chars().count())
+            .sum();
         let tool_chars: usize = request.tools.iter().map(|t| t.to_string().len()).sum();
         Self {
-            prompt_tokens: ((text_chars + tool_chars).div_ceil(CHARS_PER_TOKEN) + request.messages.len() * 4) as u64,
+            prompt_tokens: ((text_chars + tool_chars).div_ceil(CHARS_PER_TOKEN)
+                + request.messages.len() * 4) as u64,
             max_completion_tokens: request.max_completion_tokens,
-            turns: request.messages.iter().filter(|m| m.role == Role::User).count(),
+            turns: request
+                .messages
+                .iter()
+                .filter(|m| m.role == Role::User)
+                .count(),
             tools: request.tools.len(),
             stream: request.stream,
             tenant,

@@ -60,7 +60,8 @@ impl CategoryScores {
 
     /// All categories, most likely first (ties in canonical order).
     pub fn ranked(&self) -> Vec<(Category, f32)> {
-        let mut all: Vec<(Category, f32)> = Category::all().map(|c| (c, self.probability(c))).collect();
+        let mut all: Vec<(Category, f32)> =
+            Category::all().map(|c| (c, self.probability(c))).collect();
         all.sort_by(|a, b| b.1.total_cmp(&a.1));
         all
     }
@@ -80,7 +81,12 @@ impl CategoryScores {
     /// Normalised entropy of the probabilities: 0 when one category is certain, 1 when all
     /// are equally likely.
     pub fn uncertainty(&self) -> f32 {
-        let entropy: f32 = self.probabilities.iter().filter(|&&p| p > 0.0).map(|&p| -p * p.ln()).sum();
+        let entropy: f32 = self
+            .probabilities
+            .iter()
+            .filter(|&&p| p > 0.0)
+            .map(|&p| -p * p.ln())
+            .sum();
         (entropy / (Category::COUNT as f32).ln()).clamp(0.0, 1.0)
     }
 
@@ -150,9 +156,16 @@ impl DomainClassifier {
 
     /// Category probabilities: from the shared `embedding` (linear head), or from the
     /// sequence model's own pass over `text`, whose output is returned for its timing.
-    pub async fn classify(&self, embedding: &[f32], text: &str) -> Result<(CategoryScores, Option<Encoded>), BackendError> {
+    pub async fn classify(
+        &self,
+        embedding: &[f32],
+        text: &str,
+    ) -> Result<(CategoryScores, Option<Encoded>), BackendError> {
         match self {
-            Self::Linear { head, rows } => Ok((CategoryScores::from_rows(rows, &head.probabilities(embedding, text)), None)),
+            Self::Linear { head, rows } => Ok((
+                CategoryScores::from_rows(rows, &head.probabilities(embedding, text)),
+                None,
+            )),
             Self::Sequence { model, rows } => {
                 let encoded = model
                     .classify(vec![text.to_string()])
@@ -161,7 +174,10 @@ impl DomainClassifier {
                     .ok_or_else(|| BackendError::Inference("the model returned no row".into()))?;
                 let mut probabilities = encoded.values.clone();
                 softmax(&mut probabilities);
-                Ok((CategoryScores::from_rows(rows, &probabilities), Some(encoded)))
+                Ok((
+                    CategoryScores::from_rows(rows, &probabilities),
+                    Some(encoded),
+                ))
             }
         }
     }
@@ -177,7 +193,10 @@ mod tests {
         let rows = label_rows(&labels).unwrap();
         let scores = CategoryScores::from_rows(&rows, &[0.7, 0.2, 0.1]);
         assert_eq!(scores.probability(Category::parse("math").unwrap()), 0.7);
-        assert_eq!(scores.probability(Category::parse("computer science").unwrap()), 0.1);
+        assert_eq!(
+            scores.probability(Category::parse("computer science").unwrap()),
+            0.1
+        );
         assert_eq!(scores.top().0.name(), "math");
         assert_eq!(scores.top_n(2)[1].name, "law");
     }
@@ -186,7 +205,8 @@ mod tests {
     fn uncertainty_is_normalised_entropy() {
         let certain = CategoryScores::from_pairs([(Category::parse("math").unwrap(), 1.0)]);
         assert_eq!(certain.uncertainty(), 0.0);
-        let flat = CategoryScores::from_pairs(Category::all().map(|c| (c, 1.0 / Category::COUNT as f32)));
+        let flat =
+            CategoryScores::from_pairs(Category::all().map(|c| (c, 1.0 / Category::COUNT as f32)));
         assert!((flat.uncertainty() - 1.0).abs() < 1e-5);
     }
 

@@ -49,21 +49,35 @@ impl KeywordRules {
                     reason,
                 };
                 let words = |words: &[String]| -> Result<Regex, KeywordError> {
-                    let alternatives: Vec<String> = words.iter().map(|w| regex::escape(w.trim())).collect();
+                    let alternatives: Vec<String> =
+                        words.iter().map(|w| regex::escape(w.trim())).collect();
                     // \b only makes sense next to word characters; phrases like "c++" keep their ends.
-                    RegexBuilder::new(&format!(r"(?:^|\b|\W)(?:{})(?:$|\b|\W)", alternatives.join("|")))
-                        .case_insensitive(!c.case_sensitive)
-                        .build()
-                        .map_err(|e| error(e.to_string()))
+                    RegexBuilder::new(&format!(
+                        r"(?:^|\b|\W)(?:{})(?:$|\b|\W)",
+                        alternatives.join("|")
+                    ))
+                    .case_insensitive(!c.case_sensitive)
+                    .build()
+                    .map_err(|e| error(e.to_string()))
                 };
                 let any = (!c.any.is_empty()).then(|| words(&c.any)).transpose()?;
-                let all: Vec<Regex> = c.all.iter().map(|w| words(std::slice::from_ref(w))).collect::<Result<_, _>>()?;
+                let all: Vec<Regex> = c
+                    .all
+                    .iter()
+                    .map(|w| words(std::slice::from_ref(w)))
+                    .collect::<Result<_, _>>()?;
                 let regex = (!c.regex.is_empty())
                     .then(|| {
-                        RegexBuilder::new(&c.regex.iter().map(|r| format!("(?:{r})")).collect::<Vec<_>>().join("|"))
-                            .case_insensitive(!c.case_sensitive)
-                            .build()
-                            .map_err(|e| error(format!("bad regex: {e}")))
+                        RegexBuilder::new(
+                            &c.regex
+                                .iter()
+                                .map(|r| format!("(?:{r})"))
+                                .collect::<Vec<_>>()
+                                .join("|"),
+                        )
+                        .case_insensitive(!c.case_sensitive)
+                        .build()
+                        .map_err(|e| error(format!("bad regex: {e}")))
                     })
                     .transpose()?;
                 if any.is_none() && all.is_empty() && regex.is_none() {
@@ -92,7 +106,11 @@ impl KeywordRules {
 
     /// Names of the rules that match `text`, in config order.
     pub fn matching(&self, text: &str) -> Vec<String> {
-        self.rules.iter().filter(|r| r.matches(text)).map(|r| r.name.clone()).collect()
+        self.rules
+            .iter()
+            .filter(|r| r.matches(text))
+            .map(|r| r.name.clone())
+            .collect()
     }
 }
 
@@ -122,9 +140,15 @@ mod tests {
         .unwrap();
         assert_eq!(rules.matching("How do I sort a list in Python?"), ["code"]);
         assert_eq!(rules.matching("Is C++ faster?"), ["code"]);
-        assert!(rules.matching("pythonic trusted").is_empty(), "whole words only");
+        assert!(
+            rules.matching("pythonic trusted").is_empty(),
+            "whole words only"
+        );
         assert_eq!(rules.matching("I want a REFUND for my order"), ["refund"]);
-        assert!(rules.matching("refund please").is_empty(), "all words are needed");
+        assert!(
+            rules.matching("refund please").is_empty(),
+            "all words are needed"
+        );
         assert_eq!(rules.matching("see jira-123"), ["ticket"]);
         assert_eq!(rules.matching("urgent: the invoice"), ["both"]);
         assert!(rules.matching("urgent").is_empty());
@@ -132,7 +156,9 @@ mod tests {
 
     #[test]
     fn bad_rules_are_errors_naming_the_rule() {
-        let e = KeywordRules::new(&[rule("broken", &[], &[], &["("])]).err().unwrap();
+        let e = KeywordRules::new(&[rule("broken", &[], &[], &["("])])
+            .err()
+            .unwrap();
         assert_eq!(e.rule, "broken");
         assert!(KeywordRules::new(&[rule("empty", &[], &[], &[])]).is_err());
     }

@@ -37,17 +37,26 @@ impl LabelScores {
                 best = (i, p);
             }
         }
-        (self.labels.get(best.0).map_or("", String::as_str), best.1.max(0.0))
+        (
+            self.labels.get(best.0).map_or("", String::as_str),
+            best.1.max(0.0),
+        )
     }
 
     /// Probability of `label` (0 for an unknown label).
     pub fn probability(&self, label: &str) -> f32 {
-        self.labels.iter().position(|l| l == label).map_or(0.0, |i| self.probabilities[i])
+        self.labels
+            .iter()
+            .position(|l| l == label)
+            .map_or(0.0, |i| self.probabilities[i])
     }
 
     /// Every label with its probability.
     pub fn all(&self) -> impl Iterator<Item = (&str, f32)> + '_ {
-        self.labels.iter().map(String::as_str).zip(self.probabilities.iter().copied())
+        self.labels
+            .iter()
+            .map(String::as_str)
+            .zip(self.probabilities.iter().copied())
     }
 }
 
@@ -102,20 +111,35 @@ impl NeedModel {
             complexity_weight: config.weights.complexity as f32,
             domain_weight: config.weights.domain as f32,
             uncertainty_weight: config.weights.uncertainty as f32,
-            complexity_scores: config.complexity_scores.iter().map(|(k, &v)| (k.clone(), v as f32)).collect(),
+            complexity_scores: config
+                .complexity_scores
+                .iter()
+                .map(|(k, &v)| (k.clone(), v as f32))
+                .collect(),
             category_prior,
         }
     }
 
     /// The expected complexity score of `complexity` (labels without a score count 0).
     fn complexity_score(&self, complexity: &LabelScores) -> f32 {
-        complexity.all().map(|(label, p)| p * self.complexity_scores.get(label).copied().unwrap_or(0.0)).sum()
+        complexity
+            .all()
+            .map(|(label, p)| p * self.complexity_scores.get(label).copied().unwrap_or(0.0))
+            .sum()
     }
 
     /// The reasoning need in [0, 1]: the weighted mean of the complexity score (when a head is
     /// configured), the category prior under the category probabilities, and the uncertainty.
-    pub fn need(&self, domain: &CategoryScores, uncertainty: f32, complexity: Option<&LabelScores>) -> f32 {
-        let prior: f32 = domain.all().map(|(c, p)| p * self.category_prior[c.index()]).sum();
+    pub fn need(
+        &self,
+        domain: &CategoryScores,
+        uncertainty: f32,
+        complexity: Option<&LabelScores>,
+    ) -> f32 {
+        let prior: f32 = domain
+            .all()
+            .map(|(c, p)| p * self.category_prior[c.index()])
+            .sum();
         let mut total = self.domain_weight * prior + self.uncertainty_weight * uncertainty;
         let mut weight = self.domain_weight + self.uncertainty_weight;
         if let Some(complexity) = complexity {
@@ -247,16 +271,29 @@ pub struct SignalSet {
 
 impl SignalSet {
     /// Computes every signal but the domain (given) from the shared embedding and the text.
-    pub fn compute(&self, domain: CategoryScores, embedding: &[f32], text: &str, context: Context) -> Signals {
+    pub fn compute(
+        &self,
+        domain: CategoryScores,
+        embedding: &[f32],
+        text: &str,
+        context: Context,
+    ) -> Signals {
         let uncertainty = domain.uncertainty();
         let complexity = self.complexity.as_ref().map(|h| h.scores(embedding, text));
         let reasoning_need = self.need.need(&domain, uncertainty, complexity.as_ref());
-        let jailbreak = self.jailbreak.as_ref().map(|(h, _)| h.scores(embedding, text).probability(JAILBREAK_LABEL));
+        let jailbreak = self
+            .jailbreak
+            .as_ref()
+            .map(|(h, _)| h.scores(embedding, text).probability(JAILBREAK_LABEL));
         let jailbreak_detected = match (&self.jailbreak, jailbreak) {
             (Some((_, threshold)), Some(score)) => score >= *threshold,
             _ => false,
         };
-        let keywords = if self.keywords.is_empty() { Vec::new() } else { self.keywords.matching(text) };
+        let keywords = if self.keywords.is_empty() {
+            Vec::new()
+        } else {
+            self.keywords.matching(text)
+        };
         Signals {
             domain,
             uncertainty,
@@ -278,7 +315,11 @@ mod tests {
 
     fn scores(labels: &[&str], p: &[f32]) -> LabelScores {
         LabelScores {
-            labels: labels.iter().map(|s| s.to_string()).collect::<Vec<_>>().into(),
+            labels: labels
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .into(),
             probabilities: p.to_vec(),
         }
     }

@@ -122,7 +122,13 @@ impl DecisionFeed {
 
     /// The newest decisions, newest first, at most `dashboard.recent_decisions`.
     pub fn recent(&self) -> Vec<DecisionRecord> {
-        self.ring.lock().iter().rev().take(self.recent).cloned().collect()
+        self.ring
+            .lock()
+            .iter()
+            .rev()
+            .take(self.recent)
+            .cloned()
+            .collect()
     }
 
     /// The distribution of the decisions made within the window before `now_ms`.
@@ -134,9 +140,15 @@ impl DecisionFeed {
             let ring = self.ring.lock();
             for r in ring.iter().rev().take_while(|r| r.at_ms >= since) {
                 out.decisions += 1;
-                *out.by_model.entry(r.model.clone().unwrap_or_else(|| "none".into())).or_default() += 1;
-                *out.by_category.entry(r.category.unwrap_or("none").to_string()).or_default() += 1;
-                *out.by_reasoning.entry(r.reasoning.unwrap_or("none").to_string()).or_default() += 1;
+                *out.by_model
+                    .entry(r.model.clone().unwrap_or_else(|| "none".into()))
+                    .or_default() += 1;
+                *out.by_category
+                    .entry(r.category.unwrap_or("none").to_string())
+                    .or_default() += 1;
+                *out.by_reasoning
+                    .entry(r.reasoning.unwrap_or("none").to_string())
+                    .or_default() += 1;
                 *out.by_action.entry(r.action.to_string()).or_default() += 1;
                 *out.by_front_end.entry(r.front_end.to_string()).or_default() += 1;
                 match r.cache {
@@ -151,7 +163,12 @@ impl DecisionFeed {
             }
         }
         latencies.sort_unstable();
-        let quantile = |q: f64| latencies.get(((latencies.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0);
+        let quantile = |q: f64| {
+            latencies
+                .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(0)
+        };
         out.latency_p50_us = quantile(0.5);
         out.latency_p99_us = quantile(0.99);
         out
@@ -160,18 +177,29 @@ impl DecisionFeed {
 
 /// Now, in Unix milliseconds.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn record(at_ms: u64, model: &str, cache: Option<&'static str>, latency_us: u64) -> DecisionRecord {
+    fn record(
+        at_ms: u64,
+        model: &str,
+        cache: Option<&'static str>,
+        latency_us: u64,
+    ) -> DecisionRecord {
         DecisionRecord {
             at_ms,
             front_end: "rest",
-            action: if cache == Some("hit") { "cache" } else { "route" },
+            action: if cache == Some("hit") {
+                "cache"
+            } else {
+                "route"
+            },
             model: Some(model.into()),
             category: Some("math"),
             reasoning: Some("high"),
@@ -200,7 +228,11 @@ mod tests {
         for (i, model) in ["a", "b", "c", "d"].into_iter().enumerate() {
             feed.record(record(i as u64, model, None, 1));
         }
-        let recent: Vec<_> = feed.recent().into_iter().map(|r| r.model.unwrap()).collect();
+        let recent: Vec<_> = feed
+            .recent()
+            .into_iter()
+            .map(|r| r.model.unwrap())
+            .collect();
         assert_eq!(recent, ["d", "c"]);
         assert_eq!(feed.distribution(10).decisions, 3, "a fell out of the ring");
     }
@@ -211,7 +243,11 @@ mod tests {
         feed.record(record(1_000, "old", None, 5));
         for (i, latency) in (1..=100).enumerate() {
             let model = if i % 4 == 0 { "big" } else { "small" };
-            let cache = if i % 2 == 0 { Some("hit") } else { Some("miss") };
+            let cache = if i % 2 == 0 {
+                Some("hit")
+            } else {
+                Some("miss")
+            };
             feed.record(record(20_000 + i as u64, model, cache, latency));
         }
         let d = feed.distribution(25_000);
@@ -219,7 +255,11 @@ mod tests {
         assert!(!d.by_model.contains_key("old"));
         assert_eq!((d.by_model["big"], d.by_model["small"]), (25, 75));
         assert_eq!((d.cache_hits, d.cache_lookups), (50, 100));
-        assert_eq!(feed.distribution(40_000).decisions, 0, "all older than the 10 s window");
+        assert_eq!(
+            feed.distribution(40_000).decisions,
+            0,
+            "all older than the 10 s window"
+        );
         assert_eq!(d.by_action["cache"], d.cache_hits);
         assert_eq!(d.latency_p50_us, 51);
         assert_eq!(d.latency_p99_us, 99);
@@ -229,7 +269,10 @@ mod tests {
     fn prompts_are_kept_only_when_shown_and_cut_short() {
         assert_eq!(feed(10, 10, false).excerpt(|| Some("secret".into())), None);
         let shown = feed(10, 10, true);
-        assert_eq!(shown.excerpt(|| Some("hello".into())).as_deref(), Some("hello"));
+        assert_eq!(
+            shown.excerpt(|| Some("hello".into())).as_deref(),
+            Some("hello")
+        );
         let long = "é".repeat(300);
         let cut = shown.excerpt(|| Some(long)).unwrap();
         assert_eq!(cut.chars().count(), PROMPT_CHARS + 1);

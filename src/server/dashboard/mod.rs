@@ -21,7 +21,11 @@ pub use feed::{now_ms, DecisionFeed, DecisionRecord};
 pub fn routes(config: &mut ServiceConfig) {
     let page = |path: &'static str, asset: Asset| {
         web::resource(path)
-            .route(web::get().to(move |request: HttpRequest, state: Data<AppState>| async move { serve_asset(&request, &state, asset) }))
+            .route(web::get().to(
+                move |request: HttpRequest, state: Data<AppState>| async move {
+                    serve_asset(&request, &state, asset)
+                },
+            ))
             .default_service(web::to(method_not_allowed))
     };
     config
@@ -29,17 +33,36 @@ pub fn routes(config: &mut ServiceConfig) {
         .service(page("/dashboard/", Asset::Index))
         .service(page("/dashboard/dashboard.js", Asset::Script))
         .service(page("/dashboard/dashboard.css", Asset::Style))
-        .service(web::resource("/dashboard/api/overview").route(web::get().to(overview)).default_service(web::to(method_not_allowed)))
-        .service(web::resource("/dashboard/api/decisions").route(web::get().to(decisions)).default_service(web::to(method_not_allowed)))
-        .service(web::resource("/dashboard/api/policy").route(web::get().to(policy)).default_service(web::to(method_not_allowed)));
+        .service(
+            web::resource("/dashboard/api/overview")
+                .route(web::get().to(overview))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/dashboard/api/decisions")
+                .route(web::get().to(decisions))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/dashboard/api/policy")
+                .route(web::get().to(policy))
+                .default_service(web::to(method_not_allowed)),
+        );
 }
 
 /// The feed, or 404 as for any unknown path when `dashboard.enabled` is off.
 fn feed<'a>(request: &HttpRequest, state: &'a AppState) -> Result<&'a DecisionFeed, ApiError> {
-    state.feed.as_ref().ok_or_else(|| ApiError::unknown_path(request.method().as_str(), request.path()))
+    state
+        .feed
+        .as_ref()
+        .ok_or_else(|| ApiError::unknown_path(request.method().as_str(), request.path()))
 }
 
-fn serve_asset(request: &HttpRequest, state: &AppState, asset: Asset) -> Result<HttpResponse, ApiError> {
+fn serve_asset(
+    request: &HttpRequest,
+    state: &AppState,
+    asset: Asset,
+) -> Result<HttpResponse, ApiError> {
     feed(request, state)?;
     Ok(asset.response())
 }
@@ -88,7 +111,10 @@ async fn overview(request: HttpRequest, state: Data<AppState>) -> Result<HttpRes
             })
         })
         .collect();
-    let cache = state.cache.load_full().map(|service| service.cache().stats());
+    let cache = state
+        .cache
+        .load_full()
+        .map(|service| service.cache().stats());
     Ok(HttpResponse::Ok().json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "ready": true,
@@ -130,7 +156,10 @@ struct PolicyView<'a, M: serde::Serialize> {
 fn counter_sum(text: &str, name: &str) -> u64 {
     let total: f64 = text
         .lines()
-        .filter(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .fold(0.0, |sum, v| sum + v);
     total.round() as u64

@@ -65,7 +65,11 @@ impl Handoffs {
     /// Leaves `handoff` for its observer; returns the id to send as [`EXCHANGE_HEADER`].
     pub fn put(&self, handoff: Handoff) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{:016x}{:016x}", self.keys.hash_one(n), self.keys.hash_one(!n));
+        let id = format!(
+            "{:016x}{:016x}",
+            self.keys.hash_one(n),
+            self.keys.hash_one(!n)
+        );
         let now = Instant::now();
         let mut waiting = self.inner.lock();
         while let Some((at, _)) = waiting.order.front() {
@@ -129,7 +133,9 @@ mod tests {
         assert!(handoffs.take(&claimed).is_some());
         // Age both entries past the limit, as if the observer never came.
         for (at, _) in handoffs.inner.lock().order.iter_mut() {
-            *at = at.checked_sub(UNCLAIMED_TTL).expect("the machine has been up longer than the limit");
+            *at = at
+                .checked_sub(UNCLAIMED_TTL)
+                .expect("the machine has been up longer than the limit");
         }
         let fresh = handoffs.put(handoff("fresh"));
         assert!(handoffs.take(&stale).is_none(), "dropped");

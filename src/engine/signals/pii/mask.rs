@@ -12,7 +12,10 @@ pub fn mask(text: &str, entities: &[PiiEntity]) -> String {
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
     for entity in sorted {
-        if entity.start < copied || entity.start >= entity.end || text.get(entity.start..entity.end).is_none() {
+        if entity.start < copied
+            || entity.start >= entity.end
+            || text.get(entity.start..entity.end).is_none()
+        {
             continue;
         }
         out.push_str(&text[copied..entity.start]);
@@ -51,7 +54,10 @@ mod tests {
             entity(PiiType::Person, name, name + "Zoë Brandt".len()),
             entity(PiiType::Email, email, email + "zoe@example.com".len()),
         ];
-        assert_eq!(mask(text, &entities), "I am <PERSON>, mail <EMAIL> or call <PHONE>.");
+        assert_eq!(
+            mask(text, &entities),
+            "I am <PERSON>, mail <EMAIL> or call <PHONE>."
+        );
     }
 
     #[test]

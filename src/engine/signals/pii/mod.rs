@@ -133,7 +133,10 @@ pub struct PiiDetector {
 impl std::fmt::Debug for PiiDetector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PiiDetector")
-            .field("model", &self.model.as_ref().map(|(m, _)| m.info().model_id.clone()))
+            .field(
+                "model",
+                &self.model.as_ref().map(|(m, _)| m.info().model_id.clone()),
+            )
             .field("settings", &self.settings)
             .finish()
     }
@@ -143,22 +146,35 @@ impl PiiDetector {
     /// A detector running `settings.recognizers` and, when given, the token classifier `model`
     /// (its labels must be BIO tags over types [`PiiType::from_model_label`] knows; labels it
     /// does not know are ignored and named once in the log).
-    pub fn new(model: Option<Arc<dyn TokenClassifier>>, settings: PiiSettings) -> Result<Self, PiiConfigError> {
+    pub fn new(
+        model: Option<Arc<dyn TokenClassifier>>,
+        settings: PiiSettings,
+    ) -> Result<Self, PiiConfigError> {
         if !(settings.model_threshold > 0.0 && settings.model_threshold <= 1.0) {
-            return Err(PiiConfigError::Threshold(settings.model_threshold.to_string()));
+            return Err(PiiConfigError::Threshold(
+                settings.model_threshold.to_string(),
+            ));
         }
         if settings.model_max_bytes == 0 {
             return Err(PiiConfigError::ModelMaxBytes);
         }
-        let recognizers = Recognizers::new(&settings.recognizers).map_err(|e| PiiConfigError::Pattern(e.to_string()))?;
+        let recognizers = Recognizers::new(&settings.recognizers)
+            .map_err(|e| PiiConfigError::Pattern(e.to_string()))?;
         let model = match model {
             None => None,
             Some(model) => {
                 let id = model.info().model_id.clone();
-                let error = |reason: String| PiiConfigError::ModelLabels { model: id.clone(), reason };
+                let error = |reason: String| PiiConfigError::ModelLabels {
+                    model: id.clone(),
+                    reason,
+                };
                 let (labels, ignored) = LabelMap::new(model.labels()).map_err(error)?;
                 if labels.len() != model.info().dimension {
-                    return Err(error(format!("it names {} labels but outputs {} per token", labels.len(), model.info().dimension)));
+                    return Err(error(format!(
+                        "it names {} labels but outputs {} per token",
+                        labels.len(),
+                        model.info().dimension
+                    )));
                 }
                 if !ignored.is_empty() {
                     // Label names come from the model's config, never from a text.
@@ -202,8 +218,13 @@ impl PiiDetector {
                     .classify_tokens(vec![scanned.to_string()])
                     .await?
                     .pop()
-                    .ok_or_else(|| BackendError::Inference("the token classifier returned no predictions".into()))?;
-                let entities = model::decode(scanned, &predictions, labels, self.settings.model_threshold);
+                    .ok_or_else(|| {
+                        BackendError::Inference(
+                            "the token classifier returned no predictions".into(),
+                        )
+                    })?;
+                let entities =
+                    model::decode(scanned, &predictions, labels, self.settings.model_threshold);
                 (entities, Some(predictions.timing), predictions.tokens)
             }
             _ => (Vec::new(), None, 0),
@@ -231,7 +252,10 @@ fn prefix_between_words(text: &str, max: usize) -> &str {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    let cut = text[..end].rfind(char::is_whitespace).filter(|&i| i > 0).unwrap_or(end);
+    let cut = text[..end]
+        .rfind(char::is_whitespace)
+        .filter(|&i| i > 0)
+        .unwrap_or(end);
     &text[..cut]
 }
 
@@ -266,7 +290,10 @@ mod tests {
 
     #[async_trait]
     impl TokenClassifier for Fake {
-        async fn classify_tokens(&self, texts: Vec<String>) -> Result<Vec<TokenPredictions>, BackendError> {
+        async fn classify_tokens(
+            &self,
+            texts: Vec<String>,
+        ) -> Result<Vec<TokenPredictions>, BackendError> {
             Ok(texts
                 .iter()
                 .map(|text| {
@@ -275,13 +302,19 @@ mod tests {
                     let mut at = 0;
                     for word in text.split(' ') {
                         let label = match word {
-                            "Anna" => 1,                              // B-GIVEN_NAME
-                            "Smith" | "4111" | "1111" => 2,           // B-SURNAME; the card misread
-                            w if w.contains('@') => 1,                // misreads the e-mail as a name
+                            "Anna" => 1,                    // B-GIVEN_NAME
+                            "Smith" | "4111" | "1111" => 2, // B-SURNAME; the card misread
+                            w if w.contains('@') => 1,      // misreads the e-mail as a name
                             _ => 0,
                         };
                         offsets.push((at, at + word.len()));
-                        probabilities.extend((0..self.labels.len()).map(|i| if i == label { 0.9 } else { 0.1 / (self.labels.len() - 1) as f32 }));
+                        probabilities.extend((0..self.labels.len()).map(|i| {
+                            if i == label {
+                                0.9
+                            } else {
+                                0.1 / (self.labels.len() - 1) as f32
+                            }
+                        }));
                         at += word.len() + 1;
                     }
                     TokenPredictions {
@@ -305,7 +338,8 @@ mod tests {
     }
 
     fn detector(settings: PiiSettings) -> PiiDetector {
-        let model: Arc<dyn TokenClassifier> = Arc::new(Fake::new(&["O", "B-GIVEN_NAME", "B-SURNAME"]));
+        let model: Arc<dyn TokenClassifier> =
+            Arc::new(Fake::new(&["O", "B-GIVEN_NAME", "B-SURNAME"]));
         PiiDetector::new(Some(model), settings).unwrap()
     }
 
@@ -313,7 +347,11 @@ mod tests {
     async fn regexes_and_model_together_with_the_regex_winning_overlaps() {
         let text = "Anna Smith paid with 4111 1111 1111 1111 from anna@example.com";
         let found = detector(PiiSettings::default()).detect(text).await.unwrap();
-        let got: Vec<(PiiType, &str, PiiSource)> = found.entities.iter().map(|e| (e.kind, &text[e.start..e.end], e.source)).collect();
+        let got: Vec<(PiiType, &str, PiiSource)> = found
+            .entities
+            .iter()
+            .map(|e| (e.kind, &text[e.start..e.end], e.source))
+            .collect();
         assert_eq!(
             got,
             [
@@ -322,8 +360,14 @@ mod tests {
                 (PiiType::Email, "anna@example.com", PiiSource::Regex),
             ]
         );
-        assert_eq!(found.masked, "<PERSON> paid with <CREDIT_CARD> from <EMAIL>");
-        assert_eq!(found.types(), [PiiType::Person, PiiType::Email, PiiType::CreditCard]);
+        assert_eq!(
+            found.masked,
+            "<PERSON> paid with <CREDIT_CARD> from <EMAIL>"
+        );
+        assert_eq!(
+            found.types(),
+            [PiiType::Person, PiiType::Email, PiiType::CreditCard]
+        );
         assert!(found.contains(PiiType::Email) && !found.contains(PiiType::Phone));
         assert!(found.model_timing.is_some() && found.model_tokens > 0);
     }
@@ -338,7 +382,10 @@ mod tests {
         let regex_only = PiiDetector::new(None, settings.clone()).unwrap();
         assert!(!regex_only.has_model());
         let found = regex_only.detect(text).await.unwrap();
-        assert_eq!(found.masked, "Anna Smith paid with 4111 1111 1111 1111 from <EMAIL>");
+        assert_eq!(
+            found.masked,
+            "Anna Smith paid with 4111 1111 1111 1111 from <EMAIL>"
+        );
         assert_eq!(found.model_tokens, 0);
         // With the card recogniser off, the model's misreading of the card stands.
         let found = detector(settings).detect(text).await.unwrap();
@@ -347,7 +394,10 @@ mod tests {
 
     #[tokio::test]
     async fn empty_text_finds_nothing_without_calling_the_model() {
-        let found = detector(PiiSettings::default()).detect("   ").await.unwrap();
+        let found = detector(PiiSettings::default())
+            .detect("   ")
+            .await
+            .unwrap();
         assert!(found.entities.is_empty() && found.model_timing.is_none());
         assert_eq!(found.masked, "   ");
     }
@@ -362,9 +412,19 @@ mod tests {
         let found = detector(settings).detect(text).await.unwrap();
         assert_eq!(found.masked, "<PERSON> and Anna Smith wrote <EMAIL>");
         assert!(found.model_truncated);
-        assert!(!detector(PiiSettings::default()).detect(text).await.unwrap().model_truncated);
+        assert!(
+            !detector(PiiSettings::default())
+                .detect(text)
+                .await
+                .unwrap()
+                .model_truncated
+        );
         assert_eq!(prefix_between_words("ab cd ef", 7), "ab cd");
-        assert_eq!(prefix_between_words("abcdéf", 5), "abcd", "never inside a character");
+        assert_eq!(
+            prefix_between_words("abcdéf", 5),
+            "abcd",
+            "never inside a character"
+        );
         assert_eq!(prefix_between_words("ab", 7), "ab");
     }
 
@@ -375,13 +435,22 @@ mod tests {
                 model_threshold: threshold,
                 ..PiiSettings::default()
             };
-            assert!(matches!(PiiDetector::new(None, settings), Err(PiiConfigError::Threshold(_))), "{threshold}");
+            assert!(
+                matches!(
+                    PiiDetector::new(None, settings),
+                    Err(PiiConfigError::Threshold(_))
+                ),
+                "{threshold}"
+            );
         }
         let zero = PiiSettings {
             model_max_bytes: 0,
             ..PiiSettings::default()
         };
-        assert_eq!(PiiDetector::new(None, zero).unwrap_err(), PiiConfigError::ModelMaxBytes);
+        assert_eq!(
+            PiiDetector::new(None, zero).unwrap_err(),
+            PiiConfigError::ModelMaxBytes
+        );
         let model: Arc<dyn TokenClassifier> = Arc::new(Fake::new(&["O", "B-MISC", "I-MISC"]));
         let err = PiiDetector::new(Some(model), PiiSettings::default()).unwrap_err();
         assert!(err.to_string().contains("fake-ner"), "{err}");
@@ -389,10 +458,17 @@ mod tests {
 
     #[test]
     fn settings_read_from_config_with_defaults() {
-        let s: PiiSettings = serde_json::from_str(r#"{"recognizers": ["EMAIL", "US_SSN"]}"#).unwrap();
+        let s: PiiSettings =
+            serde_json::from_str(r#"{"recognizers": ["EMAIL", "US_SSN"]}"#).unwrap();
         assert_eq!(s.recognizers, [Recognizer::Email, Recognizer::UsSsn]);
         assert_eq!(s.model_threshold, 0.5);
-        assert!(serde_json::from_str::<PiiSettings>(r#"{"threshold": 0.5}"#).is_err(), "unknown keys are refused");
-        assert!(serde_json::from_str::<PiiSettings>(r#"{"recognizers": ["PERSON"]}"#).is_err(), "PERSON has no regex");
+        assert!(
+            serde_json::from_str::<PiiSettings>(r#"{"threshold": 0.5}"#).is_err(),
+            "unknown keys are refused"
+        );
+        assert!(
+            serde_json::from_str::<PiiSettings>(r#"{"recognizers": ["PERSON"]}"#).is_err(),
+            "PERSON has no regex"
+        );
     }
 }

@@ -44,10 +44,12 @@ impl LabelMap {
                     return None;
                 }
                 let (begins, entity) = match label.split_once('-') {
-                    Some((prefix, entity)) if prefix.len() == 1 => match prefix.to_ascii_uppercase().as_str() {
-                        "B" | "S" | "U" => (true, entity),
-                        _ => (false, entity),
-                    },
+                    Some((prefix, entity)) if prefix.len() == 1 => {
+                        match prefix.to_ascii_uppercase().as_str() {
+                            "B" | "S" | "U" => (true, entity),
+                            _ => (false, entity),
+                        }
+                    }
                     _ => (false, label),
                 };
                 let kind = PiiType::from_model_label(entity);
@@ -62,7 +64,10 @@ impl LabelMap {
             })
             .collect();
         if resolved.iter().all(Option::is_none) {
-            return Err(format!("none of its {} labels names a PII type this detector reports", labels.len()));
+            return Err(format!(
+                "none of its {} labels names a PII type this detector reports",
+                labels.len()
+            ));
         }
         Ok((Self { labels: resolved }, ignored))
     }
@@ -99,19 +104,28 @@ struct Open<'m> {
 
 /// Decodes one text's token predictions into entities, in text order, never overlapping.
 /// Tokens whose offsets do not fit `text` are skipped.
-pub(crate) fn decode(text: &str, predictions: &TokenPredictions, labels: &LabelMap, threshold: f32) -> Vec<PiiEntity> {
+pub(crate) fn decode(
+    text: &str,
+    predictions: &TokenPredictions,
+    labels: &LabelMap,
+    threshold: f32,
+) -> Vec<PiiEntity> {
     let words = words(text, predictions);
     let mut spans: Vec<Open<'_>> = Vec::new();
     let mut open: Option<Open<'_>> = None;
     for word in words {
-        let label = labels.get(word.label).filter(|_| word.probability >= threshold);
+        let label = labels
+            .get(word.label)
+            .filter(|_| word.probability >= threshold);
         let Some(label) = label else {
             spans.extend(open.take());
             continue;
         };
         if let Some(current) = open.as_mut() {
             let gap = text.get(current.end..word.start);
-            let continues = current.entity == label.entity && gap.is_some_and(|gap| gap.is_empty() || (!label.begins && gap.trim().is_empty()));
+            let continues = current.entity == label.entity
+                && gap
+                    .is_some_and(|gap| gap.is_empty() || (!label.begins && gap.trim().is_empty()));
             if continues {
                 current.end = word.end;
                 current.score_sum += word.probability;
@@ -145,7 +159,11 @@ pub(crate) fn decode(text: &str, predictions: &TokenPredictions, labels: &LabelM
     let mut joined: Vec<Open<'_>> = Vec::with_capacity(spans.len());
     for span in spans {
         if let Some(last) = joined.last_mut() {
-            if last.kind == span.kind && text.get(last.end..span.start).is_some_and(|gap| span.kind.joins(gap)) {
+            if last.kind == span.kind
+                && text
+                    .get(last.end..span.start)
+                    .is_some_and(|gap| span.kind.joins(gap))
+            {
                 last.end = span.end;
                 last.score_sum += span.score_sum;
                 last.words += span.words;
@@ -167,7 +185,24 @@ pub(crate) fn decode(text: &str, predictions: &TokenPredictions, labels: &LabelM
 }
 
 /// Words that introduce the number of a unit within a building (lower case).
-const UNIT_DESIGNATORS: [&str; 16] = ["apt", "apt.", "apartment", "suite", "ste", "ste.", "unit", "#", "no.", "room", "rm", "rm.", "floor", "fl", "fl.", "flat"];
+const UNIT_DESIGNATORS: [&str; 16] = [
+    "apt",
+    "apt.",
+    "apartment",
+    "suite",
+    "ste",
+    "ste.",
+    "unit",
+    "#",
+    "no.",
+    "room",
+    "rm",
+    "rm.",
+    "floor",
+    "fl",
+    "fl.",
+    "flat",
+];
 
 /// Where a street-address span starting at `start` begins once a unit designator right before
 /// it ("Apt. ", "Suite ", "#") is included; `start` itself when there is none or the span does
@@ -204,14 +239,21 @@ fn words(text: &str, predictions: &TokenPredictions) -> Vec<Word> {
             continue;
         }
         let row = predictions.token(index);
-        let Some((label, &probability)) = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)) else {
+        let Some((label, &probability)) = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))
+        else {
             continue;
         };
         if let Some(last) = words.last_mut() {
             let inside = start < last.end;
             let glued = start == last.end
-                && text[..start].chars().next_back().is_some_and(char::is_alphanumeric)
-                && text[start..].chars().next().is_some_and(char::is_alphanumeric);
+                && text[..start]
+                    .chars()
+                    .next_back()
+                    .is_some_and(char::is_alphanumeric)
+                && text[start..]
+                    .chars()
+                    .next()
+                    .is_some_and(char::is_alphanumeric);
             if inside || glued {
                 last.end = last.end.max(end);
                 continue;
@@ -233,7 +275,17 @@ mod tests {
 
     use super::*;
 
-    const LABELS: [&str; 9] = ["O", "B-GIVEN_NAME", "I-GIVEN_NAME", "B-SURNAME", "B-EMAIL", "I-EMAIL", "B-CITY", "I-CITY", "B-MISC"];
+    const LABELS: [&str; 9] = [
+        "O",
+        "B-GIVEN_NAME",
+        "I-GIVEN_NAME",
+        "B-SURNAME",
+        "B-EMAIL",
+        "I-EMAIL",
+        "B-CITY",
+        "I-CITY",
+        "B-MISC",
+    ];
 
     fn label_map() -> LabelMap {
         let labels: Vec<String> = LABELS.iter().map(|s| s.to_string()).collect();
@@ -265,7 +317,10 @@ mod tests {
     }
 
     fn spans(text: &str, entities: &[PiiEntity]) -> Vec<(PiiType, String)> {
-        entities.iter().map(|e| (e.kind, text[e.start..e.end].to_string())).collect()
+        entities
+            .iter()
+            .map(|e| (e.kind, text[e.start..e.end].to_string()))
+            .collect()
     }
 
     #[test]
@@ -288,8 +343,18 @@ mod tests {
             ],
         );
         let entities = decode(text, &p, &label_map(), 0.5);
-        assert_eq!(spans(text, &entities), [(PiiType::Person, "Marie Hamanová".into()), (PiiType::City, "Kangerlussuaq".into())]);
-        assert!((entities[0].score - 0.975).abs() < 1e-6, "mean over the words: {}", entities[0].score);
+        assert_eq!(
+            spans(text, &entities),
+            [
+                (PiiType::Person, "Marie Hamanová".into()),
+                (PiiType::City, "Kangerlussuaq".into())
+            ]
+        );
+        assert!(
+            (entities[0].score - 0.975).abs() < 1e-6,
+            "mean over the words: {}",
+            entities[0].score
+        );
         assert!(entities.iter().all(|e| e.source == PiiSource::Model));
     }
 
@@ -331,9 +396,23 @@ mod tests {
     #[test]
     fn low_scores_and_unknown_labels_are_outside() {
         let text = "Anna Smith met Bob";
-        let p = predict(text, &[("Anna", "B-GIVEN_NAME", 0.4), ("Smith", "B-SURNAME", 0.9), ("met", "B-MISC", 0.9), ("Bob", "B-GIVEN_NAME", 0.7)]);
+        let p = predict(
+            text,
+            &[
+                ("Anna", "B-GIVEN_NAME", 0.4),
+                ("Smith", "B-SURNAME", 0.9),
+                ("met", "B-MISC", 0.9),
+                ("Bob", "B-GIVEN_NAME", 0.7),
+            ],
+        );
         let entities = decode(text, &p, &label_map(), 0.5);
-        assert_eq!(spans(text, &entities), [(PiiType::Person, "Smith".into()), (PiiType::Person, "Bob".into())]);
+        assert_eq!(
+            spans(text, &entities),
+            [
+                (PiiType::Person, "Smith".into()),
+                (PiiType::Person, "Bob".into())
+            ]
+        );
         let strict = decode(text, &p, &label_map(), 0.8);
         assert_eq!(spans(text, &strict), [(PiiType::Person, "Smith".into())]);
     }
@@ -341,7 +420,16 @@ mod tests {
     #[test]
     fn an_inside_label_after_other_text_opens_a_new_entity_and_people_in_a_list_stay_apart() {
         let text = "Anna, Bob and Carl";
-        let p = predict(text, &[("Anna", "B-GIVEN_NAME", 0.9), (",", "O", 0.9), ("Bob", "I-GIVEN_NAME", 0.9), ("and", "O", 0.9), ("Carl", "I-GIVEN_NAME", 0.9)]);
+        let p = predict(
+            text,
+            &[
+                ("Anna", "B-GIVEN_NAME", 0.9),
+                (",", "O", 0.9),
+                ("Bob", "I-GIVEN_NAME", 0.9),
+                ("and", "O", 0.9),
+                ("Carl", "I-GIVEN_NAME", 0.9),
+            ],
+        );
         let entities = decode(text, &p, &label_map(), 0.5);
         assert_eq!(spans(text, &entities).len(), 3);
     }
@@ -352,17 +440,43 @@ mod tests {
         let mut p = predict(text, &[("Zoë", "B-GIVEN_NAME", 0.9)]);
         p.offsets.push((2, 3)); // inside the two-byte ë
         p.offsets.push((3, 40));
-        p.probabilities.extend(std::iter::repeat_n(0.1, 2 * LABELS.len()));
-        assert_eq!(spans(text, &decode(text, &p, &label_map(), 0.5)), [(PiiType::Person, "Zoë".into())]);
+        p.probabilities
+            .extend(std::iter::repeat_n(0.1, 2 * LABELS.len()));
+        assert_eq!(
+            spans(text, &decode(text, &p, &label_map(), 0.5)),
+            [(PiiType::Person, "Zoë".into())]
+        );
     }
 
     #[test]
     fn unit_designators_join_the_street_address() {
-        let labels: Vec<String> = ["O", "B-BUILDING_NUMBER", "B-STREET_NAME", "I-STREET_NAME", "B-SECONDARY_ADDRESS"].iter().map(|s| s.to_string()).collect();
+        let labels: Vec<String> = [
+            "O",
+            "B-BUILDING_NUMBER",
+            "B-STREET_NAME",
+            "I-STREET_NAME",
+            "B-SECONDARY_ADDRESS",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let (map, _) = LabelMap::new(&labels).unwrap();
         let text = "at 1463 Horseshoe Lane Suite 484, Newark";
-        let row = |label: usize| (0..5).map(|i| if i == label { 0.9 } else { 0.025 }).collect::<Vec<f32>>();
-        let pieces = [("at", 0), ("1463", 1), ("Horseshoe", 2), ("Lane", 3), ("Suite", 0), ("484", 4), (",", 0), ("Newark", 0)];
+        let row = |label: usize| {
+            (0..5)
+                .map(|i| if i == label { 0.9 } else { 0.025 })
+                .collect::<Vec<f32>>()
+        };
+        let pieces = [
+            ("at", 0),
+            ("1463", 1),
+            ("Horseshoe", 2),
+            ("Lane", 3),
+            ("Suite", 0),
+            ("484", 4),
+            (",", 0),
+            ("Newark", 0),
+        ];
         let mut offsets = Vec::new();
         let mut probabilities = Vec::new();
         let mut from = 0;
@@ -372,12 +486,30 @@ mod tests {
             offsets.push((start, from));
             probabilities.extend(row(label));
         }
-        let p = TokenPredictions { offsets, probabilities, labels: 5, tokens: 10, timing: StageTiming::default() };
-        assert_eq!(spans(text, &decode(text, &p, &map, 0.5)), [(PiiType::StreetAddress, "1463 Horseshoe Lane Suite 484".into())]);
+        let p = TokenPredictions {
+            offsets,
+            probabilities,
+            labels: 5,
+            tokens: 10,
+            timing: StageTiming::default(),
+        };
+        assert_eq!(
+            spans(text, &decode(text, &p, &map, 0.5)),
+            [(
+                PiiType::StreetAddress,
+                "1463 Horseshoe Lane Suite 484".into()
+            )]
+        );
 
         // The designator already belongs to the street span: nothing moves, nothing overlaps.
         let text = "1177 Briarhill Lane Apt 902";
-        let pieces = [("1177", 1), ("Briarhill", 2), ("Lane", 3), ("Apt", 3), ("902", 4)];
+        let pieces = [
+            ("1177", 1),
+            ("Briarhill", 2),
+            ("Lane", 3),
+            ("Apt", 3),
+            ("902", 4),
+        ];
         let mut offsets = Vec::new();
         let mut probabilities = Vec::new();
         let mut from = 0;
@@ -387,8 +519,17 @@ mod tests {
             offsets.push((start, from));
             probabilities.extend(row(label));
         }
-        let p = TokenPredictions { offsets, probabilities, labels: 5, tokens: 7, timing: StageTiming::default() };
-        assert_eq!(spans(text, &decode(text, &p, &map, 0.5)), [(PiiType::StreetAddress, text.into())]);
+        let p = TokenPredictions {
+            offsets,
+            probabilities,
+            labels: 5,
+            tokens: 7,
+            timing: StageTiming::default(),
+        };
+        assert_eq!(
+            spans(text, &decode(text, &p, &map, 0.5)),
+            [(PiiType::StreetAddress, text.into())]
+        );
 
         assert_eq!(with_unit_designator("Apt. 12", 5), 0);
         assert_eq!(with_unit_designator("x #12", 3), 2);
@@ -399,7 +540,10 @@ mod tests {
 
     #[test]
     fn a_model_without_pii_labels_is_refused() {
-        let labels: Vec<String> = ["O", "B-MISC", "I-MISC"].iter().map(|s| s.to_string()).collect();
+        let labels: Vec<String> = ["O", "B-MISC", "I-MISC"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert!(LabelMap::new(&labels).is_err());
     }
 }

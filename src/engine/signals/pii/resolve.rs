@@ -10,7 +10,10 @@ use super::types::PiiEntity;
 /// shape no recogniser knows) are kept.
 pub(crate) fn resolve(regex: Vec<PiiEntity>, model: Vec<PiiEntity>) -> Vec<PiiEntity> {
     let mut all = regex;
-    let kept: Vec<PiiEntity> = model.into_iter().filter(|m| !all.iter().any(|r| r.overlaps(m))).collect();
+    let kept: Vec<PiiEntity> = model
+        .into_iter()
+        .filter(|m| !all.iter().any(|r| r.overlaps(m)))
+        .collect();
     all.extend(kept);
     all.sort_by_key(|e| (e.start, e.end));
     all
@@ -33,14 +36,20 @@ mod tests {
 
     #[test]
     fn regex_wins_overlaps_and_the_model_keeps_the_rest() {
-        let regex = vec![entity(PiiType::CreditCard, 30, 49, PiiSource::Regex), entity(PiiType::Email, 60, 80, PiiSource::Regex)];
+        let regex = vec![
+            entity(PiiType::CreditCard, 30, 49, PiiSource::Regex),
+            entity(PiiType::Email, 60, 80, PiiSource::Regex),
+        ];
         let model = vec![
             entity(PiiType::Person, 0, 10, PiiSource::Model),
-            entity(PiiType::Phone, 30, 49, PiiSource::Model),  // the card, misread
+            entity(PiiType::Phone, 30, 49, PiiSource::Model), // the card, misread
             entity(PiiType::Person, 60, 65, PiiSource::Model), // a name inside the e-mail
-            entity(PiiType::Phone, 85, 99, PiiSource::Model),  // a phone no regex matched
+            entity(PiiType::Phone, 85, 99, PiiSource::Model), // a phone no regex matched
         ];
-        let got: Vec<(PiiType, usize, PiiSource)> = resolve(regex, model).iter().map(|e| (e.kind, e.start, e.source)).collect();
+        let got: Vec<(PiiType, usize, PiiSource)> = resolve(regex, model)
+            .iter()
+            .map(|e| (e.kind, e.start, e.source))
+            .collect();
         assert_eq!(
             got,
             [

@@ -119,11 +119,19 @@ impl Scoreboard {
 
     /// Adds one text's findings and labels, type by type.
     pub fn add(&mut self, predicted: &[PiiSpan], gold: &[PiiSpan]) {
-        let kinds: std::collections::BTreeSet<PiiType> = predicted.iter().chain(gold).map(|s| s.kind).collect();
+        let kinds: std::collections::BTreeSet<PiiType> =
+            predicted.iter().chain(gold).map(|s| s.kind).collect();
         for kind in kinds {
-            let p: Vec<PiiSpan> = predicted.iter().filter(|s| s.kind == kind).copied().collect();
+            let p: Vec<PiiSpan> = predicted
+                .iter()
+                .filter(|s| s.kind == kind)
+                .copied()
+                .collect();
             let g: Vec<PiiSpan> = gold.iter().filter(|s| s.kind == kind).copied().collect();
-            self.by_type.entry(kind).or_default().add(score(&p, &g, self.matching));
+            self.by_type
+                .entry(kind)
+                .or_default()
+                .add(score(&p, &g, self.matching));
         }
     }
 
@@ -141,10 +149,26 @@ impl Scoreboard {
 
     /// A table of precision, recall, F1 and counts per type, then the overall line.
     pub fn render(&self) -> String {
-        let mut out = format!("{:<16} {:>9} {:>7} {:>7} {:>6} {:>6} {:>6}\n", "type", "precision", "recall", "f1", "tp", "fp", "fn");
-        let rows = self.by_type.iter().map(|(k, c)| (k.as_str(), *c)).chain([("overall", self.overall())]);
+        let mut out = format!(
+            "{:<16} {:>9} {:>7} {:>7} {:>6} {:>6} {:>6}\n",
+            "type", "precision", "recall", "f1", "tp", "fp", "fn"
+        );
+        let rows = self
+            .by_type
+            .iter()
+            .map(|(k, c)| (k.as_str(), *c))
+            .chain([("overall", self.overall())]);
         for (name, c) in rows {
-            let _ = writeln!(out, "{name:<16} {:>9.3} {:>7.3} {:>7.3} {:>6} {:>6} {:>6}", c.precision(), c.recall(), c.f1(), c.tp, c.fp, c.fn_);
+            let _ = writeln!(
+                out,
+                "{name:<16} {:>9.3} {:>7.3} {:>7.3} {:>6} {:>6} {:>6}",
+                c.precision(),
+                c.recall(),
+                c.f1(),
+                c.tp,
+                c.fp,
+                c.fn_
+            );
         }
         out
     }
@@ -161,9 +185,20 @@ mod tests {
     #[test]
     fn exact_matching_needs_type_and_both_ends() {
         let gold = [span(PiiType::Email, 0, 10), span(PiiType::Person, 20, 30)];
-        let predicted = [span(PiiType::Email, 0, 10), span(PiiType::Person, 20, 29), span(PiiType::City, 40, 45)];
+        let predicted = [
+            span(PiiType::Email, 0, 10),
+            span(PiiType::Person, 20, 29),
+            span(PiiType::City, 40, 45),
+        ];
         let c = score(&predicted, &gold, Matching::Exact);
-        assert_eq!(c, Counts { tp: 1, fp: 2, fn_: 1 });
+        assert_eq!(
+            c,
+            Counts {
+                tp: 1,
+                fp: 2,
+                fn_: 1
+            }
+        );
         assert!((c.precision() - 1.0 / 3.0).abs() < 1e-9 && (c.recall() - 0.5).abs() < 1e-9);
         assert!((c.f1() - 0.4).abs() < 1e-9);
     }
@@ -173,30 +208,97 @@ mod tests {
         let gold = [span(PiiType::Person, 20, 30)];
         // A name split in two: one half matches, the other is a false positive.
         let predicted = [span(PiiType::Person, 20, 24), span(PiiType::Person, 25, 30)];
-        assert_eq!(score(&predicted, &gold, Matching::Overlap), Counts { tp: 1, fp: 1, fn_: 0 });
-        assert_eq!(score(&predicted, &gold, Matching::Exact), Counts { tp: 0, fp: 2, fn_: 1 });
+        assert_eq!(
+            score(&predicted, &gold, Matching::Overlap),
+            Counts {
+                tp: 1,
+                fp: 1,
+                fn_: 0
+            }
+        );
+        assert_eq!(
+            score(&predicted, &gold, Matching::Exact),
+            Counts {
+                tp: 0,
+                fp: 2,
+                fn_: 1
+            }
+        );
         // Type still matters.
-        assert_eq!(score(&[span(PiiType::City, 20, 30)], &gold, Matching::Overlap), Counts { tp: 0, fp: 1, fn_: 1 });
+        assert_eq!(
+            score(&[span(PiiType::City, 20, 30)], &gold, Matching::Overlap),
+            Counts {
+                tp: 0,
+                fp: 1,
+                fn_: 1
+            }
+        );
     }
 
     #[test]
     fn an_exact_hit_is_not_stolen_by_a_near_miss() {
         let gold = [span(PiiType::Person, 0, 10), span(PiiType::Person, 12, 20)];
         let predicted = [span(PiiType::Person, 5, 14), span(PiiType::Person, 0, 10)];
-        assert_eq!(score(&predicted, &gold, Matching::Overlap), Counts { tp: 2, fp: 0, fn_: 0 });
+        assert_eq!(
+            score(&predicted, &gold, Matching::Overlap),
+            Counts {
+                tp: 2,
+                fp: 0,
+                fn_: 0
+            }
+        );
     }
 
     #[test]
     fn empty_sides_and_the_scoreboard() {
-        assert_eq!(Counts::default().f1(), 1.0, "nothing to find and nothing found");
-        assert_eq!(Counts { tp: 0, fp: 0, fn_: 3 }.f1(), 0.0);
+        assert_eq!(
+            Counts::default().f1(),
+            1.0,
+            "nothing to find and nothing found"
+        );
+        assert_eq!(
+            Counts {
+                tp: 0,
+                fp: 0,
+                fn_: 3
+            }
+            .f1(),
+            0.0
+        );
         let mut board = Scoreboard::new(Matching::Exact);
-        board.add(&[span(PiiType::Email, 0, 5)], &[span(PiiType::Email, 0, 5), span(PiiType::Phone, 6, 9)]);
+        board.add(
+            &[span(PiiType::Email, 0, 5)],
+            &[span(PiiType::Email, 0, 5), span(PiiType::Phone, 6, 9)],
+        );
         board.add(&[span(PiiType::Phone, 1, 3)], &[]);
-        assert_eq!(board.by_type()[&PiiType::Email], Counts { tp: 1, fp: 0, fn_: 0 });
-        assert_eq!(board.by_type()[&PiiType::Phone], Counts { tp: 0, fp: 1, fn_: 1 });
-        assert_eq!(board.overall(), Counts { tp: 1, fp: 1, fn_: 1 });
+        assert_eq!(
+            board.by_type()[&PiiType::Email],
+            Counts {
+                tp: 1,
+                fp: 0,
+                fn_: 0
+            }
+        );
+        assert_eq!(
+            board.by_type()[&PiiType::Phone],
+            Counts {
+                tp: 0,
+                fp: 1,
+                fn_: 1
+            }
+        );
+        assert_eq!(
+            board.overall(),
+            Counts {
+                tp: 1,
+                fp: 1,
+                fn_: 1
+            }
+        );
         let table = board.render();
-        assert!(table.contains("EMAIL") && table.contains("overall"), "{table}");
+        assert!(
+            table.contains("EMAIL") && table.contains("overall"),
+            "{table}"
+        );
     }
 }

@@ -117,7 +117,9 @@ impl PiiType {
         PiiType::ALL
             .into_iter()
             .find(|t| t.as_str().eq_ignore_ascii_case(wanted))
-            .ok_or_else(|| UnknownPiiType { name: name.to_string() })
+            .ok_or_else(|| UnknownPiiType {
+                name: name.to_string(),
+            })
     }
 
     /// The type a token classifier's entity label stands for, BIO prefix removed (e.g.
@@ -126,7 +128,8 @@ impl PiiType {
     pub fn from_model_label(label: &str) -> Option<PiiType> {
         let upper = label.trim().to_ascii_uppercase();
         Some(match upper.as_str() {
-            "GIVEN_NAME" | "SURNAME" | "FIRST_NAME" | "LAST_NAME" | "MIDDLE_NAME" | "PERSON" | "PER" | "NAME" => PiiType::Person,
+            "GIVEN_NAME" | "SURNAME" | "FIRST_NAME" | "LAST_NAME" | "MIDDLE_NAME" | "PERSON"
+            | "PER" | "NAME" => PiiType::Person,
             "EMAIL" | "EMAIL_ADDRESS" => PiiType::Email,
             "PHONE" | "PHONE_NUMBER" | "TELEPHONE" | "TELEPHONENUM" => PiiType::Phone,
             "CREDIT_CARD" | "CREDIT_CARD_NUMBER" | "CREDITCARDNUMBER" => PiiType::CreditCard,
@@ -134,7 +137,8 @@ impl PiiType {
             "SSN" | "US_SSN" | "SOCIALNUM" => PiiType::UsSsn,
             "IP" | "IP_ADDRESS" => PiiType::IpAddress,
             "URL" => PiiType::Url,
-            "BUILDING_NUMBER" | "BUILDINGNUM" | "STREET_NAME" | "STREET" | "SECONDARY_ADDRESS" | "STREET_ADDRESS" => PiiType::StreetAddress,
+            "BUILDING_NUMBER" | "BUILDINGNUM" | "STREET_NAME" | "STREET" | "SECONDARY_ADDRESS"
+            | "STREET_ADDRESS" => PiiType::StreetAddress,
             "CITY" => PiiType::City,
             "STATE" => PiiType::State,
             "ZIP_CODE" | "ZIP" | "ZIPCODE" | "POSTCODE" | "POSTAL_CODE" => PiiType::ZipCode,
@@ -155,9 +159,12 @@ impl PiiType {
     /// The detector and the evaluation data generator share this rule.
     pub fn joins(self, gap: &str) -> bool {
         match self {
-            PiiType::Person => gap.chars().all(|c| c.is_whitespace() && c != '\n' && c != '\r'),
+            PiiType::Person => gap
+                .chars()
+                .all(|c| c.is_whitespace() && c != '\n' && c != '\r'),
             PiiType::StreetAddress => {
-                gap.chars().all(|c| c.is_whitespace() || c == ',') && gap.chars().filter(|&c| c == ',').count() <= 1
+                gap.chars().all(|c| c.is_whitespace() || c == ',')
+                    && gap.chars().filter(|&c| c == ',').count() <= 1
             }
             // A place name the model split word by word ("Dot" "Lake").
             PiiType::City | PiiType::State => !gap.is_empty() && gap.chars().all(|c| c == ' '),
@@ -240,20 +247,38 @@ mod tests {
         for t in PiiType::ALL {
             assert_eq!(PiiType::parse(t.as_str()), Ok(t));
             assert_eq!(PiiType::parse(&t.as_str().to_lowercase()), Ok(t));
-            assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{}\"", t.as_str()));
+            assert_eq!(
+                serde_json::to_string(&t).unwrap(),
+                format!("\"{}\"", t.as_str())
+            );
             assert_eq!(t.to_string(), t.as_str());
         }
         let err = PiiType::parse("SOCIAL").unwrap_err();
-        assert!(err.to_string().contains("`SOCIAL`") && err.to_string().contains("US_SSN"), "{err}");
+        assert!(
+            err.to_string().contains("`SOCIAL`") && err.to_string().contains("US_SSN"),
+            "{err}"
+        );
     }
 
     #[test]
     fn rampart_labels_map_to_the_canonical_types() {
-        assert_eq!(PiiType::from_model_label("GIVEN_NAME"), Some(PiiType::Person));
+        assert_eq!(
+            PiiType::from_model_label("GIVEN_NAME"),
+            Some(PiiType::Person)
+        );
         assert_eq!(PiiType::from_model_label("SURNAME"), Some(PiiType::Person));
-        assert_eq!(PiiType::from_model_label("SECONDARY_ADDRESS"), Some(PiiType::StreetAddress));
-        assert_eq!(PiiType::from_model_label("zip_code"), Some(PiiType::ZipCode));
-        assert_eq!(PiiType::from_model_label("DRIVERS_LICENSE"), Some(PiiType::DriversLicense));
+        assert_eq!(
+            PiiType::from_model_label("SECONDARY_ADDRESS"),
+            Some(PiiType::StreetAddress)
+        );
+        assert_eq!(
+            PiiType::from_model_label("zip_code"),
+            Some(PiiType::ZipCode)
+        );
+        assert_eq!(
+            PiiType::from_model_label("DRIVERS_LICENSE"),
+            Some(PiiType::DriversLicense)
+        );
         assert_eq!(PiiType::from_model_label("O"), None);
         assert_eq!(PiiType::from_model_label("MISC"), None);
     }
@@ -275,7 +300,14 @@ mod tests {
 
     #[test]
     fn spans_serialise_with_a_type_field() {
-        let span = PiiSpan { kind: PiiType::Iban, start: 3, end: 25 };
-        assert_eq!(serde_json::to_string(&span).unwrap(), r#"{"type":"IBAN","start":3,"end":25}"#);
+        let span = PiiSpan {
+            kind: PiiType::Iban,
+            start: 3,
+            end: 25,
+        };
+        assert_eq!(
+            serde_json::to_string(&span).unwrap(),
+            r#"{"type":"IBAN","start":3,"end":25}"#
+        );
     }
 }
