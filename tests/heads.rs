@@ -97,7 +97,7 @@ fn jailbreak_head_lets_held_out_small_talk_pass() {
 }
 
 /// Share of the held-out natural instructions (Arena-Hard, AlpacaEval, IFEval, WritingBench,
-/// HealthBench: ordinary requests, all benign) the jailbreak head must let pass (0.978 when
+/// HealthBench: ordinary requests, all benign) the jailbreak head must let pass (0.972 when
 /// trained; the head before they were in its data let 0.632 pass and blocked 61 of 899).
 const MIN_INSTRUCTIONS_ACCURACY: f64 = 0.95;
 

@@ -6,6 +6,7 @@
 //! non-evaluation data with those settings, then score it, through the head API the engine
 //! uses, on evaluation splits that neither step saw.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -14,8 +15,8 @@ use semrouter::assemble;
 use semrouter::categories::CATEGORIES;
 use semrouter::config;
 use semrouter::data::{
-    chitchat, complexity, instructions, mmlu, neuralchemy, slabs, smalltalk, stratified_split,
-    LabelledText, Split, JAILBREAK_LABELS,
+    chitchat, complexity, fold, instructions, mmlu, mtbench, natural, neuralchemy, slabs,
+    smalltalk, stratified_split, LabelledText, Split, JAILBREAK_LABELS,
 };
 use semrouter::heads::train::{fit, select, Examples, Features, TrainOptions};
 use semrouter::heads::{self, EmbeddingBinding, LexicalFeatures, LinearHead, HEAD_FORMAT};
@@ -172,6 +173,12 @@ pub struct JailbreakArgs {
     /// The BYU chitchat file (benign chit-chat; a quarter of the sample held out).
     #[arg(long, default_value = chitchat::DEFAULT_PATH)]
     chitchat: PathBuf,
+    /// The natural-prompt evaluation set: none of its prompts is trained on.
+    #[arg(long, default_value = natural::DEFAULT_DIR)]
+    natural: PathBuf,
+    /// MT-Bench's question file: none of its first turns is trained on.
+    #[arg(long, default_value = mtbench::DEFAULT_PATH)]
+    mtbench: PathBuf,
 }
 
 /// MMLU test questions added to the jailbreak head's benign training data (a seeded sample,
@@ -438,6 +445,26 @@ pub async fn jailbreak(args: JailbreakArgs) -> anyhow::Result<()> {
     let (talk_train, talk_held) = smalltalk::partition(smalltalk::load(&args.smalltalk)?);
     let (asks_train, asks_held) = instructions::partition(instructions::load(&args.instructions)?);
     let (chat_train, chat_held) = chitchat::partition(chitchat::load(&args.chitchat)?);
+    // The benign sets are public prompts; some also stand in evaluation sets (AlpacaEval holds an
+    // MT-Bench question, BYU chitchat a greeting of the natural set). Those never train.
+    let evaluation: HashSet<String> = natural::load(&args.natural)?
+        .iter()
+        .map(|p| fold(&p.text))
+        .chain(
+            mtbench::load(&args.mtbench)?
+                .iter()
+                .map(|q| fold(&q.first_turn)),
+        )
+        .collect();
+    let before = talk_train.len() + asks_train.len() + chat_train.len();
+    let unseen = |rows: Vec<LabelledText>| -> Vec<LabelledText> {
+        rows.into_iter()
+            .filter(|r| !evaluation.contains(&fold(&r.text)))
+            .collect()
+    };
+    let (talk_train, asks_train, chat_train) =
+        (unseen(talk_train), unseen(asks_train), unseen(chat_train));
+    let excluded = before - (talk_train.len() + asks_train.len() + chat_train.len());
     let questions = mmlu::load(&args.mmlu, mmlu::Split::Test)?;
     let (_, sampled) = stratified_split(
         &vec![0; questions.len()],
@@ -492,6 +519,7 @@ pub async fn jailbreak(args: JailbreakArgs) -> anyhow::Result<()> {
             instructions::HELD_OUT_FRACTION,
             instructions::SPLIT_SEED
         ),
+        "excluded": format!("{excluded} benign training texts that are also natural-set prompts or MT-Bench first turns (evaluation only)"),
         "chit_chat": format!(
             "PyPI chitchat-dataset==0.9.0: the first {} turns of each conversation, distinct, a seeded sample of {}, benign; {} held out with seed {} for evaluation",
             chitchat::TURNS_PER_CONVERSATION,
