@@ -261,13 +261,11 @@ async fn privacy_first_keeps_personal_data_on_the_on_prem_model() {
 async fn latency_slo_excludes_models_whose_p95_latency_is_over_the_budget() {
     // qwen3-8b gets an upstream (the recipe has none), so the proxy can observe its answers.
     let small = Upstream::start("small");
-    let server = serve(
-        "latency-slo",
-        vec![(
-            "SEMROUTER__MODELS__0__UPSTREAM__BASE_URL",
-            small.base.clone(),
-        )],
-    );
+    let env = vec![(
+        "SEMROUTER__MODELS__0__UPSTREAM__BASE_URL",
+        small.base.clone(),
+    )];
+    let server = serve("latency-slo", env);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
